@@ -1,0 +1,82 @@
+"""One labelled configuration, the unit every reader yields and every writer takes.
+
+Arrays follow the units and sign conventions of ``spec/format-v1.md``: positions
+and cell in Å (cell rows are lattice vectors), energies in eV, forces in eV/Å,
+stress in eV/Å³ with the ASE sign (positive = tensile).  Missing optional
+values are ``None`` (whole array absent) or NaN (value unknown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    numbers: np.ndarray                     # (n,) uint8 atomic numbers
+    positions: np.ndarray                   # (n, 3) float64, Å, Cartesian
+    cell: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))  # (3, 3) Å
+    pbc: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=bool))
+    energy: float = float("nan")            # eV, consistent with forces
+    forces: np.ndarray | None = None        # (n, 3) eV/Å
+    stress: np.ndarray | None = None        # (3, 3) eV/Å³, ASE sign
+    energy_sigma0: float = float("nan")     # eV, VASP energy(sigma->0) when known
+    charges: np.ndarray | None = None       # (n,) e
+    magmoms: np.ndarray | None = None       # (n,) μB
+    total_charge: float = float("nan")      # e
+    converged: bool = True                  # SCF converged for this step
+    source: int = -1                        # index into the provenance table (-1: unknown)
+    settings: int = -1                      # index into the calculation-settings table (-1: unknown)
+    info: dict[str, Any] = field(default_factory=dict)  # reader extras (step index, ...)
+
+    def __post_init__(self) -> None:
+        self.numbers = np.asarray(self.numbers, dtype=np.uint8).reshape(-1)
+        n = self.numbers.shape[0]
+        self.positions = np.asarray(self.positions, dtype=np.float64).reshape(n, 3)
+        self.cell = np.asarray(self.cell, dtype=np.float64).reshape(3, 3)
+        self.pbc = np.asarray(self.pbc, dtype=bool).reshape(3)
+        self.energy = float(self.energy)
+        self.energy_sigma0 = float(self.energy_sigma0)
+        self.total_charge = float(self.total_charge)
+        if self.forces is not None:
+            self.forces = np.asarray(self.forces, dtype=np.float64).reshape(n, 3)
+        if self.stress is not None:
+            self.stress = _as_stress_matrix(self.stress)
+        if self.charges is not None:
+            self.charges = np.asarray(self.charges, dtype=np.float64).reshape(n)
+        if self.magmoms is not None:
+            self.magmoms = np.asarray(self.magmoms, dtype=np.float64).reshape(n)
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.numbers.shape[0])
+
+    @property
+    def symbols(self) -> list[str]:
+        from ase.data import chemical_symbols
+
+        return [chemical_symbols[z] for z in self.numbers]
+
+    def to_atoms(self):
+        """An ``ase.Atoms`` with energy/forces/stress on a SinglePointCalculator."""
+        from mlds.format.ase_bridge import frame_to_atoms
+
+        return frame_to_atoms(self)
+
+    @classmethod
+    def from_atoms(cls, atoms, **kw: Any) -> "Frame":
+        from mlds.format.ase_bridge import atoms_to_frame
+
+        return atoms_to_frame(atoms, **kw)
+
+
+def _as_stress_matrix(value: Any) -> np.ndarray:
+    """Accept a 3x3 matrix or ASE's Voigt 6-vector (xx, yy, zz, yz, xz, xy)."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape == (6,):
+        xx, yy, zz, yz, xz, xy = arr
+        arr = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    return arr.reshape(3, 3)
