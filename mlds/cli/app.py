@@ -1,0 +1,31 @@
+"""The Typer application object every command module registers on."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="mlds",
+    help="Versioned, shareable DFT training data for machine-learning interatomic potentials.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from mlds import __version__
+
+        console.print(f"mlds {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Versioned, shareable DFT training data for machine-learning interatomic potentials."""
