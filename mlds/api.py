@@ -1,0 +1,38 @@
+"""The top-level library API (``mlds.open``, ``mlds.create``, ...), which the CLI calls."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from mlds.errors import FormatError
+from mlds.format.dataset import Dataset
+from mlds.format.frame import Frame
+from mlds.format.writer import DatasetWriter, create, write
+
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._-]+)?$")
+
+
+def open(target: str | os.PathLike, **options: Any) -> Any:  # noqa: A001 - mirrors zarr.open / h5py.File
+    """Open a dataset file (``.h5``, ``.zarr``, ``.zarr.zip``) or a store version ``NAME[@TAG]``."""
+    path = Path(target)
+    if path.exists():
+        return Dataset(path, **options)
+    text = os.fspath(target)
+    if _REF.match(text) and not path.suffix in (".h5", ".hdf5", ".zarr", ".zip"):
+        from mlds.store import open_ref
+
+        return open_ref(text, **options)
+    raise FormatError(path, "no such file or directory")
+
+
+def read_frames(path: str | os.PathLike, fmt: str | None = None, **options: Any) -> Iterable[Frame]:
+    """Frames from any supported input file (VASP, QE, extxyz, n2p2, aenet, ...)."""
+    from mlds.io.registry import open_reader
+
+    return open_reader(path, fmt, **options)
+
+
+__all__ = ["Dataset", "DatasetWriter", "Frame", "create", "open", "read_frames", "write"]

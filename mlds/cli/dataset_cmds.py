@@ -1,0 +1,153 @@
+"""`mlds info`, `mlds validate`, `mlds export`, `mlds import`: commands on one dataset file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+import mlds
+from mlds.cli.app import app, console, err_console
+from mlds.errors import ValidationError
+
+
+@app.command()
+def info(
+    target: str = typer.Argument(..., help="Dataset file (.h5, .zarr, .zarr.zip) or store version NAME[@TAG]."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw energy-per-atom and force histograms to this PNG."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Show frames, atoms, elements, composition, energy/force ranges and metadata."""
+    with mlds.open(target) as ds:
+        s = ds.summary()
+        meta = ds.metadata
+        if plot is not None:
+            from mlds.plot import plot_distributions
+
+            plot_distributions(ds, plot)
+        if as_json:
+            console.print_json(json.dumps({"summary": s, "metadata": meta}, default=str))
+            return
+        _print_summary(target, ds, s, meta)
+        if plot is not None:
+            console.print(f"plot written to {plot}")
+
+
+def _fmt(x: object, spec: str = ".4f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _print_summary(target: str, ds, s: dict, meta: dict) -> None:
+    head = Table.grid(padding=(0, 2))
+    head.add_row("dataset", str(target))
+    head.add_row("name", str(meta.get("name", "-")))
+    if hasattr(ds, "spec_version"):
+        head.add_row("spec", ds.spec_version)
+    head.add_row("frames", f"{s['n_frames']} ({s['n_periodic']} periodic)")
+    head.add_row("atoms", f"{s['n_atoms']} total, {s['n_atoms_min']}–{s['n_atoms_max']} per frame")
+    head.add_row("elements", " ".join(s["elements"]) or "-")
+    head.add_row("energy/atom", f"{_fmt(s['energy_per_atom_min'])} … {_fmt(s['energy_per_atom_max'])} eV ({s['n_with_energy']} frames with energy)")
+    head.add_row("|F|", f"max {_fmt(s['force_max'])} eV/Å, rms {_fmt(s['force_rms'])} eV/Å" if s["has_forces"] else "no forces")
+    head.add_row("stress", "yes" if s["has_stress"] else "no")
+    head.add_row("arrays", ", ".join(ds.arrays_present))
+    head.add_row("license", str(meta.get("license", "-")))
+    authors = ", ".join(a.get("name", "?") for a in meta.get("authors", []))
+    head.add_row("authors", authors or "-")
+    if meta.get("description"):
+        head.add_row("description", meta["description"])
+    console.print(head)
+
+    comp = Table(title="composition", show_edge=False)
+    comp.add_column("element")
+    comp.add_column("atoms", justify="right")
+    comp.add_column("fraction", justify="right")
+    total = max(1, s["n_atoms"])
+    for el, count in sorted(s["composition"].items(), key=lambda kv: -kv[1]):
+        comp.add_row(el, str(count), f"{count / total:.3f}")
+    console.print(comp)
+
+    if s["formula_counts"]:
+        ft = Table(title="formulas (most frequent)", show_edge=False)
+        ft.add_column("formula")
+        ft.add_column("frames", justify="right")
+        for formula, count in list(s["formula_counts"].items())[:10]:
+            ft.add_row(formula, str(count))
+        console.print(ft)
+
+    calcs = meta.get("calculations", [])
+    if calcs:
+        ct = Table(title="calculations", show_edge=False)
+        for col in ("#", "code", "version", "functional", "cutoff (eV)", "k-points", "smearing", "spin"):
+            ct.add_column(col)
+        for i, c in enumerate(calcs):
+            k = c.get("kpoints", {})
+            kp = "x".join(map(str, k["mesh"])) if "mesh" in k else str(k.get("n_kpoints", "-"))
+            sm = c.get("smearing", {})
+            ct.add_row(
+                str(i), str(c.get("code", "-")), str(c.get("code_version", "-")), str(c.get("functional", "-")),
+                _fmt(c.get("plane_wave_cutoff_eV"), ".1f"), kp,
+                f"{sm.get('method', '-')} {sm.get('width_eV', '')}".strip(), str(c.get("spin_polarized", "-")),
+            )
+        console.print(ct)
+    sources = meta.get("sources", [])
+    if sources:
+        st = Table(title=f"sources ({len(sources)})", show_edge=False)
+        for col in ("file", "format", "kept", "dropped"):
+            st.add_column(col)
+        for src in sources[:20]:
+            dropped = ", ".join(f"{k}: {v}" for k, v in src.get("frames_dropped", {}).items()) or "-"
+            st.add_row(Path(src.get("path", "?")).name, src.get("format", "?"), str(src.get("frames_kept", "?")), dropped)
+        if len(sources) > 20:
+            st.add_row(f"… {len(sources) - 20} more", "", "", "")
+        console.print(st)
+
+
+@app.command()
+def validate(
+    path: Path = typer.Argument(..., help="Dataset file to check."),
+    level: str = typer.Option("base", "--level", help="Metadata level: base, group or public."),
+) -> None:
+    """Check the schema and the array invariants; exit 2 listing every problem."""
+    from mlds.format.validate import validate_dataset
+
+    problems = validate_dataset(path, level=level)
+    if problems:
+        for p in problems[1:]:
+            err_console.print(f"{path}: {p}", highlight=False, soft_wrap=True)
+        raise ValidationError(path, problems[0] + (f" (and {len(problems) - 1} more above)" if len(problems) > 1 else ""))
+    console.print(f"{path}: valid (mlds spec {_spec_of(path)})")
+
+
+def _spec_of(path: Path) -> str:
+    with mlds.open(path) as ds:
+        return ds.spec_version
+
+
+@app.command("export")
+def export_cmd(
+    path: str = typer.Argument(..., help="Dataset file or store version NAME[@TAG]."),
+    to: str = typer.Option("extxyz", "--to", help="Output format (extxyz, n2p2, aenet, or an mlds container by suffix)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file (or folder for aenet)."),
+) -> None:
+    """Write a dataset out in another format."""
+    from mlds.convert import export_dataset
+
+    n = export_dataset(path, output, to)
+    console.print(f"wrote {n} frames to {output}")
+
+
+@app.command("import")
+def import_cmd(
+    inputs: list[Path] = typer.Argument(..., help="Input files (extxyz, VASP, QE, n2p2, aenet, anything ASE reads)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Dataset to create (.h5, .zarr or .zarr.zip)."),
+    from_fmt: Optional[str] = typer.Option(None, "--from", help="Input format (detected from content when omitted)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Dataset name for the metadata."),
+) -> None:
+    """Create an mlds dataset from other files."""
+    from mlds.convert import convert
+
+    result = convert([str(p) for p in inputs], output, from_fmt=from_fmt, metadata={"name": name} if name else None)
+    console.print(f"wrote {result.n_frames} frames to {output}")

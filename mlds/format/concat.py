@@ -1,0 +1,139 @@
+"""Several datasets (a store version's shards) read as one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from mlds.format import spec
+from mlds.format.dataset import Dataset
+from mlds.format.frame import Frame
+
+
+class ConcatDataset:
+    """The read API of :class:`Dataset` over a list of datasets, end to end.
+
+    Optional arrays present in only some parts read as the spec's missing
+    value for the others, exactly as if the parts had been one file.
+    """
+
+    def __init__(self, parts: Sequence[Dataset], metadata: dict[str, Any] | None = None) -> None:
+        self.parts = list(parts)
+        self._metadata = metadata if metadata is not None else (self.parts[0].metadata if self.parts else {})
+        self._starts = np.cumsum([0] + [len(p) for p in self.parts])
+        self._present = set().union(*(set(p.arrays_present) for p in self.parts)) if self.parts else {a.name for a in spec.REQUIRED}
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._metadata
+
+    @property
+    def arrays_present(self) -> list[str]:
+        return [a.name for a in spec.ARRAYS if a.name in self._present]
+
+    def has(self, name: str) -> bool:
+        return name in self._present
+
+    @property
+    def n_atoms_total(self) -> int:
+        return sum(p.n_atoms_total for p in self.parts)
+
+    def _locate(self, i: int) -> tuple[Dataset, int]:
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"frame {i} out of range for a dataset of {n} frames")
+        k = int(np.searchsorted(self._starts, i, side="right") - 1)
+        return self.parts[k], i - int(self._starts[k])
+
+    def frame(self, i: int) -> Frame:
+        part, j = self._locate(i)
+        return part.frame(j)
+
+    def __getitem__(self, index: Any) -> Frame | list[Frame]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step == 1:
+                return list(self.iter_frames(start, stop))
+            return [self.frame(i) for i in range(start, stop, step)]
+        if isinstance(index, (int, np.integer)):
+            return self.frame(int(index))
+        return [self.frame(int(i)) for i in np.asarray(index).reshape(-1)]
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.iter_frames()
+
+    def iter_frames(self, start: int = 0, stop: int | None = None, **kw: Any) -> Iterator[Frame]:
+        stop = len(self) if stop is None else min(stop, len(self))
+        for k, part in enumerate(self.parts):
+            p0, p1 = int(self._starts[k]), int(self._starts[k + 1])
+            lo, hi = max(start, p0), min(stop, p1)
+            if lo < hi:
+                yield from part.iter_frames(lo - p0, hi - p0, **kw)
+
+    def array(self, name: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        a = spec.BY_NAME[name]
+        if name not in self._present:
+            raise KeyError(f"array {name!r} is not present")
+        start, stop, _ = slice(start, stop).indices(len(self))
+        pieces = []
+        for k, part in enumerate(self.parts):
+            p0, p1 = int(self._starts[k]), int(self._starts[k + 1])
+            lo, hi = max(start, p0), min(stop, p1)
+            if lo >= hi:
+                continue
+            if part.has(name):
+                piece = part.array(name, lo - p0, hi - p0)
+            else:
+                rows = hi - lo if a.group == spec.FRAMES else int(part.array("n_atoms", lo - p0, hi - p0).sum())
+                piece = np.full((rows, *a.tail), a.missing, dtype=a.dtype)
+            if name == "atom_offset":  # offsets count from the start of the whole concatenation
+                piece = piece + sum(p.n_atoms_total for p in self.parts[:k])
+            pieces.append(piece)
+        if not pieces:
+            return np.empty((0, *a.tail), dtype=a.dtype)
+        return np.concatenate(pieces)
+
+    def arrays(self, names: Sequence[str] | None = None, start: int | None = None, stop: int | None = None) -> dict[str, np.ndarray]:
+        names = self.arrays_present if names is None else list(names)
+        return {n: self.array(n, start, stop) for n in names}
+
+    def get_atoms(self, index: int | slice = slice(None)):
+        got = self[index]
+        return [f.to_atoms() for f in got] if isinstance(got, list) else got.to_atoms()
+
+    def iter_atoms(self) -> Iterator[Any]:
+        for f in self.iter_frames():
+            yield f.to_atoms()
+
+    def summary(self) -> dict[str, Any]:
+        from mlds.format.summary import summarize
+
+        return summarize(self)
+
+    def copy_to(self, path: str | os.PathLike, **options: Any) -> Path:
+        from mlds.format.writer import create
+
+        with create(path, self._metadata, **options) as w:
+            w.append(self.iter_frames())
+        return Path(path)
+
+    def close(self) -> None:
+        for p in self.parts:
+            p.close()
+
+    def __enter__(self) -> "ConcatDataset":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<mlds.ConcatDataset {len(self.parts)} parts: {len(self)} frames>"

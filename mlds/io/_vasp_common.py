@@ -1,0 +1,183 @@
+"""Helpers shared by the VASP OUTCAR and vasprun.xml readers.
+
+Conventions (see ``/work/shared/reference/formats.md`` §3):
+
+* VASP prints stress "pressure-like" in kB (1 kB = 0.1 GPa), i.e. ``-σ``; mlds
+  stores σ in eV/Å³ with the ASE sign (positive = tensile), so
+  ``σ = -(in kB) * 0.1 * ase.units.GPa`` — the same factor ASE uses.
+* OUTCAR's "in kB" line is ordered XX YY ZZ XY YZ ZX.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+from ase.data import chemical_symbols
+from ase.units import GPa
+
+from mlds.errors import FormatError
+
+KB_TO_EV_A3 = 0.1 * GPa  # 1 kB in eV/Å³ (ase.units keeps all constants consistent)
+
+_VALID_SYMBOLS = frozenset(chemical_symbols[1:])  # index 0 is the placeholder "X"
+# a '-' glued to a preceding digit or '.' starts a new number (fixed-format overflow, e.g. "-12.34567-123.45678")
+_GLUED_MINUS = re.compile(r"(?<=[\d.])-")
+
+
+def parse_floats(text: str, n: int, path: Any, line: int | None, what: str) -> list[float]:
+    """The first ``n`` numbers of ``text``; FormatError(line=...) if they are not numbers.
+
+    Handles Fortran fixed-format overflow where a negative number runs into
+    the previous one, but nothing looser: a corrupt token is an error, never
+    silently split into two numbers.
+    """
+    toks = text.split()
+    try:
+        vals = [float(t) for t in toks[:n]]
+        if len(vals) == n:
+            return vals
+    except ValueError:
+        pass
+    toks = _GLUED_MINUS.sub(" -", text).split()
+    try:
+        vals = [float(t) for t in toks[:n]]
+    except ValueError:
+        bad = next((t for t in toks[:n] if not _is_float(t)), text.strip())
+        raise FormatError(path, f"corrupt number {bad!r} in {what}", line=line) from None
+    if len(vals) < n:
+        raise FormatError(path, f"expected {n} numbers in {what}, found {len(vals)}", line=line)
+    return vals
+
+
+def _is_float(tok: str) -> bool:
+    try:
+        float(tok)
+    except ValueError:
+        return False
+    return True
+
+
+def kb6_to_stress(kb: Sequence[float]) -> np.ndarray:
+    """OUTCAR 'in kB' (XX YY ZZ XY YZ ZX, pressure-like) -> 3x3 σ in eV/Å³, ASE sign."""
+    xx, yy, zz, xy, yz, zx = kb
+    p = np.array([[xx, xy, zx], [xy, yy, yz], [zx, yz, zz]], dtype=float)
+    return -p * KB_TO_EV_A3
+
+
+def kb33_to_stress(kb: np.ndarray) -> np.ndarray:
+    """vasprun 3x3 stress (kB, pressure-like) -> σ in eV/Å³, ASE sign."""
+    return -np.asarray(kb, dtype=float).reshape(3, 3) * KB_TO_EV_A3
+
+
+def element_from_potcar(name: str) -> str | None:
+    """'PAW_PBE Sn_d 06Sep2000' -> 'Sn'; 'PAW_PBE H1.25 07Sep2000' -> 'H'; None if unknown."""
+    toks = name.replace("=", " ").split()
+    if not toks:
+        return None
+    # first token is the POTCAR family (PAW_PBE, PAW, PAW_GGA, US, NC, ...) when more than one token
+    cand = toks[1] if len(toks) >= 2 else toks[0]
+    m = re.match(r"([A-Z][a-z]?)", cand)
+    if m and m.group(1) in _VALID_SYMBOLS:
+        return m.group(1)
+    m = re.match(r"([A-Z])", cand)
+    if m and m.group(1) in _VALID_SYMBOLS:
+        return m.group(1)
+    return None
+
+
+def is_valid_symbol(sym: str) -> bool:
+    return sym in _VALID_SYMBOLS
+
+
+def smearing(ismear: int | None, sigma: float | None) -> dict[str, Any] | None:
+    """VASP ISMEAR/SIGMA -> the metadata 'smearing' object."""
+    if ismear is None:
+        return None
+    out: dict[str, Any]
+    if ismear <= -4:  # -4 tetrahedron, -5 tetrahedron with Blöchl corrections
+        out = {"method": "tetrahedron"}
+    elif ismear == -1:
+        out = {"method": "fermi-dirac"}
+    elif ismear == 0:
+        out = {"method": "gaussian"}
+    elif ismear > 0:
+        out = {"method": "methfessel-paxton", "order": int(ismear)}
+    else:  # -2 / -3: occupations read from input
+        out = {"method": f"ismear{ismear}"}
+    if sigma is not None and out["method"] != "tetrahedron":
+        out["width_eV"] = float(sigma)
+    return out
+
+
+_GGA_NAMES = {
+    "PE": "PBE", "RP": "RPBE", "PS": "PBEsol", "91": "PW91", "AM": "AM05", "CA": "LDA", "PZ": "LDA",
+    "RE": "revPBE", "B3": "B3LYP", "B5": "BLYP", "BO": "optB88", "OR": "optPBE", "MK": "optB86b",
+    "ML": "vdW-DF", "CX": "vdW-DF-cx", "HL": "Hedin-Lundqvist", "LIBXC": "LIBXC",
+}
+_LEXCH_INTERNAL = {8: "PBE", 0: "LDA", 1: "LDA", 2: "LDA", 4: "PW91", 9: "RPBE", 10: "AM05", 14: "PBEsol"}
+
+
+def functional(gga: str | None, metagga: str | None, lhfcalc: bool | None, hfscreen: float | None,
+               aexx: float | None, potcar_names: Sequence[str], lexch_potcar: str | None = None,
+               lexch_internal: int | None = None) -> str | None:
+    """Best-effort functional name from GGA/METAGGA/LHFCALC and the POTCAR type."""
+    if lhfcalc:
+        a = 0.25 if aexx is None else aexx
+        if hfscreen and abs(hfscreen - 0.2) < 1e-6 and abs(a - 0.25) < 1e-6:
+            return "HSE06"
+        if hfscreen and abs(hfscreen - 0.3) < 1e-6 and abs(a - 0.25) < 1e-6:
+            return "HSE03"
+        if not hfscreen and abs(a - 0.25) < 1e-6:
+            return "PBE0"
+        return "hybrid"
+    if metagga and metagga.strip().upper() not in ("", "F", "--", "NONE", ".FALSE."):
+        return metagga.strip().upper().replace("R2SCAN", "r2SCAN")
+    if gga and gga.strip() not in ("", "--"):
+        g = gga.strip().upper()
+        return _GGA_NAMES.get(g, g)
+    if lexch_potcar:
+        g = lexch_potcar.strip().upper()
+        if g in _GGA_NAMES:
+            return _GGA_NAMES[g]
+    if lexch_internal is not None and lexch_internal in _LEXCH_INTERNAL:
+        return _LEXCH_INTERNAL[lexch_internal]
+    for name in potcar_names:
+        fam = name.split()[0].upper() if name.split() else ""
+        if fam.startswith("PAW_PBE"):
+            return "PBE"
+        if fam in ("PAW_GGA", "US_GGA"):
+            return "PW91"
+        if fam in ("PAW", "US", "PAW_LDA"):
+            return "LDA"
+    return None
+
+
+def to_bool(text: str | None) -> bool | None:
+    if text is None:
+        return None
+    t = text.strip().upper().strip(".")
+    if t in ("T", "TRUE"):
+        return True
+    if t in ("F", "FALSE"):
+        return False
+    return None
+
+
+def to_num(text: str | None) -> int | float | str | None:
+    """'60' -> 60, '0.1E-05' -> 1e-6, 'T' -> True, otherwise the stripped text."""
+    if text is None:
+        return None
+    t = text.strip().rstrip(";")
+    b = to_bool(t)
+    if b is not None:
+        return b
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t.replace("D", "E").replace("d", "e"))
+    except ValueError:
+        return t

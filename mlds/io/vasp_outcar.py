@@ -1,0 +1,424 @@
+"""VASP OUTCAR reader (streaming, line by line).
+
+One :class:`Frame` per ab-initio ionic step.  Choices (formats.md §3.1):
+
+* ``energy`` = ``free  energy   TOTEN`` (F, the energy forces/stress derive from);
+  ``energy_sigma0`` = ``energy(sigma->0)``.  With vdW corrections the trailing
+  ``w/o vdW`` columns are ignored (the values used include the correction,
+  like the forces).
+* stress from the ``in kB`` line (XX YY ZZ XY YZ ZX, pressure-like) converted
+  to σ in eV/Å³ with the ASE sign: ``σ = -kB * 0.1 * ase.units.GPa``; ``None``
+  for steps that print no stress.
+* cell: the last ``direct lattice vectors`` block before the step's forces
+  (changes per step for ISIF=3 relax and NpT MD).
+* dropped steps are counted in ``report.dropped``:
+  ``ml-predicted`` (VASP 6 MLFF blocks, marked ``ML FREE ENERGIE`` / ``free  energy ML TOTEN`` /
+  ``TOTAL-FORCE ... (ML)``), ``scf-unconverged`` (last ``Iteration`` index of the step
+  reached NELM; kept with ``converged=False`` when ``keep_unconverged=True``),
+  ``no-forces`` (NWRITE settings that omit the POSITION/TOTAL-FORCE block: without it
+  there are no positions, so the step cannot be a frame), ``non-finite`` (NaN/Inf labels).
+* ``info["step"]`` is the 0-based index of the energy block in the file (every
+  ionic step, ab-initio or ML, kept or dropped, counts); ``info["ionic_step"]`` is
+  VASP's own ionic-step counter from the ``Iteration N(M)`` lines when present.
+* A file that ends inside a step (killed job) yields the complete steps before
+  it and a ``report.warn``; a file with no complete step yields nothing and warns.
+* A header that disagrees with itself (ions per type vs NIONS, fewer POTCARs than
+  types) or a corrupt number raises ``FormatError(path, ..., line=N)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from ase.data import atomic_numbers
+
+from mlds.errors import FormatError
+from mlds.format.frame import Frame
+from mlds.io import _vasp_common as vc
+from mlds.io.registry import Reader, register_reader
+
+_ITER = re.compile(r"Iteration\s*(\d+)\s*\(\s*(\d+)\s*\)")
+_TOTEN = re.compile(r"TOTEN\s*=\s*(\S+)")
+_SIGMA0 = re.compile(r"energy\(sigma->0\)\s*=\s*(\S+)")
+_VERSION = re.compile(r"vasp\.(\d+\.\d+(?:\.\d+)?)")
+_HEADER_KEYS = (
+    "NELM", "ISPIN", "ENCUT", "EDIFF", "IBRION", "ISIF", "ISMEAR", "SIGMA", "GGA", "METAGGA", "LHFCALC",
+    "HFSCREEN", "AEXX", "IVDW", "NWRITE", "PSTRESS", "LNONCOLLINEAR", "ML_LMLFF", "ML_MODE", "NSW",
+    "POTIM", "LEXCH", "EDIFFG", "LASPH",
+)
+_HEADER_RE = re.compile(r"(?<![A-Za-z_])(" + "|".join(_HEADER_KEYS) + r")\s*=\s*([-+\w.]+)")
+_EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NWRITE", "PSTRESS", "EDIFFG",
+               "NSW", "POTIM", "ML_LMLFF", "ML_MODE", "LASPH")
+
+
+@register_reader
+class VaspOutcarReader(Reader):
+    name = "vasp-outcar"
+    extensions = ("OUTCAR",)
+    description = "VASP OUTCAR (all ionic steps; TOTEN energy, forces, stress)"
+
+    @classmethod
+    def sniff(cls, path: Path, head: bytes) -> bool:
+        first = head[:4096].lstrip()
+        if not first.startswith(b"vasp."):
+            return False
+        # an OUTCAR echoes POTCARs / INCAR early; vasprun.xml starts with '<'
+        return b"POTCAR:" in head or b"INCAR:" in head or b"executed on" in head
+
+    # ------------------------------------------------------------------ reading
+    def _frames(self) -> Iterator[Frame]:
+        keep_unconverged = bool(self.options.get("keep_unconverged", False))
+        self.report.code = "VASP"
+        with open(self.path, "r", errors="replace") as fh:
+            self._fh = fh
+            self.lineno = 0
+            yield from self._parse(keep_unconverged)
+
+    def _next(self) -> str | None:
+        line = self._fh.readline()
+        if not line:
+            return None
+        self.lineno += 1
+        return line
+
+    def _err(self, msg: str, line: int | None = None) -> FormatError:
+        return FormatError(self.path, msg, line=self.lineno if line is None else line)
+
+    def _parse(self, keep_unconverged: bool) -> Iterator[Frame]:
+        hdr = self._read_header()
+        if hdr is None:
+            return
+        numbers, nions, nelm = hdr
+        ispin2 = self.report.settings.get("spin_polarized", False)
+
+        cell: np.ndarray | None = self._initial_cell
+        step = 0
+        pend = _Pending()
+        expect_energy: bool | None = None  # None: not in an energy block; else: True if ML block
+        energy_line = 0
+        n_ml = 0
+        while True:
+            line = self._next()
+            if line is None:
+                break
+            if "Iteration" in line:
+                m = _ITER.search(line)
+                if m:
+                    pend.ionic = int(m.group(1))
+                    pend.scf_max = max(pend.scf_max, int(m.group(2)))
+                    pend.started = True
+                continue
+            s = line.strip()
+            if s.startswith("in kB"):
+                pend.stress_kb = vc.parse_floats(s[5:], 6, self.path, self.lineno, "'in kB' stress line")
+                pend.started = True
+            elif "FORCE on cell" in line:
+                pend.ml = pend.ml or ("ML" in line)
+            elif "direct lattice vectors" in line:
+                rows = []
+                for _ in range(3):
+                    ln = self._next()
+                    if ln is None:
+                        self._warn_truncated(step, "lattice vectors")
+                        return
+                    rows.append(vc.parse_floats(ln, 3, self.path, self.lineno, "lattice vector"))
+                cell = np.array(rows)
+            elif "TOTAL-FORCE" in line:
+                if "(ML)" in line:
+                    pend.ml = True
+                if self._next() is None:  # dashes
+                    self._warn_truncated(step, "forces")
+                    return
+                data = np.empty((nions, 6))
+                for i in range(nions):
+                    ln = self._next()
+                    if ln is None:
+                        self._warn_truncated(step, "forces")
+                        return
+                    if ln.lstrip().startswith("---"):
+                        raise self._err(f"TOTAL-FORCE block has {i} rows, expected NIONS={nions}")
+                    data[i] = vc.parse_floats(ln, 6, self.path, self.lineno, "POSITION/TOTAL-FORCE row")
+                pend.positions, pend.forces = data[:, :3], data[:, 3:]
+                pend.cell = cell
+                pend.started = True
+            elif "magnetization (x)" in line and nions:
+                pend.magmoms = self._read_magnetization(nions)
+                if pend.magmoms is False:
+                    self._warn_truncated(step, "magnetization")
+                    return
+            elif "magnetization (y)" in line:
+                pend.noncollinear = True
+            elif "FREE ENERGIE OF THE ION-ELECTRON SYSTEM" in line:
+                expect_energy = pend.ml or ("ML" in line)
+                pend.started = True
+            elif expect_energy is not None and "TOTEN" in line and pend.energy is None:
+                m = _TOTEN.search(line)
+                if m:
+                    pend.energy = self._float(m.group(1), "TOTEN")
+                    pend.ml = pend.ml or expect_energy or ("ML" in line)
+                    energy_line = self.lineno
+            elif expect_energy is not None and pend.energy is not None and "energy(sigma->0)" in line:
+                m = _SIGMA0.search(line)
+                if not m:
+                    raise self._err("cannot read energy(sigma->0)")
+                pend.sigma0 = self._float(m.group(1), "energy(sigma->0)")
+                frame = self._finish(pend, step, numbers, nelm, keep_unconverged, ispin2, energy_line)
+                if pend.ml:
+                    n_ml += 1
+                if frame is not None:
+                    yield frame
+                step += 1
+                pend = _Pending()
+                expect_energy = None
+        if pend.started:
+            self._warn_truncated(step, "energy")
+        elif step == 0:
+            self.report.warn(f"{self.path}: no complete ionic step in the file (run aborted or truncated); 0 frames")
+
+    def _float(self, tok: str, what: str) -> float:
+        try:
+            return float(tok)
+        except ValueError:
+            raise self._err(f"corrupt number {tok!r} in {what}") from None
+
+    def _warn_truncated(self, step: int, where: str) -> None:
+        self.report.warn(
+            f"{self.path}: file ends inside ionic step {step} (while reading {where}); "
+            f"kept the {step} complete step(s) before it"
+        )
+
+    def _read_magnetization(self, nions: int):
+        # "# of ion  s p d (f) tot" then a dashed line, then one row per ion; take the last column
+        while True:
+            ln = self._next()
+            if ln is None:
+                return False
+            if ln.lstrip().startswith("---"):
+                break
+        out = np.empty(nions)
+        for i in range(nions):
+            ln = self._next()
+            if ln is None:
+                return False
+            toks = ln.split()
+            if not toks:
+                raise self._err(f"magnetization block has {i} rows, expected {nions}")
+            out[i] = self._float(toks[-1], "magnetization")
+        return out
+
+    def _finish(self, p: "_Pending", step: int, numbers, nelm, keep_unconverged, ispin2, energy_line):
+        rep = self.report
+        if p.ml:
+            rep.drop("ml-predicted")
+            return None
+        if p.positions is None:
+            rep.drop("no-forces")
+            return None
+        converged = not (nelm is not None and p.scf_max >= nelm)
+        if not converged and not keep_unconverged:
+            rep.drop("scf-unconverged")
+            return None
+        stress = vc.kb6_to_stress(p.stress_kb) if p.stress_kb is not None else None
+        vals = [p.energy, *p.positions.ravel(), *p.forces.ravel()]
+        if not all(math.isfinite(v) for v in vals) or (stress is not None and not np.isfinite(stress).all()):
+            rep.drop("non-finite")
+            rep.warn(f"{self.path}: step {step} (line {energy_line}) has NaN/Inf energy, positions, forces or stress; dropped")
+            return None
+        info: dict[str, Any] = {"step": step}
+        if p.ionic is not None:
+            info["ionic_step"] = p.ionic
+        if p.scf_max:
+            info["scf_iterations"] = p.scf_max
+        magmoms = p.magmoms if (ispin2 and p.magmoms is not None and not p.noncollinear) else None
+        return Frame(
+            numbers=numbers, positions=p.positions, cell=p.cell if p.cell is not None else np.zeros((3, 3)),
+            pbc=[True] * 3, energy=p.energy, forces=p.forces, stress=stress, energy_sigma0=p.sigma0,
+            magmoms=magmoms, converged=converged, info=info,
+        )
+
+    # ------------------------------------------------------------------ header
+    def _read_header(self):
+        """Read up to the first SCF iteration / energy block; fill report.settings.
+
+        Returns (numbers, nions, nelm) or None when the file ends first.
+        """
+        potcars: list[str] = []
+        titels: list[str] = []
+        vrhfin: list[str] = []
+        ions_per_type: list[int] | None = None
+        ipt_line = 0
+        nions = None
+        nions_line = 0
+        version = None
+        values: dict[str, str] = {}
+        lexch_potcar = None
+        kmesh = kshift = None
+        nkpts = None
+        self._initial_cell = None
+        lexch_internal = None
+        while True:
+            pos = self._fh.tell()
+            line = self._next()
+            if line is None:
+                break
+            if ("Iteration" in line and _ITER.search(line)) or "FREE ENERGIE" in line or "TOTAL-FORCE" in line:
+                # first step starts: rewind this line so the step parser sees it
+                self._fh.seek(pos)
+                self.lineno -= 1
+                break
+            if version is None:
+                m = _VERSION.search(line)
+                if m:
+                    version = m.group(1)
+            s = line.strip()
+            if s.startswith("POTCAR:"):
+                potcars.append(" ".join(s[7:].split()))
+            elif s.startswith("TITEL"):
+                titels.append(" ".join(s.split("=", 1)[1].split()))
+            elif s.startswith("VRHFIN"):
+                vrhfin.append(s.split("=", 1)[1].split(":")[0].strip())
+            elif s.startswith("LEXCH") and lexch_potcar is None and "internal" not in s:
+                lexch_potcar = s.split("=", 1)[1].split()[0] if "=" in s else None
+            elif "ions per type" in line:
+                try:
+                    ipt = [int(t) for t in line.split("=", 1)[1].split()]
+                except ValueError:
+                    raise self._err("corrupt 'ions per type' line") from None
+                if ions_per_type is None:
+                    ions_per_type, ipt_line = ipt, self.lineno
+                elif ipt != ions_per_type:
+                    raise self._err(f"'ions per type' {ipt} disagrees with line {ipt_line} ({ions_per_type})")
+            elif "NIONS =" in line:
+                m = re.search(r"NIONS\s*=\s*(\S+)", line)
+                try:
+                    nions, nions_line = int(m.group(1)), self.lineno
+                except (ValueError, AttributeError):
+                    raise self._err("corrupt NIONS value") from None
+            elif "generate k-points for:" in line:
+                try:
+                    kmesh = [int(t) for t in line.split(":", 1)[1].split()[:3]]
+                except ValueError:
+                    kmesh = None
+            elif "Shift w.r.t. Gamma" in line and kmesh is not None and kshift is None:
+                ln = self._next()
+                if ln is not None:
+                    try:
+                        kshift = [float(t) for t in ln.split()[:3]]
+                    except ValueError:
+                        kshift = None
+            elif "NKPTS =" in line and nkpts is None:
+                m = re.search(r"NKPTS\s*=\s*(\d+)", line)
+                nkpts = int(m.group(1)) if m else None
+            elif "direct lattice vectors" in line and self._initial_cell is None:
+                rows = []
+                for _ in range(3):
+                    ln = self._next()
+                    if ln is None:
+                        break
+                    rows.append(vc.parse_floats(ln, 3, self.path, self.lineno, "lattice vector"))
+                if len(rows) == 3:
+                    self._initial_cell = np.array(rows)
+            elif "LEXCH" in line and "internal" in line:
+                m = re.search(r"LEXCH\s*=\s*(-?\d+)", line)
+                lexch_internal = int(m.group(1)) if m else None
+            if "=" in line:
+                for key, val in _HEADER_RE.findall(line):
+                    if key == "LEXCH":
+                        continue
+                    values[key] = val  # later (parameter dump) overrides the INCAR echo
+
+        if ions_per_type is None:
+            if version is None and not potcars:
+                raise FormatError(self.path, "not a VASP OUTCAR (no 'vasp.' version line, no POTCAR lines)", line=1)
+            self.report.warn(f"{self.path}: file ends before the 'ions per type' header line; 0 frames")
+            self._fill_settings(version, values, potcars, [], lexch_potcar, lexch_internal, kmesh, kshift, nkpts)
+            return None
+        ntypes = len(ions_per_type)
+        total = sum(ions_per_type)
+        if nions is not None and nions != total:
+            raise FormatError(
+                self.path, f"header disagrees with itself: 'ions per type' {ions_per_type} sums to {total} "
+                f"but NIONS = {nions} (line {nions_line})", line=ipt_line)
+        # species: one TITEL per type (VASP 5); VASP 6 prints no TITEL, and the POTCAR: list
+        # holds a summary (sometimes with extra lines, VASP <= 6.3) followed by one line per
+        # type: the LAST ntypes POTCAR: lines are the per-type ones.
+        if len(titels) == ntypes:
+            ppnames = titels
+        elif len(potcars) >= ntypes:
+            ppnames = potcars[-ntypes:]
+        else:
+            raise FormatError(
+                self.path, f"header disagrees with itself: {ntypes} ion types in 'ions per type' but only "
+                f"{max(len(titels), len(potcars))} POTCAR entries", line=ipt_line)
+        symbols = []
+        for i, name in enumerate(ppnames):
+            sym = vc.element_from_potcar(name)
+            if sym is None and i < len(vrhfin) and vc.is_valid_symbol(vrhfin[i]):
+                sym = vrhfin[i]
+            if sym is None:
+                raise FormatError(self.path, f"cannot tell the element of POTCAR {name!r}", line=ipt_line)
+            symbols.append(sym)
+        numbers = np.repeat([atomic_numbers[s] for s in symbols], ions_per_type).astype(np.uint8)
+        self._fill_settings(version, values, ppnames, symbols, lexch_potcar, lexch_internal, kmesh, kshift, nkpts)
+        nelm_v = vc.to_num(values.get("NELM"))
+        nelm = int(nelm_v) if isinstance(nelm_v, (int, float)) and not isinstance(nelm_v, bool) else None
+        if nelm is None:
+            self.report.warn(f"{self.path}: NELM not found in the header; SCF convergence cannot be checked")
+        return numbers, total, nelm
+
+    def _fill_settings(self, version, values, ppnames, symbols, lexch_potcar, lexch_internal, kmesh, kshift, nkpts):
+        st: dict[str, Any] = {"code": "VASP"}
+        if version:
+            st["code_version"] = version
+        num = {k: vc.to_num(v) for k, v in values.items()}
+        func = vc.functional(values.get("GGA"), values.get("METAGGA"), vc.to_bool(values.get("LHFCALC")),
+                             _f(num.get("HFSCREEN")), _f(num.get("AEXX")), ppnames, lexch_potcar, lexch_internal)
+        if func:
+            st["functional"] = func
+        if _f(num.get("ENCUT")) is not None:
+            st["plane_wave_cutoff_eV"] = float(num["ENCUT"])
+        if kmesh is not None:
+            st["kpoints"] = {"mesh": kmesh, "shift": kshift if kshift is not None else [0.0, 0.0, 0.0]}
+        elif nkpts is not None:
+            st["kpoints"] = {"n_kpoints": nkpts}
+        ismear = num.get("ISMEAR")
+        sm = vc.smearing(ismear if isinstance(ismear, int) else None, _f(num.get("SIGMA")))
+        if sm:
+            st["smearing"] = sm
+        if isinstance(num.get("ISPIN"), int):
+            st["spin_polarized"] = num["ISPIN"] == 2
+        if symbols:
+            st["pseudopotentials"] = [{"element": e, "name": n} for e, n in zip(symbols, ppnames)]
+        extra = {k: num[k] for k in _EXTRA_KEYS if k in num}
+        if extra:
+            st["extra"] = extra
+        self.report.settings = st
+
+
+def _f(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+class _Pending:
+    """Everything seen so far for the ionic step being read."""
+
+    __slots__ = ("started", "ml", "scf_max", "ionic", "stress_kb", "positions", "forces", "cell", "magmoms",
+                 "noncollinear", "energy", "sigma0")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.ml = False
+        self.scf_max = 0
+        self.ionic: int | None = None
+        self.stress_kb = None
+        self.positions = None
+        self.forces = None
+        self.cell = None
+        self.magmoms = None
+        self.noncollinear = False
+        self.energy: float | None = None
+        self.sigma0 = float("nan")

@@ -1,0 +1,353 @@
+"""VASP vasprun.xml reader (streaming with ``xml.etree.ElementTree.XMLPullParser``).
+
+The file is fed in 64 KiB chunks; every top-level element is removed from the
+tree once handled and the bulky parts of a ``<calculation>`` (eigenvalues, DOS,
+projections) are cleared when they end, so memory stays bounded by one ionic
+step.  One :class:`Frame` per ``<calculation>``; same choices as the OUTCAR
+reader (formats.md §3.2):
+
+* ``energy`` = ``calculation/energy/e_fr_energy`` minus PSTRESS·V (VASP adds the
+  PV term there, unlike OUTCAR's TOTEN); ``energy_sigma0`` = energy +
+  (e_0 − e_fr) of the last ``<scstep>`` (``calculation/energy/e_0_energy`` is wrong
+  in some VASP versions: 0.0 in vasprun.h2o.md.10.xml).
+* positions are fractional in the file and converted to Cartesian Å.
+* stress: 3x3 in kB, pressure-like sign → σ in eV/Å³ with the ASE sign.
+* SCF non-convergence: number of ``<scstep>`` ≥ NELM (parameters, "electronic"
+  separator) → dropped as ``scf-unconverged`` unless ``keep_unconverged=True``.
+* a ``<calculation>`` without ``<scstep>`` in an MLFF run (ML_LMLFF) is an
+  ML-predicted step: dropped as ``ml-predicted``; without forces: ``no-forces``.
+* element symbols: ``atominfo/array[@name=atomtypes]`` element column, replaced by
+  the symbol from the pseudopotential column when the 2-character element field
+  is a placeholder (``X`` for Xe, ``r``...).
+* a truncated file (killed job) yields the complete ``<calculation>`` blocks and
+  a ``report.warn``; malformed XML before the end raises ``FormatError(line=N)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from ase.data import atomic_numbers
+
+from mlds.errors import FormatError
+from mlds.format.frame import Frame
+from mlds.io import _vasp_common as vc
+from mlds.io.registry import Reader, register_reader
+
+_CHUNK = 1 << 16
+_HEAVY = frozenset({"eigenvalues", "projected", "dos", "eigenvalues_kpoints_opt", "projected_kpoints_opt",
+                    "dielectricfunction", "partial"})
+_EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NWRITE", "PSTRESS", "EDIFFG",
+               "NSW", "POTIM", "ML_LMLFF", "ML_MODE", "LASPH")
+
+
+@register_reader
+class VaspXmlReader(Reader):
+    name = "vasp-xml"
+    extensions = ("xml",)
+    description = "VASP vasprun.xml (all ionic steps; streamed)"
+
+    @classmethod
+    def sniff(cls, path: Path, head: bytes) -> bool:
+        h = head[:8192]
+        return b"<modeling>" in h and (b'name="program"' in h or b"<generator>" in h or b"<incar>" in h)
+
+    # ------------------------------------------------------------------ reading
+    def _frames(self) -> Iterator[Frame]:
+        self.report.code = "VASP"
+        self._keep_unconverged = bool(self.options.get("keep_unconverged", False))
+        self._version: str | None = None
+        self._incar: dict[str, str] = {}
+        self._params: dict[str, str] = {}
+        self._nelm: int | None = None
+        self._types: list[tuple[int, str, str]] = []  # (count, symbol, pseudopotential)
+        self._atom_types: list[int] | None = None
+        self._numbers: np.ndarray | None = None
+        self._kpoints: dict[str, Any] | None = None
+        self._step = 0
+        self._sc_count = 0
+        self._sc_last: tuple[float, float] | None = None  # (e_fr, e_0) of the last scstep
+        self._settings_done = False
+
+        parser = ET.XMLPullParser(events=("start", "end"))
+        stack: list[ET.Element] = []
+        with open(self.path, "rb") as fh:
+            while True:
+                chunk = fh.read(_CHUNK)
+                if not chunk:
+                    break
+                parser.feed(chunk)
+                try:
+                    for event, elem in parser.read_events():
+                        if event == "start":
+                            stack.append(elem)
+                        else:
+                            stack.pop()
+                            frame = self._end(elem, stack)
+                            if frame is not None:
+                                yield frame
+                except ET.ParseError as err:
+                    raise FormatError(self.path, f"malformed XML: {err.msg if hasattr(err, 'msg') else err}",
+                                      line=err.position[0]) from None
+        truncated = False
+        try:
+            parser.close()
+        except ET.ParseError:
+            truncated = True
+        if not self._settings_done:
+            self._fill_settings()
+        if truncated:
+            self.report.warn(
+                f"{self.path}: XML ends early (truncated file: job killed?); kept the {self._step} complete "
+                f"<calculation> step(s) before the break")
+        if self._step == 0:
+            self.report.warn(f"{self.path}: no complete ionic step (<calculation>) in the file; 0 frames")
+
+    # ------------------------------------------------------------------ events
+    def _end(self, elem: ET.Element, stack: list[ET.Element]) -> Frame | None:
+        tag = elem.tag
+        depth = len(stack)  # number of ancestors
+        parent = stack[-1].tag if stack else None
+        out = None
+        if depth == 2 and parent == "generator" and tag == "i" and elem.get("name") == "version":
+            m = re.search(r"\d+\.\d+(?:\.\d+)?", elem.text or "")
+            self._version = m.group(0) if m else (elem.text or "").strip()
+        elif parent == "incar" and tag in ("i", "v"):
+            self._incar.setdefault(elem.get("name", ""), (elem.text or "").strip())
+        elif tag in ("i", "v") and depth >= 2 and stack[1].tag == "parameters":
+            name = elem.get("name", "")
+            if name == "NELM":
+                # NELM also appears for response functions; the SCF one is under "electronic ..."
+                seps = [e.get("name", "") for e in stack if e.tag == "separator"]
+                if seps and seps[0] == "electronic" and self._nelm is None:
+                    self._nelm = self._int(elem.text, "NELM")
+            self._params.setdefault(name, (elem.text or "").strip())
+        elif tag == "array" and parent == "atominfo":
+            if elem.get("name") == "atomtypes":
+                self._read_atomtypes(elem)
+            elif elem.get("name") == "atoms":
+                self._atom_types = [self._int(rc[1].text, "atomtype") for rc in elem.iter("rc")]
+        elif tag == "generation" and parent == "kpoints":
+            div = elem.find("v[@name='divisions']")
+            if div is not None:
+                shift = elem.find("v[@name='usershift']")
+                self._kpoints = {
+                    "mesh": [int(x) for x in (div.text or "").split()],
+                    "shift": [float(x) for x in shift.text.split()] if shift is not None else [0.0, 0.0, 0.0],
+                }
+        elif tag == "varray" and parent == "kpoints" and elem.get("name") == "kpointlist" and self._kpoints is None:
+            self._kpoints = {"n_kpoints": len(elem)}
+        elif tag == "scstep" and parent == "calculation":
+            self._sc_count += 1
+            en = elem.find("energy")
+            if en is not None:
+                efr = en.find("i[@name='e_fr_energy']")
+                e0 = en.find("i[@name='e_0_energy']")
+                if efr is not None and e0 is not None:
+                    self._sc_last = (self._float(efr.text, "scstep e_fr_energy"),
+                                     self._float(e0.text, "scstep e_0_energy"))
+            elem.clear()
+        elif tag in _HEAVY and parent == "calculation":
+            elem.clear()
+        elif tag == "calculation" and depth == 1:
+            if not self._settings_done:
+                self._fill_settings()
+            out = self._calculation(elem)
+            self._sc_count, self._sc_last = 0, None
+        if depth == 1:
+            stack[0].remove(elem)  # handled: drop it from the tree (bounded memory)
+        return out
+
+    def _read_atomtypes(self, arr: ET.Element) -> None:
+        fields = [f.text.strip() if f.text else "" for f in arr.findall("field")]
+        try:
+            i_cnt, i_el, i_pp = fields.index("atomspertype"), fields.index("element"), fields.index("pseudopotential")
+        except ValueError:
+            i_cnt, i_el, i_pp = 0, 1, 4
+        for rc in arr.iter("rc"):
+            cols = [(c.text or "").strip() for c in rc.findall("c")]
+            self._types.append((self._int(cols[i_cnt], "atomspertype"), cols[i_el], " ".join(cols[i_pp].split())))
+
+    def _resolve_species(self) -> None:
+        if self._numbers is not None:
+            return
+        if not self._types:
+            raise FormatError(self.path, "no <atominfo> atomtypes array before the first <calculation>")
+        symbols = []
+        for count, el, pp in self._types:
+            from_pp = vc.element_from_potcar(pp)
+            if vc.is_valid_symbol(el) and (from_pp is None or from_pp == el):
+                symbols.append(el)
+            elif from_pp is not None:
+                if vc.is_valid_symbol(el):
+                    self.report.warn(f"{self.path}: atomtypes element {el!r} disagrees with pseudopotential "
+                                     f"{pp!r}; using {from_pp!r}")
+                symbols.append(from_pp)
+            else:
+                raise FormatError(self.path, f"cannot tell the element of atom type {el!r} ({pp!r})",
+                                  line=self._find_line(pp or el))
+        zs = [atomic_numbers[s] for s in symbols]
+        if self._atom_types is not None:
+            if any(t < 1 or t > len(zs) for t in self._atom_types):
+                raise FormatError(self.path, "atominfo atom type index out of range", line=self._find_line("<atominfo>"))
+            counts = [self._atom_types.count(i + 1) for i in range(len(zs))]
+            if counts != [c for c, _, _ in self._types]:
+                raise FormatError(self.path, f"atominfo disagrees with itself: atoms per type {counts} vs "
+                                  f"atomspertype {[c for c, _, _ in self._types]}", line=self._find_line("atomspertype"))
+            self._numbers = np.array([zs[t - 1] for t in self._atom_types], dtype=np.uint8)
+        else:
+            self._numbers = np.repeat(zs, [c for c, _, _ in self._types]).astype(np.uint8)
+        self._symbols = symbols
+
+    # ------------------------------------------------------------------ one step
+    def _calculation(self, c: ET.Element) -> Frame | None:
+        self._resolve_species()
+        step = self._step
+        self._step += 1
+        rep = self.report
+        n = len(self._numbers)
+        ml_run = bool(vc.to_bool(self._params.get("ML_LMLFF") or self._incar.get("ML_LMLFF")))
+        if self._sc_count == 0:
+            rep.drop("ml-predicted" if ml_run else "no-scf")
+            return None
+        struct = c.find("structure")
+        forces_el = c.find("varray[@name='forces']")
+        if struct is None or forces_el is None:
+            rep.drop("no-forces")
+            return None
+        cell = self._varray(struct.find("crystal/varray[@name='basis']"), 3, "basis")
+        frac = self._varray(struct.find("varray[@name='positions']"), n, "positions")
+        forces = self._varray(forces_el, n, "forces")
+        stress = None
+        st_el = c.find("varray[@name='stress']")
+        if st_el is not None:
+            kb = self._varray(st_el, 3, "stress")
+            # VASP writes the 3x3 stress slightly asymmetric (~1e-3 kB, numerical noise; observed in
+            # vasprun.h2o.md.tribox.xml).  A physical Cauchy stress is symmetric, so we store the
+            # symmetric part (s + s.T)/2 (ASE keeps the upper triangle, dpdata the raw matrix).
+            kb = 0.5 * (kb + kb.T)
+            stress = vc.kb33_to_stress(kb)
+        en = c.find("energy")
+        efr_el = en.find("i[@name='e_fr_energy']") if en is not None else None
+        if efr_el is None:
+            rep.drop("no-energy")
+            return None
+        energy = self._float(efr_el.text, "e_fr_energy")
+        # calculation/energy/e_fr_energy includes +PSTRESS*V (an enthalpy); TOTEN in OUTCAR does not.
+        pstress = vc.to_num(self._params.get("PSTRESS") or self._incar.get("PSTRESS"))
+        if isinstance(pstress, (int, float)) and not isinstance(pstress, bool) and pstress:
+            energy -= pstress * vc.KB_TO_EV_A3 * abs(np.linalg.det(cell))
+        sigma0 = float("nan")
+        if self._sc_last is not None:
+            sigma0 = energy + (self._sc_last[1] - self._sc_last[0])
+        converged = not (self._nelm is not None and self._sc_count >= self._nelm)
+        if not converged and not self._keep_unconverged:
+            rep.drop("scf-unconverged")
+            return None
+        positions = frac @ cell
+        if not (math.isfinite(energy) and np.isfinite(positions).all() and np.isfinite(forces).all()
+                and (stress is None or np.isfinite(stress).all())):
+            rep.drop("non-finite")
+            rep.warn(f"{self.path}: step {step} has NaN/Inf energy, positions, forces or stress; dropped")
+            return None
+        return Frame(numbers=self._numbers, positions=positions, cell=cell, pbc=[True] * 3, energy=energy,
+                     forces=forces, stress=stress, energy_sigma0=sigma0, converged=converged,
+                     info={"step": step, "scf_iterations": self._sc_count})
+
+    # ------------------------------------------------------------------ helpers
+    def _varray(self, el: ET.Element | None, rows: int, what: str) -> np.ndarray:
+        if el is None:
+            raise FormatError(self.path, f"<calculation> {self._step - 1} has no {what} array")
+        vs = el.findall("v")
+        if len(vs) != rows:
+            raise FormatError(self.path, f"{what} array has {len(vs)} rows, expected {rows}",
+                              line=self._find_line(f'name="{what}"'))
+        out = np.empty((rows, 3))
+        for i, v in enumerate(vs):
+            toks = (v.text or "").split()
+            try:
+                vals = [float(t) for t in toks]
+            except ValueError:
+                bad = next(t for t in toks if not vc._is_float(t))
+                raise FormatError(self.path, f"corrupt number {bad!r} in {what}", line=self._find_line(bad)) from None
+            if len(vals) != 3:
+                raise FormatError(self.path, f"{what} row has {len(vals)} numbers, expected 3",
+                                  line=self._find_line((v.text or "").strip() or what))
+            out[i] = vals
+        return out
+
+    def _float(self, text: str | None, what: str) -> float:
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            tok = (text or "").strip()
+            raise FormatError(self.path, f"corrupt number {tok!r} in {what}", line=self._find_line(tok or what)) from None
+
+    def _int(self, text: str | None, what: str) -> int:
+        try:
+            return int((text or "").strip())
+        except ValueError:
+            tok = (text or "").strip()
+            raise FormatError(self.path, f"corrupt integer {tok!r} in {what}", line=self._find_line(tok or what)) from None
+
+    def _find_line(self, token: str) -> int | None:
+        """Line number of the first occurrence of ``token`` (error path only: rescans the file)."""
+        if not token:
+            return None
+        needle = token.encode("latin-1", "replace")
+        with open(self.path, "rb") as fh:
+            for i, line in enumerate(fh, 1):
+                if needle in line:
+                    return i
+        return None
+
+    # ------------------------------------------------------------------ settings
+    def _fill_settings(self) -> None:
+        self._settings_done = True
+        # parameters = every value VASP used (8 decimals: EDIFF=1e-10 prints as 0.00000000);
+        # incar = what the user set, at full precision, so it wins where present
+        p = dict(self._params)
+        p.update(self._incar)
+        num = {k: vc.to_num(v) for k, v in p.items()}
+        st: dict[str, Any] = {"code": "VASP"}
+        if self._version:
+            st["code_version"] = self._version
+        pps = [pp for _, _, pp in self._types]
+        metagga = p.get("METAGGA")
+        func = vc.functional(p.get("GGA"), metagga, vc.to_bool(p.get("LHFCALC")), _f(num.get("HFSCREEN")),
+                             _f(num.get("AEXX")), pps)
+        if func:
+            st["functional"] = func
+        encut = _f(num.get("ENMAX")) or _f(num.get("ENCUT"))
+        if encut is not None:
+            st["plane_wave_cutoff_eV"] = encut
+        if self._kpoints:
+            st["kpoints"] = self._kpoints
+        ismear = num.get("ISMEAR")
+        sm = vc.smearing(ismear if isinstance(ismear, int) and not isinstance(ismear, bool) else None,
+                         _f(num.get("SIGMA")))
+        if sm:
+            st["smearing"] = sm
+        if isinstance(num.get("ISPIN"), int):
+            st["spin_polarized"] = num["ISPIN"] == 2
+        if self._types:
+            try:
+                self._resolve_species()
+                st["pseudopotentials"] = [{"element": s, "name": pp} for s, pp in zip(self._symbols, pps)]
+            except FormatError:
+                pass
+        if self._nelm is not None:
+            num["NELM"] = self._nelm
+        extra = {k: num[k] for k in _EXTRA_KEYS if k in num}
+        if extra:
+            st["extra"] = extra
+        self.report.settings = st
+
+
+def _f(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None

@@ -1,0 +1,455 @@
+"""Remote configuration, like git remotes, in a user and a project config file.
+
+* user config: ``$MLDS_CONFIG_HOME/config.toml``, else the platform user config
+  directory (``~/.config/mlds/config.toml`` on Linux);
+* project config: ``.mlds/config.toml`` in the nearest directory, from the
+  current directory upward, that holds a ``.mlds/`` directory (like git).  That
+  ``.mlds/`` directory is also the project store's root; see
+  :func:`find_project_root` / :func:`project_store_dir`.
+
+A remote defined in the project config overrides one of the same name in the
+user config.  File format::
+
+    [remotes.origin]
+    url = "s3://bucket/prefix"
+    tier = "group"
+
+    [remotes.origin.options]
+    endpoint_url = "https://s3.example.ac.jp"
+    profile = "lab"
+
+Credentials are never written here: options that look like secrets (``key``,
+``secret``, ``token``, ``password``...) and passwords inside URLs are refused.
+Other top-level tables in the files are preserved when mlds rewrites them
+(comments are not).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import urlsplit
+
+from mlds.errors import MldsError
+
+TIERS = ("personal", "group", "public")
+SCOPES = ("user", "project")
+SCHEMES = ("file", "s3", "sftp", "http", "https", "rdm")
+PROJECT_DIR_NAME = ".mlds"
+CONFIG_FILE_NAME = "config.toml"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+CREDENTIAL_HELP = (
+    "credentials come from the environment, never from mlds config: "
+    "S3 uses the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or --option profile=NAME for an AWS profile); "
+    "SFTP uses the ssh agent or a key (--option key_file=PATH), a password only from MLDS_SFTP_PASSWORD; "
+    "GakuNin RDM uses its token environment variable or a token file readable only by you"
+)
+
+# Option names that would hold a secret.  Names ending in _file/_path/_env/
+# _profile point to where a secret lives and are allowed.
+_SECRET_EXACT = {"key", "secret", "token", "password", "passwd", "pass", "passphrase", "pwd"}
+_SECRET_PARTS = ("secret", "password", "passwd", "passphrase", "token", "access_key", "credential", "private_key")
+_SAFE_SUFFIXES = ("_file", "_path", "_env", "_profile", "_filename")
+
+
+class ConfigError(MldsError):
+    """A config file or a remote definition is invalid."""
+
+
+@dataclass
+class Remote:
+    name: str
+    url: str
+    tier: str = "personal"
+    options: dict[str, Any] = field(default_factory=dict)
+    scope: str = "user"
+
+    @property
+    def scheme(self) -> str:
+        return url_scheme(self.url)
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+
+# -- locations ----------------------------------------------------------------
+
+def user_config_path() -> Path:
+    home = os.environ.get("MLDS_CONFIG_HOME")
+    if home:
+        return Path(home).expanduser() / CONFIG_FILE_NAME
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("mlds", appauthor=False)) / CONFIG_FILE_NAME
+
+
+def find_project_root(start: Path | str | None = None) -> Path | None:
+    """The nearest directory, from ``start`` (default: cwd) upward, that
+    contains a ``.mlds/`` directory; ``None`` outside any project.
+
+    The project store's root is ``find_project_root(...) / ".mlds"``
+    (:func:`project_store_dir`).
+    """
+    here = Path(start if start is not None else Path.cwd()).expanduser().resolve()
+    if here.is_file():
+        here = here.parent
+    for candidate in (here, *here.parents):
+        if (candidate / PROJECT_DIR_NAME).is_dir():
+            return candidate
+    return None
+
+
+def project_store_dir(start: Path | str | None = None) -> Path | None:
+    root = find_project_root(start)
+    return None if root is None else root / PROJECT_DIR_NAME
+
+
+def project_config_path(start: Path | str | None = None) -> Path | None:
+    store = project_store_dir(start)
+    return None if store is None else store / CONFIG_FILE_NAME
+
+
+def config_path(scope: str, cwd: Path | str | None = None) -> Path:
+    _check_scope(scope)
+    if scope == "user":
+        return user_config_path()
+    path = project_config_path(cwd)
+    if path is None:
+        raise ConfigError(
+            f"not inside an mlds project (no {PROJECT_DIR_NAME}/ directory in {Path(cwd or Path.cwd()).resolve()} "
+            "or above); run 'mlds init' first or use --user"
+        )
+    return path
+
+
+# -- validation ---------------------------------------------------------------
+
+def url_scheme(url: str) -> str:
+    """``file`` for plain paths, else the URL scheme (lower case)."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
+        return url.split("://", 1)[0].lower()
+    return "file"
+
+
+def redact_url(url: str) -> str:
+    """The URL without any password in its user-info part."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    netloc = f"{user}:***@{netloc}" if user else f"***@{netloc}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def is_secret_option(name: str) -> bool:
+    n = name.lower().replace("-", "_")
+    if n.endswith(_SAFE_SUFFIXES):
+        return False
+    if n in _SECRET_EXACT or n.endswith("_key"):
+        # "key", "aws_access_key", "api_key", ...  (key_file is allowed above)
+        return True
+    return any(part in n for part in _SECRET_PARTS)
+
+
+def check_options(options: dict[str, Any], remote: str = "", _prefix: str = "") -> None:
+    for key, value in options.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"remote {remote!r}: option names must be non-empty strings")
+        full = f"{_prefix}{key}"
+        if is_secret_option(key):
+            raise ConfigError(
+                f"remote {remote!r}: refusing to store option {full!r}: it looks like a credential; {CREDENTIAL_HELP}"
+            )
+        if isinstance(value, dict):
+            check_options(value, remote, f"{full}.")
+
+
+def validate_name(name: str) -> None:
+    if not _NAME_RE.match(name or ""):
+        raise ConfigError(
+            f"invalid remote name {name!r}: use letters, digits, '.', '_' or '-' (max 64, starting with a letter or digit)"
+        )
+
+
+def normalize_url(name: str, url: str, base: Path | None = None) -> str:
+    """Check a remote URL; plain and ``file://`` paths become absolute."""
+    url = url.strip()
+    if not url:
+        raise ConfigError(f"remote {name!r}: empty URL")
+    scheme = url_scheme(url)
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            f"remote {name!r}: unsupported URL scheme {scheme!r} (use a path, file://, s3://, sftp://, https://, http:// or rdm://)"
+        )
+    if scheme == "file":
+        path = url[len("file://"):] if url.lower().startswith("file://") else url
+        p = Path(path).expanduser()
+        if not p.is_absolute():
+            p = (base or Path.cwd()) / p
+        return str(p.resolve())
+    parts = urlsplit(url)
+    if parts.password is not None:
+        raise ConfigError(f"remote {name!r}: refusing a password inside the URL; {CREDENTIAL_HELP}")
+    if not parts.netloc:
+        raise ConfigError(f"remote {name!r}: URL {redact_url(url)!r} has no host/bucket/project part")
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ConfigError(f"remote {name!r}: URL {url!r} has an invalid port") from None
+    if parts.query or parts.fragment:
+        raise ConfigError(f"remote {name!r}: URL {url!r} must not have a query or fragment")
+    return url.rstrip("/") if parts.path not in ("", "/") else url
+
+
+def _check_tier(tier: str) -> None:
+    if tier not in TIERS:
+        raise ConfigError(f"invalid tier {tier!r}: use one of {', '.join(TIERS)}")
+
+
+def _check_scope(scope: str) -> None:
+    if scope not in SCOPES:
+        raise ConfigError(f"invalid scope {scope!r}: use 'user' or 'project'")
+
+
+# -- reading ------------------------------------------------------------------
+
+def read_config(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config: {err.strerror or err}") from None
+
+
+def _remotes_in(path: Path | None, scope: str) -> dict[str, Remote]:
+    if path is None:
+        return {}
+    data = read_config(path)
+    table = data.get("remotes", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: 'remotes' must be a table")
+    out: dict[str, Remote] = {}
+    for name, entry in table.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise ConfigError(f"{path}: remote {name!r} needs a 'url' string")
+        tier = entry.get("tier", "personal")
+        if tier not in TIERS:
+            raise ConfigError(f"{path}: remote {name!r} has invalid tier {tier!r} (use {', '.join(TIERS)})")
+        options = entry.get("options", {})
+        if not isinstance(options, dict):
+            raise ConfigError(f"{path}: remote {name!r}: 'options' must be a table")
+        out[name] = Remote(name=name, url=entry["url"], tier=tier, options=dict(options), scope=scope)
+    return out
+
+
+def list_remotes(cwd: Path | str | None = None) -> list[Remote]:
+    """All remotes, sorted by name; a project remote hides a user one."""
+    merged = _remotes_in(user_config_path(), "user")
+    merged.update(_remotes_in(project_config_path(cwd), "project"))
+    return [merged[k] for k in sorted(merged)]
+
+
+def get_remote(name: str, cwd: Path | str | None = None) -> Remote:
+    remotes = {r.name: r for r in list_remotes(cwd)}
+    if name in remotes:
+        return remotes[name]
+    known = ", ".join(sorted(remotes)) or "none configured"
+    raise ConfigError(f"no remote named {name!r} (known remotes: {known}); add one with 'mlds remote add NAME URL'")
+
+
+# -- writing ------------------------------------------------------------------
+
+def add_remote(
+    name: str,
+    url: str,
+    tier: str = "personal",
+    scope: str = "user",
+    options: dict[str, Any] | None = None,
+    *,
+    replace: bool = False,
+    cwd: Path | str | None = None,
+) -> Remote:
+    validate_name(name)
+    _check_tier(tier)
+    _check_scope(scope)
+    options = dict(options or {})
+    check_options(options, name)
+    url = normalize_url(name, url, Path(cwd) if cwd else None)
+    path = config_path(scope, cwd)
+    data = read_config(path)
+    remotes = data.setdefault("remotes", {})
+    if name in remotes and not replace:
+        raise ConfigError(f"remote {name!r} already exists in the {scope} config ({path}); remove it first")
+    entry: dict[str, Any] = {"url": url, "tier": tier}
+    if options:
+        entry["options"] = options
+    remotes[name] = entry
+    write_config(path, data)
+    return Remote(name=name, url=url, tier=tier, options=options, scope=scope)
+
+
+def remove_remote(name: str, scope: str | None = None, cwd: Path | str | None = None) -> list[str]:
+    """Remove ``name`` from ``scope`` (default: every scope defining it).
+
+    Returns the scopes it was removed from.
+    """
+    scopes = SCOPES if scope is None else (scope,)
+    removed: list[str] = []
+    for sc in scopes:
+        _check_scope(sc)
+        path = user_config_path() if sc == "user" else project_config_path(cwd)
+        if path is None:
+            if scope == "project":
+                config_path("project", cwd)  # raises the "not in a project" error
+            continue
+        data = read_config(path)
+        remotes = data.get("remotes", {})
+        if isinstance(remotes, dict) and name in remotes:
+            del remotes[name]
+            if not remotes:
+                del data["remotes"]
+            write_config(path, data)
+            removed.append(sc)
+    if not removed:
+        known = ", ".join(r.name for r in list_remotes(cwd)) or "none configured"
+        where = f"the {scope} config" if scope else "any config"
+        raise ConfigError(f"no remote named {name!r} in {where} (known remotes: {known})")
+    return removed
+
+
+def write_config(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as TOML atomically (temp file + rename)."""
+    text = dumps_toml(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".toml.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# -- a tiny TOML writer ---------------------------------------------------------
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_str(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_key(k: str) -> str:
+    return k if _BARE_KEY.match(k) else _toml_str(k)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, (datetime, date, time)):
+        return v.isoformat()
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise ConfigError(f"cannot write value of type {type(v).__name__} to TOML")
+
+
+def dumps_toml(data: dict[str, Any]) -> str:
+    lines: list[str] = []
+    _emit_table(lines, [], data)
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def _emit_table(lines: list[str], path: list[str], table: dict[str, Any]) -> None:
+    scalars = [(k, v) for k, v in table.items() if not isinstance(v, dict)]
+    tables = [(k, v) for k, v in table.items() if isinstance(v, dict)]
+    if path and (scalars or not tables):
+        lines.append("[" + ".".join(_toml_key(p) for p in path) + "]")
+    for k, v in scalars:
+        lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    if path and (scalars or not tables) or scalars:
+        lines.append("")
+    for k, v in tables:
+        _emit_table(lines, [*path, k], v)
+
+
+def parse_option_values(pairs: Iterable[str], remote: str = "") -> dict[str, Any]:
+    """``["k=v", ...]`` from the command line to an options dict.
+
+    ``true``/``false`` become booleans, integers become ints; dotted keys
+    (``client_kwargs.region_name=x``) become nested tables.
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"remote {remote!r}: options must be given as key=value")
+        value: Any = raw
+        low = raw.strip().lower()
+        if low in ("true", "yes", "on"):
+            value = True
+        elif low in ("false", "no", "off"):
+            value = False
+        elif re.fullmatch(r"[+-]?\d+", raw.strip()):
+            value = int(raw)
+        target = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"remote {remote!r}: option {key!r} conflicts with another option")
+        target[leaf] = value
+    return out

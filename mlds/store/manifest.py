@@ -1,0 +1,97 @@
+"""Version manifests: canonical JSON, schema validation, and safety checks.
+
+A manifest's identity is the sha256 of its canonical bytes (sorted keys, compact
+separators, UTF-8, trailing newline), so the same version always has the same key.
+Everything read from a store is checked before use: the bytes must hash to the
+key, the JSON must satisfy ``schema/manifest-v1.schema.json``, and every key it
+names (shards, parents) must be a bare sha256 digest, so a hostile manifest
+cannot make us read or write outside ``objects/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from mlds.errors import IntegrityError, StoreError
+from mlds.store.store import HEX64, Store, check_hash, sha256_bytes
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(name: str):
+    import jsonschema
+
+    schema = json.loads((SCHEMA_DIR / name).read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+def validate_store_config(cfg: Any, where: str = "") -> None:
+    errors = sorted(_validator("store-v1.schema.json").iter_errors(cfg), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        loc = "/".join(str(p) for p in e.path) or "(top)"
+        raise StoreError(f"{where}: mlds-store.json is invalid at {loc}: {e.message}")
+
+
+def encode(manifest: dict[str, Any]) -> bytes:
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def validate(manifest: Any, key: str = "?") -> dict[str, Any]:
+    """Schema + key-safety checks; returns the manifest or raises IntegrityError."""
+    if not isinstance(manifest, dict):
+        raise IntegrityError(f"manifest {key} is not a JSON object")
+    # explicit key checks first, for a precise message
+    for i, shard in enumerate(manifest.get("shards") or []):
+        if isinstance(shard, dict):
+            h = shard.get("sha256")
+            if not isinstance(h, str) or not HEX64.match(h):
+                raise IntegrityError(f"manifest {key}: shard {i} key {h!r} is not a sha256 digest (it could escape the store)")
+    for p in manifest.get("parents") or []:
+        if not isinstance(p, str) or not HEX64.match(p):
+            raise IntegrityError(f"manifest {key}: parent {p!r} is not a sha256 digest (it could escape the store)")
+    errors = sorted(_validator("manifest-v1.schema.json").iter_errors(manifest), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        loc = "/".join(str(p) for p in e.path) or "(top)"
+        raise IntegrityError(f"manifest {key} fails the manifest schema at {loc}: {e.message}")
+    return manifest
+
+
+def parse(data: bytes, key: str) -> dict[str, Any]:
+    """Verify ``data`` hashes to ``key`` and is a valid manifest."""
+    check_hash(key, "manifest")
+    if sha256_bytes(data) != key:
+        raise IntegrityError(f"manifest {key}: content does not match its sha256")
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise IntegrityError(f"manifest {key} is not valid JSON") from None
+    return validate(obj, key)
+
+
+def load(store: Store, key: str) -> dict[str, Any]:
+    """Read, verify and validate manifest ``key`` from ``store``."""
+    try:
+        data = store.read_object(key)
+    except IntegrityError:
+        raise IntegrityError(f"{store.name}: manifest {key} is corrupt (sha256 mismatch)") from None
+    return parse(data, key)
+
+
+def put(store: Store, manifest: dict[str, Any]) -> str:
+    validate(manifest, "(new)")
+    return store.put_bytes(encode(manifest))
+
+
+def shard_hashes(manifest: dict[str, Any]) -> list[str]:
+    return [s["sha256"] for s in manifest["shards"]]
+
+
+def total_size(manifest: dict[str, Any]) -> int:
+    return sum(int(s["size"]) for s in manifest["shards"])

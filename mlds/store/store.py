@@ -1,0 +1,534 @@
+"""One content-addressed store over any fsspec filesystem (design §3).
+
+Layout under ``root``::
+
+    mlds-store.json             layout version, tier, policy
+    objects/sha256/ab/cd<rest>  immutable blobs (shards and manifests), named by sha256
+    refs/<dataset>/<tag>        text: the manifest hash of a version
+    locks/<dataset>/<tag>.lock  short-lived compare-and-swap locks for ref updates
+    tmp/                        staging for writes that are not atomic on the backend
+    catalog.json                dataset summaries for search (rebuildable)
+
+The same class serves the local personal/project store and every remote; nothing
+here or in :mod:`mlds.store.sync` asks which backend it runs on.  The only
+backend-dependent choice is a *capability*: whether a single ``put`` is atomic
+(object stores: the object appears whole or not at all).  Where it is not (POSIX,
+SFTP), every write goes to ``tmp/`` first and is renamed into place, so a reader
+never sees a half-written object or ref.  ``atomic_put`` can be forced per remote
+with the remote option ``atomic_put``.
+
+Test hook: when the environment variable ``MLDS_TEST_KILL_AFTER_N_WRITES=k`` is
+set, the process SIGKILLs itself right after its k-th write to any store (a write
+is one put, rename, delete or lock creation).  The kill tests use it to cut a push
+at every point; it costs one integer comparison when unset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import posixpath
+import re
+import signal
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from mlds.errors import ConflictError, IntegrityError, StoreError
+
+LAYOUT_VERSION = 1
+CHUNK = 1 << 20
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+TIERS = ("personal", "group", "public")
+_ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "memory"}
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "shard_max_frames": 50_000,
+    "shard_max_bytes": 256 * 1024 * 1024,
+    "gc_grace_seconds": 3600.0,
+    "lock_ttl_seconds": 600.0,
+}
+
+# ----------------------------------------------------------------- test hook
+_write_lock = threading.Lock()
+_writes = 0
+_KILL_AFTER = int(os.environ.get("MLDS_TEST_KILL_AFTER_N_WRITES", "0") or 0)
+
+
+def _count_write() -> None:
+    global _writes
+    if not _KILL_AFTER:
+        return
+    with _write_lock:
+        _writes += 1
+        if _writes >= _KILL_AFTER:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ----------------------------------------------------------------- helpers
+def check_name(name: str, what: str = "dataset name") -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise StoreError(f"invalid {what} {name!r}: use letters, digits and . _ + - (no '/', no '..')")
+    return name
+
+
+def check_hash(h: str, what: str = "object") -> str:
+    if not isinstance(h, str) or not HEX64.match(h):
+        raise IntegrityError(f"{what} key {h!r} is not a sha256 hex digest (refusing a key that could escape the store)")
+    return h
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def utcnow() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _mtime(info: dict[str, Any]) -> float | None:
+    for k in ("mtime", "LastModified", "last_modified", "created"):
+        v = info.get(k)
+        if v is None:
+            continue
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, _dt.datetime):
+            if v.tzinfo is None:
+                v = v.replace(tzinfo=_dt.timezone.utc)
+            return v.timestamp()
+        try:
+            return _dt.datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """A content-addressed store at ``root`` on filesystem ``fs``."""
+
+    def __init__(self, fs, root: str, name: str = "local", *, options: dict[str, Any] | None = None,
+                 url: str | None = None) -> None:
+        self.fs = fs
+        self.root = str(root).rstrip("/") or "/"
+        self.name = name
+        self.url = url or self.root
+        self.options = dict(options or {})
+        protos = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+        default_atomic = any(p in _ATOMIC_PUT_PROTOCOLS for p in protos)
+        self.atomic_put = bool(self.options.get("atomic_put", default_atomic))
+        self.is_local = "file" in protos or "local" in protos
+        self._made_dirs: set[str] = set()
+        self._config: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"Store({self.name!r}, {self.url!r})"
+
+    # ------------------------------------------------------------- construction
+    @classmethod
+    def at_path(cls, path: str | os.PathLike, name: str = "local") -> "Store":
+        from fsspec.implementations.local import LocalFileSystem
+
+        root = str(Path(path).expanduser().resolve())
+        return cls(LocalFileSystem(), root, name=name, url=root)
+
+    @classmethod
+    def from_url(cls, url: str, name: str | None = None, **storage_options: Any) -> "Store":
+        import fsspec.core
+
+        if "://" not in url:
+            return cls.at_path(url, name=name or url)
+        fs, root = fsspec.core.url_to_fs(url, **storage_options)
+        return cls(fs, root, name=name or url, url=url)
+
+    # ------------------------------------------------------------- paths
+    def path(self, key: str) -> str:
+        parts = key.split("/")
+        if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise StoreError(f"store key {key!r} escapes the store")
+        return f"{self.root}/{key}" if self.root != "/" else f"/{key}"
+
+    @staticmethod
+    def object_key(h: str) -> str:
+        check_hash(h)
+        return f"objects/sha256/{h[:2]}/{h[2:]}"
+
+    def object_path(self, h: str) -> str:
+        return self.path(self.object_key(h))
+
+    def local_object_path(self, h: str) -> str | None:
+        """The OS path of an object when the store is on the local filesystem."""
+        return self.object_path(h) if self.is_local else None
+
+    def _makedirs_for(self, path: str) -> None:
+        parent = posixpath.dirname(path)
+        if parent in self._made_dirs:
+            return
+        try:
+            self.fs.makedirs(parent, exist_ok=True)
+        except (FileExistsError, NotImplementedError):
+            pass
+        self._made_dirs.add(parent)
+
+    # ------------------------------------------------------------- config
+    def exists(self) -> bool:
+        try:
+            return self.fs.exists(self.path("mlds-store.json"))
+        except Exception:
+            return False
+
+    def config(self) -> dict[str, Any]:
+        if self._config is None:
+            try:
+                raw = self.fs.cat_file(self.path("mlds-store.json"))
+            except FileNotFoundError:
+                raise StoreError(f"{self.url}: no mlds store here (mlds-store.json missing; run 'mlds init')") from None
+            try:
+                cfg = json.loads(raw)
+            except ValueError:
+                raise StoreError(f"{self.url}: mlds-store.json is not valid JSON") from None
+            from mlds.store.manifest import validate_store_config
+
+            validate_store_config(cfg, where=self.url)
+            self._config = cfg
+        return self._config
+
+    @property
+    def tier(self) -> str:
+        return self.config().get("tier", "personal")
+
+    def policy(self, key: str) -> Any:
+        pol = self.config().get("policy") or {}
+        if key in self.options:
+            return self.options[key]
+        return pol.get(key, DEFAULT_POLICY.get(key))
+
+    def init(self, tier: str = "personal", policy: dict[str, Any] | None = None, exist_ok: bool = True) -> "Store":
+        if tier not in TIERS:
+            raise StoreError(f"unknown tier {tier!r}: choose one of {', '.join(TIERS)}")
+        if self.exists():
+            if not exist_ok:
+                raise StoreError(f"{self.url}: a store already exists here")
+            return self
+        cfg = {"mlds_store": LAYOUT_VERSION, "tier": tier, "created": utcnow(), "policy": dict(policy or {})}
+        self.fs.makedirs(self.root, exist_ok=True)
+        self._write_bytes_atomic("mlds-store.json", json.dumps(cfg, indent=2).encode() + b"\n")
+        self._config = None
+        return self
+
+    # ------------------------------------------------------------- low-level writes
+    def _tmp_path(self, hint: str = "") -> str:
+        return self.path(f"tmp/{uuid.uuid4().hex}{hint}")
+
+    def _write_bytes_atomic(self, key: str, data: bytes) -> None:
+        final = self.path(key)
+        self._makedirs_for(final)
+        if self.atomic_put:
+            self.fs.pipe_file(final, data)
+            _count_write()
+            return
+        tmp = self._tmp_path(".part")
+        self._makedirs_for(tmp)
+        self.fs.pipe_file(tmp, data)
+        _count_write()
+        self._rename(tmp, final)
+
+    def _rename(self, tmp: str, final: str) -> None:
+        try:
+            self.fs.mv(tmp, final)
+        except Exception:
+            with contextlib.suppress(Exception):
+                self.fs.rm_file(tmp)
+            raise
+        _count_write()
+
+    def _put_local_file_atomic(self, lpath: str, key: str, callback=None) -> None:
+        final = self.path(key)
+        self._makedirs_for(final)
+        kw = {"callback": callback} if callback is not None else {}
+        if self.atomic_put:
+            self.fs.put_file(lpath, final, **kw)
+            _count_write()
+            return
+        tmp = self._tmp_path(".part")
+        self._makedirs_for(tmp)
+        self.fs.put_file(lpath, tmp, **kw)
+        _count_write()
+        self._rename(tmp, final)
+
+    # ------------------------------------------------------------- objects
+    def object_size(self, h: str) -> int | None:
+        try:
+            info = self.fs.info(self.object_path(h))
+        except (FileNotFoundError, OSError):
+            return None
+        size = info.get("size")
+        return None if size is None else int(size)
+
+    def has_object(self, h: str, size: int | None = None) -> bool:
+        """True when the object exists (and has ``size`` bytes, if given)."""
+        got = self.object_size(h)
+        if got is None:
+            return False
+        return size is None or got == size
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store ``data`` as an object; returns its sha256 (no-op if present)."""
+        h = sha256_bytes(data)
+        if not self.has_object(h, len(data)):
+            self._write_bytes_atomic(self.object_key(h), data)
+            if self.object_size(h) != len(data):
+                raise IntegrityError(f"{self.name}: object {h} has the wrong size right after writing it")
+        return h
+
+    def put_file(self, lpath: str | os.PathLike, h: str | None = None, callback=None) -> str:
+        """Store a local file as an object (hashing it unless ``h`` is given)."""
+        lpath = os.fspath(lpath)
+        if h is None:
+            from mlds.util import sha256_file
+
+            h = sha256_file(lpath)
+        size = os.path.getsize(lpath)
+        if not self.has_object(h, size):
+            self._put_local_file_atomic(lpath, self.object_key(h), callback=callback)
+            if self.object_size(h) != size:
+                raise IntegrityError(f"{self.name}: object {h} has the wrong size right after writing it")
+        return h
+
+    def read_object(self, h: str, verify: bool = True) -> bytes:
+        """Read a (small) object whole, verifying its sha256."""
+        try:
+            data = self.fs.cat_file(self.object_path(h))
+        except FileNotFoundError:
+            raise StoreError(f"{self.name}: object {h} is missing") from None
+        if verify and sha256_bytes(data) != h:
+            raise IntegrityError(f"{self.name}: object {h} is corrupt (sha256 mismatch)")
+        return data
+
+    def open_object(self, h: str):
+        return self.fs.open(self.object_path(h), "rb")
+
+    def hash_object(self, h: str) -> str:
+        hasher = hashlib.sha256()
+        with self.open_object(h) as fh:
+            for block in iter(lambda: fh.read(CHUNK), b""):
+                hasher.update(block)
+        return hasher.hexdigest()
+
+    def delete_object(self, h: str) -> None:
+        self.fs.rm_file(self.object_path(h))
+        _count_write()
+
+    def iter_objects(self) -> Iterator[tuple[str, int, float | None]]:
+        """Every object: (key-derived hash or raw relative key, size, mtime)."""
+        base = self.path("objects/sha256")
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return
+        for p, info in sorted(found.items()):
+            rel = posixpath.relpath(self.fs._strip_protocol(p), self.fs._strip_protocol(base))
+            parts = rel.split("/")
+            h = parts[0] + parts[1] if len(parts) == 2 else rel
+            yield h, int(info.get("size") or 0), _mtime(info)
+
+    def iter_tmp(self) -> Iterator[tuple[str, float | None]]:
+        base = self.path("tmp")
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return
+        for p, info in found.items():
+            yield p, _mtime(info)
+
+    # ------------------------------------------------------------- refs
+    def ref_key(self, dataset: str, tag: str) -> str:
+        return f"refs/{check_name(dataset)}/{check_name(tag, 'tag')}"
+
+    def read_ref(self, dataset: str, tag: str) -> str | None:
+        try:
+            raw = self.fs.cat_file(self.path(self.ref_key(dataset, tag)))
+        except FileNotFoundError:
+            return None
+        value = raw.decode("ascii", "replace").strip()
+        if not HEX64.match(value):
+            raise StoreError(f"{self.name}: ref {dataset}@{tag} is corrupt ({value[:20]!r})")
+        return value
+
+    def write_ref(self, dataset: str, tag: str, h: str) -> None:
+        """Point ``dataset@tag`` at manifest ``h`` (callers hold the tag's lock)."""
+        check_hash(h, "manifest")
+        self._write_bytes_atomic(self.ref_key(dataset, tag), (h + "\n").encode())
+
+    def delete_ref(self, dataset: str, tag: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.path(self.ref_key(dataset, tag)))
+            _count_write()
+
+    def list_datasets(self) -> list[str]:
+        try:
+            entries = self.fs.ls(self.path("refs"), detail=True)
+        except (FileNotFoundError, NotImplementedError):
+            return sorted(self._catalog_refs())
+        except Exception:
+            return sorted(self._catalog_refs())
+        names = []
+        for e in entries:
+            if e.get("type") == "directory":
+                n = posixpath.basename(e["name"].rstrip("/"))
+                if NAME_RE.match(n):
+                    names.append(n)
+        return sorted(names)
+
+    def list_refs(self, dataset: str) -> dict[str, str]:
+        """``{tag: manifest hash}`` for one dataset."""
+        base = self.path(f"refs/{check_name(dataset)}")
+        try:
+            entries = self.fs.ls(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        except Exception:
+            return dict(self._catalog_refs().get(dataset, {}))
+        out = {}
+        for e in entries:
+            if e.get("type") == "directory":
+                continue
+            tag = posixpath.basename(e["name"].rstrip("/"))
+            if NAME_RE.match(tag):
+                value = self.read_ref(dataset, tag)
+                if value:
+                    out[tag] = value
+        return out
+
+    def _catalog_refs(self) -> dict[str, dict[str, str]]:
+        """Fallback for stores that cannot list (read-only HTTP mirrors)."""
+        cat = self.read_catalog()
+        return {name: dict(entry.get("refs", {})) for name, entry in cat.get("datasets", {}).items()}
+
+    # ------------------------------------------------------------- catalog
+    def read_catalog(self) -> dict[str, Any]:
+        try:
+            raw = self.fs.cat_file(self.path("catalog.json"))
+        except FileNotFoundError:
+            return {"mlds_catalog": 1, "datasets": {}}
+        except Exception:
+            return {"mlds_catalog": 1, "datasets": {}}
+        try:
+            cat = json.loads(raw)
+        except ValueError:
+            return {"mlds_catalog": 1, "datasets": {}}
+        if not isinstance(cat, dict) or not isinstance(cat.get("datasets"), dict):
+            return {"mlds_catalog": 1, "datasets": {}}
+        return cat
+
+    def write_catalog(self, cat: dict[str, Any]) -> None:
+        self._write_bytes_atomic("catalog.json", json.dumps(cat, indent=1, sort_keys=True).encode() + b"\n")
+
+    # ------------------------------------------------------------- locks
+    @contextlib.contextmanager
+    def lock(self, dataset: str, tag: str, ttl: float | None = None, wait: float = 30.0) -> Iterator[None]:
+        """Hold ``locks/<dataset>/<tag>.lock`` (exclusive create, expiring).
+
+        A lock older than its expiry, or left by a dead process on this host,
+        is broken.  While someone else holds it we poll up to ``wait`` seconds,
+        then raise :class:`ConflictError`.
+        """
+        ttl = float(ttl if ttl is not None else self.policy("lock_ttl_seconds"))
+        key = f"locks/{check_name(dataset)}/{check_name(tag, 'tag')}.lock"
+        path = self.path(key)
+        self._makedirs_for(path)
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + wait
+        delay = 0.02
+        while True:
+            body = json.dumps({"owner": token, "host": socket.gethostname(), "pid": os.getpid(),
+                               "expires": time.time() + ttl}).encode()
+            if self._try_create(path, body, token):
+                break
+            holder = self._read_lock(path)
+            if holder is not None and self._lock_is_stale(holder):
+                with contextlib.suppress(FileNotFoundError):
+                    # break only the lock we saw (another breaker may have replaced it)
+                    if self._read_lock(path) == holder:
+                        self.fs.rm_file(path)
+                        _count_write()
+                continue
+            if time.monotonic() > deadline:
+                until = "" if not holder else f" until {_dt.datetime.fromtimestamp(holder.get('expires', 0), _dt.timezone.utc):%H:%M:%S} UTC"
+                raise ConflictError(f"tag {dataset}@{tag} on remote {self.name} is locked by another push{until}; try again later")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                if (self._read_lock(path) or {}).get("owner") == token:
+                    self.fs.rm_file(path)
+                    _count_write()
+
+    def _try_create(self, path: str, body: bytes, token: str) -> bool:
+        try:
+            with self.fs.open(path, "xb") as fh:
+                fh.write(body)
+            _count_write()
+            return True
+        except FileExistsError:
+            return False
+        except (ValueError, NotImplementedError, TypeError):
+            pass  # backend without exclusive create: write-unique-then-read-back
+        except OSError as err:
+            if self.fs.exists(path):
+                return False
+            raise StoreError(f"{self.name}: cannot create lock {path}: {err}") from None
+        if self.fs.exists(path):
+            return False
+        self.fs.pipe_file(path, body)
+        _count_write()
+        time.sleep(0.05)
+        return (self._read_lock(path) or {}).get("owner") == token
+
+    def _read_lock(self, path: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return {"expires": 0}  # unreadable lock: treat as stale
+
+    @staticmethod
+    def _lock_is_stale(holder: dict[str, Any]) -> bool:
+        if float(holder.get("expires", 0)) < time.time():
+            return True
+        if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+            return not _pid_alive(holder["pid"])
+        return False
+
+
+def local_temp_dir(store: Store | None = None) -> str:
+    """A directory for staging downloads: inside the store's tmp/ when local (same fs, cheap rename)."""
+    if store is not None and store.is_local:
+        d = store.path("tmp")
+        os.makedirs(d, exist_ok=True)
+        return d
+    return tempfile.gettempdir()
+
+
+ProgressFn = Callable[[int], None]

@@ -1,0 +1,60 @@
+"""A static HTTP server for tests: a read-only mirror of a store directory.
+
+stdlib ``ThreadingHTTPServer`` serving one directory on 127.0.0.1.  fsspec's
+``HTTPFileSystem`` can ``cat``/``info``/``exists`` files in it (HEAD gives
+Content-Length).  Only GET/HEAD are served; anything else gets 405, like a
+real static mirror.  Directory listings are not needed (the store layout has
+index files) and are disabled (404), so clients never rely on them.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # keep test output quiet
+        pass
+
+    def list_directory(self, path):
+        self.send_error(404, "Not Found")
+        return None
+
+    def _refuse(self):
+        self.send_error(405, "Method Not Allowed")
+
+    do_PUT = do_POST = do_DELETE = do_PATCH = _refuse
+
+
+@dataclass
+class HTTPMirror:
+    root: Path
+    url: str
+    _server: ThreadingHTTPServer = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+
+    @property
+    def storage_options(self) -> dict:
+        return {}
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+def start_http_mirror(root: str | Path, host: str = "127.0.0.1") -> HTTPMirror:
+    root = Path(root)
+    handler = functools.partial(_Handler, directory=str(root))
+    server = ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="mlds-test-http", daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    return HTTPMirror(root=root, url=f"http://{host}:{port}", _server=server, _thread=thread)
