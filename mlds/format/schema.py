@@ -7,8 +7,8 @@ the sync layer:
 ``base`` (alias ``personal``)
     ``metadata-v1.schema.json``: what every container's metadata satisfies.
 ``group``
-    ``metadata-group-v1.schema.json``: base + at least one calculation, each
-    complete (``calculation-complete-v1.schema.json``).
+    ``metadata-v1.schema.json#/$defs/group_tier``: base + at least one
+    calculation, each complete (``calculation-complete-v1.schema.json``).
 ``public``
     ``metadata-public-v1.schema.json``: group + license, authors, description,
     provenance paths without directories.
@@ -39,17 +39,17 @@ SCHEMA_BASE_URI = "https://mlds.dev/schema/"
 
 SCHEMA_FILES = {
     "metadata": "metadata-v1.schema.json",
-    "metadata-group": "metadata-group-v1.schema.json",
     "metadata-public": "metadata-public-v1.schema.json",
     "calculation": "calculation-v1.schema.json",
     "calculation-complete": "calculation-complete-v1.schema.json",
 }
 
+# level -> URI of the schema (resource or subschema) that defines it
 LEVELS = {
-    "base": "metadata",
-    "personal": "metadata",
-    "group": "metadata-group",
-    "public": "metadata-public",
+    "base": SCHEMA_BASE_URI + "metadata-v1.schema.json",
+    "personal": SCHEMA_BASE_URI + "metadata-v1.schema.json",
+    "group": SCHEMA_BASE_URI + "metadata-v1.schema.json#/$defs/group_tier",
+    "public": SCHEMA_BASE_URI + "metadata-public-v1.schema.json",
 }
 
 __all__ = [
@@ -100,22 +100,31 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _registry() -> Registry:
+    """Every ``*.schema.json`` of the folder, under its ``$id`` (and its file URL)."""
     resources = []
-    for entry in _schema_dir().iterdir():
+    for entry in sorted(_schema_dir().iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".schema.json"):
             contents = _load(entry.name)
-            resources.append((contents["$id"], Resource.from_contents(contents, default_specification=DRAFT202012)))
+            resource = Resource.from_contents(contents, default_specification=DRAFT202012)
+            resources.append((SCHEMA_BASE_URI + entry.name, resource))
+            if isinstance(contents.get("$id"), str) and contents["$id"] != SCHEMA_BASE_URI + entry.name:
+                resources.append((contents["$id"], resource))
     return Registry().with_resources(resources).crawl()
 
 
 @lru_cache(maxsize=None)
+def _validator_for_uri(uri: str) -> Draft202012Validator:
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": uri}
+    return Draft202012Validator(schema, registry=_registry())
+
+
 def _validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(_load(_file_name(name)), registry=_registry())
+    return _validator_for_uri(SCHEMA_BASE_URI + _file_name(name))
 
 
 def metadata_validator(level: str = "base") -> Draft202012Validator:
     """The cached validator for a level (``base``/``personal``, ``group``, ``public``)."""
-    return _validator(_level_schema(level))
+    return _validator_for_uri(_level_schema(level))
 
 
 def _level_schema(level: str) -> str:
@@ -309,3 +318,37 @@ def validate_calculation(calc: dict[str, Any], *, complete: bool = False,
     if errors:
         root = "calculation" if index is None else f"metadata.calculations[{index}]"
         raise ValidationError(path, _describe(js_exc.best_match(errors), root))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlds.format.schema FILE [--level group]``: validate metadata offline.
+
+    FILE is a JSON file holding the metadata object, or an mlds HDF5 container
+    (its ``metadata`` root attribute is read).  Prints what is missing for the
+    level, one line each; exit status 0 when valid, 1 when not.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m mlds.format.schema", description=main.__doc__.splitlines()[0])
+    ap.add_argument("file")
+    ap.add_argument("--level", default="base", choices=sorted(LEVELS))
+    args = ap.parse_args(argv)
+    if args.file.endswith((".h5", ".hdf5")):
+        import h5py
+
+        with h5py.File(args.file, "r") as fh:
+            raw = fh.attrs["metadata"]
+        meta = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    else:
+        with open(args.file, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    problems = missing_for_level(meta, args.level)
+    for line in problems:
+        print(f"{args.file}: {line}")
+    if not problems:
+        print(f"{args.file}: valid at level {args.level}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -133,7 +133,17 @@ SMEARING_NAMES = {
 
 def smearing_name(raw: str) -> str:
     key = raw.strip().lower()
-    return SMEARING_NAMES.get(key, key)
+    return SMEARING_NAMES.get(key, "other")
+
+
+def smearing_entry(raw: str, width_eV: float | None) -> dict[str, Any]:
+    """spec §15: m-p -> methfessel-paxton order 1 (pw.x has no other order)."""
+    out: dict[str, Any] = {"method": smearing_name(raw)}
+    if out["method"] == "methfessel-paxton":
+        out["order"] = 1
+    if width_eV is not None:
+        out["width_eV"] = width_eV
+    return out
 
 
 def version_from_text(text: str) -> str | None:

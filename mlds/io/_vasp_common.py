@@ -104,8 +104,8 @@ def smearing(ismear: int | None, sigma: float | None) -> dict[str, Any] | None:
         out = {"method": "gaussian"}
     elif ismear > 0:
         out = {"method": "methfessel-paxton", "order": int(ismear)}
-    else:  # -2 / -3: occupations read from input
-        out = {"method": f"ismear{ismear}"}
+    else:  # -2 / -3: occupations fixed by the user / scanned
+        out = {"method": "other"}
     if sigma is not None and out["method"] != "tetrahedron":
         out["width_eV"] = float(sigma)
     return out
@@ -152,6 +152,24 @@ def functional(gga: str | None, metagga: str | None, lhfcalc: bool | None, hfscr
         if fam in ("PAW", "US", "PAW_LDA"):
             return "LDA"
     return None
+
+
+_IVDW_NAMES = {1: "D2", 10: "D2", 11: "D3", 12: "D3(BJ)", 13: "D4", 2: "TS", 20: "TS", 21: "TS-HI",
+               202: "MBD", 263: "MBD", 4: "dDsC"}
+
+
+def with_vdw(func: str | None, ivdw: Any) -> str | None:
+    """'PBE' + IVDW=11 -> 'PBE+D3' (spec: functional names include dispersion corrections)."""
+    if func is None or not isinstance(ivdw, int) or isinstance(ivdw, bool) or ivdw == 0:
+        return func
+    return f"{func}+{_IVDW_NAMES.get(ivdw, f'IVDW{ivdw}')}"
+
+
+def kpoint_shift(style: str, mesh: Sequence[int], usershift: Sequence[float] | None) -> list[float]:
+    """Shift in the spec convention k = (n + s)/N: Monkhorst-Pack adds 1/2 along even divisions."""
+    base = list(usershift) if usershift is not None else [0.0, 0.0, 0.0]
+    mp = style.strip().lower().startswith("m")
+    return [float((b + (0.5 if mp and n % 2 == 0 else 0.0)) % 1.0) for b, n in zip(base, mesh)]
 
 
 def to_bool(text: str | None) -> bool | None:

@@ -369,6 +369,8 @@ class AenetWriter(Writer):
                 if frame.pbc.any() and not frame.pbc.all():
                     raise FormatError(self.path, f"frame {i} has mixed periodicity pbc={frame.pbc.tolist()}; "
                                       "aenet XSF is either periodic (PRIMVEC) or isolated (ATOMS)")
+                if (frame.numbers == 0).any():
+                    raise FormatError(self.path, f"frame {i} has atoms without an element (Z=0)")
                 name = f"structure-{i + 1:06d}.xsf"
                 (tmp / name).write_text(frame_to_xsf(frame), encoding="utf-8")
                 names.append(name)

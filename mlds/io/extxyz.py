@@ -19,14 +19,15 @@ column-major order ASE uses for ``virial``/``stress``; 6-element ones as Voigt
 (xx yy zz yz xz xy).  Consumed keys are removed from ``info``; other info
 keys are kept.
 
-Writer: ``frame_to_atoms`` + ``ase.io.write(..., format="extxyz")``, so energy
-(also as ``free_energy``), forces and stress travel as SinglePointCalculator
-results that ASE reads back.  Precision: ASE 3.29 writes per-atom arrays
-(positions, forces, charges) with ``%16.8f``, i.e. rounded to 1e-8 absolute
-(Å, eV/Å); energy, stress and Lattice go through ``str(float)`` and are
-bit-exact.  ASE offers no option to change that format.  ASE also writes
-newlines inside string info values raw, which breaks the file, so multi-line
-strings (e.g. an n2p2 comment) are joined into one line with spaces.
+Elements come from the ``species`` column.  ASE 3.29 takes them from a ``Z``
+column when there is one; ``dpdata/tests/xyz/xyz_unittest.xyz`` frame 2 has
+species B1C9 but Z B5C5.  mlds follows the species column (the one extxyz
+requires, and what dpdata uses) and records a warning in the source report.
+
+Writer: our own, float64-exact (see :class:`ExtxyzWriter` for why not
+``ase.io.write``); energy (also as ``free_energy``), forces and stress are
+written under the keys ASE turns into SinglePointCalculator results.
+Multi-line string info values are joined into one line.
 """
 
 from __future__ import annotations
@@ -56,6 +57,24 @@ def _tensor(value: Any) -> np.ndarray | None:
     return None
 
 
+_Z_COLUMN = "Z_column_in_file"
+
+
+def _keep_species(line: str, sep: str | None = None) -> dict:
+    """ASE's comment-line parser, but a ``Z`` column no longer overrides ``species``."""
+    from ase.io.extxyz import key_val_str_to_dict
+
+    d = key_val_str_to_dict(line, sep=sep)
+    props = d.get("Properties")
+    if isinstance(props, str):
+        parts = props.split(":")
+        names = parts[0::3]
+        if "species" in names and "Z" in names:
+            parts[3 * names.index("Z")] = _Z_COLUMN
+            d["Properties"] = ":".join(parts)
+    return d
+
+
 def _looks_like_extxyz(head: bytes) -> bool:
     lines = head.decode("utf-8", "replace").splitlines()
     if len(lines) < 2:
@@ -80,7 +99,7 @@ class ExtxyzReader(Reader):
     def _frames(self) -> Iterator[Frame]:
         import ase.io
 
-        frames = ase.io.iread(str(self.path), index=":", format="extxyz")
+        frames = ase.io.iread(str(self.path), index=":", format="extxyz", properties_parser=_keep_species)
         k = 0
         while True:
             try:
@@ -94,6 +113,10 @@ class ExtxyzReader(Reader):
 
     def _convert(self, k: int, atoms) -> Frame:
         info = atoms.info
+        z_col = atoms.arrays.get(_Z_COLUMN)
+        if z_col is not None and (np.asarray(z_col) != atoms.numbers).any():
+            bad = int((np.asarray(z_col) != atoms.numbers).sum())
+            self.report.warn(f"frame {k}: species and Z columns disagree on {bad} atom(s); species used")
         results = dict(atoms.calc.results) if atoms.calc is not None else {}
 
         energy = math.nan
@@ -138,22 +161,74 @@ class ExtxyzReader(Reader):
 
 @register_writer
 class ExtxyzWriter(Writer):
+    """Written by hand, not with ``ase.io.write``: ASE rounds per-atom arrays to
+    ``%16.8f`` (1e-8 Å), and a dataset exported for exchange must keep every
+    float64 bit.  ``repr(float)`` is the shortest string that parses back to the
+    same double, so the file stays compact and ASE reads it unchanged:
+    energy, forces and stress arrive on a SinglePointCalculator.
+    """
+
     name = "extxyz"
     extensions = (".xyz", ".extxyz")
-    description = "extended XYZ via ASE (per-atom arrays rounded to 1e-8 by ASE's %16.8f)"
+    description = "extended XYZ, float64-exact (readable by ASE)"
 
     def write(self, frames: Iterable[Frame], metadata: dict[str, Any] | None = None) -> int:
-        import ase.io
-
         count = 0
         with atomic_path(self.path) as tmp:
             with open(tmp, "w", encoding="utf-8") as fh:
                 for frame in frames:
-                    atoms = frame_to_atoms(frame)
-                    for key, value in list(atoms.info.items()):
-                        if isinstance(value, str) and ("\n" in value or "\r" in value):
-                            # ASE writes newlines raw and breaks the file; one line it is
-                            atoms.info[key] = " ".join(value.splitlines())
-                    ase.io.write(fh, atoms, format="extxyz")
+                    fh.write(_frame_text(frame))
                     count += 1
         return count
+
+
+def _r(x: float) -> str:
+    return repr(float(x))
+
+
+def _frame_text(frame: Frame) -> str:
+    from ase.data import chemical_symbols
+
+    n = frame.n_atoms
+    props = ["species:S:1", "pos:R:3"]
+    cols = [frame.positions]
+    if frame.forces is not None and not np.isnan(frame.forces).all():
+        props.append("forces:R:3")
+        cols.append(frame.forces)
+    if frame.charges is not None and not np.isnan(frame.charges).all():
+        props.append("initial_charges:R:1")
+        cols.append(frame.charges[:, None])
+    if frame.magmoms is not None and not np.isnan(frame.magmoms).all():
+        props.append("initial_magmoms:R:1")
+        cols.append(frame.magmoms[:, None])
+    head = []
+    if frame.pbc.any() or np.any(frame.cell):
+        head.append('Lattice="' + " ".join(_r(x) for x in frame.cell.reshape(-1)) + '"')
+    head.append("Properties=" + ":".join(props))
+    if not math.isnan(frame.energy):
+        head.append(f"energy={_r(frame.energy)} free_energy={_r(frame.energy)}")
+    if frame.stress is not None and not np.isnan(frame.stress).all():
+        head.append('stress="' + " ".join(_r(x) for x in frame.stress.reshape(-1)) + '"')
+    for key in ("energy_sigma0", "total_charge"):
+        value = getattr(frame, key)
+        if not math.isnan(value):
+            head.append(f"{key}={_r(value)}")
+    if not frame.converged:
+        head.append("converged=F")
+    for key, value in frame.info.items():
+        if isinstance(value, (bool, np.bool_)):
+            head.append(f"{key}={'T' if value else 'F'}")
+        elif isinstance(value, (int, np.integer)):
+            head.append(f"{key}={int(value)}")
+        elif isinstance(value, (float, np.floating)):
+            head.append(f"{key}={_r(value)}")
+        elif isinstance(value, str) and key.isidentifier():
+            text = " ".join(value.splitlines()).replace("\\", "\\\\").replace('"', '\\"')
+            head.append(f'{key}="{text}"')
+    head.append('pbc="' + " ".join("T" if p else "F" for p in frame.pbc) + '"')
+    table = np.hstack(cols) if len(cols) > 1 else cols[0]
+    symbols = [chemical_symbols[z] for z in frame.numbers.tolist()]
+    lines = [str(n), " ".join(head)]
+    for sym, row in zip(symbols, table.tolist()):
+        lines.append(sym + " " + " ".join(map(repr, row)))
+    return "\n".join(lines) + "\n"

@@ -299,6 +299,8 @@ class N2p2Writer(Writer):
         if frame.pbc.any() and not frame.pbc.all():
             raise FormatError(self.path, f"frame {i} has mixed periodicity pbc={frame.pbc.tolist()}; n2p2 "
                               "structures are either fully periodic (3 lattice lines) or not periodic at all")
+        if (frame.numbers == 0).any():
+            raise FormatError(self.path, f"frame {i} has atoms without an element (Z=0)")
         periodic = bool(frame.pbc.all())
         qtot = 0.0 if math.isnan(frame.total_charge) else frame.total_charge
         if periodic and qtot != 0.0:

@@ -78,7 +78,11 @@ class _Lines:
             return None
         self.lineno += 1
         if not line.endswith("\n"):
-            self.partial_lineno = self.lineno
+            # last line cut without newline: a killed run; a partial number
+            # could still parse, so the line is not trusted
+            if line.strip(" =-\t\r"):
+                self.partial_lineno = self.lineno
+            return None
         return line
 
     def push(self, line: str) -> None:
@@ -150,17 +154,9 @@ class QEPwReader(Reader):
                 line = L.next()
                 if line is None:
                     break
-                try:
-                    yield from self._line(line, L, keep_unconverged)
-                except FormatError as err:
-                    if L.partial_lineno is None or err.line != L.partial_lineno:
-                        raise
-                    # the file was cut in the middle of this line: not corrupt,
-                    # truncated; the step in progress is incomplete
-                    self.report.warn(f"file ends in the middle of line {err.line}")
-                    if self.step.started:
-                        self.step.forces_incomplete = True
-                    break
+                yield from self._line(line, L, keep_unconverged)
+            if L.partial_lineno is not None:
+                self.report.warn(f"file ends in the middle of line {L.partial_lineno} (no newline): line ignored")
         # end of file: the pending step
         yield from self._flush(keep_unconverged, at_eof=True)
         self._finish_settings()
@@ -381,7 +377,7 @@ class QEPwReader(Reader):
         for _ in range(3):
             line = L.next()
             if line is None:
-                raise self._err("file ends inside 'crystal axes'", L.lineno)
+                return  # truncated file: nothing follows
             m = re.search(r"=\s*\((.*)\)", line)
             if not m:
                 raise self._err("expected 'a(i) = ( x y z )'", L.lineno)
@@ -396,7 +392,7 @@ class QEPwReader(Reader):
         while len(labels) < nat:
             line = L.next()
             if line is None:
-                raise self._err("file ends inside the atom positions", L.lineno)
+                return  # truncated file: nothing follows
             m = re.match(r"^\s*\d+\s+(\S+)\s+tau\(\s*\d+\)\s*=\s*\((.*)\)", line)
             if not m:
                 raise self._err("expected 'n  X  tau( n) = ( x y z )'", L.lineno)
@@ -411,7 +407,7 @@ class QEPwReader(Reader):
         for _ in range(3):
             line = L.next()
             if line is None:
-                raise self._err("file ends inside CELL_PARAMETERS", L.lineno)
+                return  # truncated file: nothing follows
             rows.append(qe.floats(line, 3, self.path, L.lineno))
         cell = np.array(rows)
         if unit == "alat":
@@ -519,12 +515,12 @@ class QEPwReader(Reader):
         rest = m.group(2)
         sm = re.search(r"([\w-]+)\s+smearing,\s*width\s*\(Ry\)=\s*(\S+)", rest)
         if sm:
-            self.s["smearing"] = {
-                "method": qe.smearing_name(sm.group(1)),
-                "width_eV": qe.to_float(sm.group(2), self.path, L.lineno) * qe.RY_EV,
-            }
-        elif "tetrahedron" in rest.lower():
+            self.s["smearing"] = qe.smearing_entry(
+                sm.group(1), qe.to_float(sm.group(2), self.path, L.lineno) * qe.RY_EV)
+        elif "tetrahedr" in rest.lower():
             self.s["smearing"] = {"method": "tetrahedron"}
+        else:  # fixed occupations (insulator): nothing printed after the count
+            self.s["smearing"] = {"method": "none"}
 
     # ------------------------------------------------------------------ flush
     def _flush(self, keep: bool, at_eof: bool = False) -> Iterator[Frame]:

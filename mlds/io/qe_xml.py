@@ -40,6 +40,12 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+def _is_truncation(err: ET.ParseError) -> bool:
+    """expat's messages for a document that simply stops."""
+    msg = str(err)
+    return "no element found" in msg or "unclosed token" in msg
+
+
 def _bool(text: str | None) -> bool:
     return (text or "").strip().lower() in ("true", "t", ".true.", "1")
 
@@ -106,11 +112,18 @@ class QEXmlReader(Reader):
                     try:
                         parser.close()
                     except ET.ParseError as err:
-                        if "no element found" in str(err):
+                        if _is_truncation(err):
                             truncated = True
                         else:
                             raise self._err(f"malformed XML: {err}", lineno) from None
-                for event, elem in parser.read_events():
+                try:
+                    events = list(parser.read_events())
+                except ET.ParseError as err:
+                    if eof and _is_truncation(err):
+                        truncated, events = True, []
+                    else:
+                        raise self._err(f"malformed XML: {err}", lineno) from None
+                for event, elem in events:
                     tag = _local(elem.tag)
                     if event == "start":
                         stack.append(tag)
@@ -144,7 +157,8 @@ class QEXmlReader(Reader):
                     elif tag == "monkhorst_pack" and top in ("input", "output"):
                         try:
                             mesh = [int(elem.get(k, "")) for k in ("nk1", "nk2", "nk3")]
-                            shift = [int(elem.get(k, "0")) for k in ("k1", "k2", "k3")]
+                            # spec §8.3: QE k1=1 (half-step offset) -> shift 0.5
+                            shift = [0.5 * int(elem.get(k, "0")) for k in ("k1", "k2", "k3")]
                             settings["kpoints"] = {"mesh": mesh, "shift": shift}
                         except ValueError:
                             pass
@@ -153,10 +167,17 @@ class QEXmlReader(Reader):
                     elif tag == "nk" and path.startswith("input/k_points_IBZ") and "kpoints" not in settings:
                         settings["kpoints"] = {"n_kpoints": int(float((elem.text or "0").strip()))}
                     elif tag == "smearing" and top in ("input", "output") and elem.text:
-                        sm: dict[str, Any] = {"method": qe.smearing_name(elem.text)}
-                        if elem.get("degauss"):
-                            sm["width_eV"] = qe.to_float(elem.get("degauss"), self.path, lineno) * qe.HARTREE_EV
-                        settings["smearing"] = sm
+                        width = elem.get("degauss")
+                        settings["smearing"] = qe.smearing_entry(
+                            elem.text,
+                            None if width is None else qe.to_float(width, self.path, lineno) * qe.HARTREE_EV)
+                    elif tag in ("occupations", "occupations_kind") and top in ("input", "output") \
+                            and "smearing" not in settings and elem.text:
+                        occ = elem.text.strip().lower()
+                        if occ == "fixed":
+                            settings["smearing"] = {"method": "none"}
+                        elif occ.startswith("tetrahedra"):
+                            settings["smearing"] = {"method": "tetrahedron"}
                     elif tag == "degauss" and top in ("input", "output") and "smearing" in settings:
                         settings["smearing"].setdefault("width_eV", numbers(elem, 1)[0] * qe.HARTREE_EV)
                     elif tag in ("lsda", "noncolin") and top in ("input", "output") and _bool(elem.text):

@@ -44,6 +44,7 @@ from mlds.io.registry import Reader, register_reader
 _ITER = re.compile(r"Iteration\s*(\d+)\s*\(\s*(\d+)\s*\)")
 _TOTEN = re.compile(r"TOTEN\s*=\s*(\S+)")
 _SIGMA0 = re.compile(r"energy\(sigma->0\)\s*=\s*(\S+)")
+_ML = re.compile(r"\bML\b")
 _VERSION = re.compile(r"vasp\.(\d+\.\d+(?:\.\d+)?)")
 _HEADER_KEYS = (
     "NELM", "ISPIN", "ENCUT", "EDIFF", "IBRION", "ISIF", "ISMEAR", "SIGMA", "GGA", "METAGGA", "LHFCALC",
@@ -98,9 +99,14 @@ class VaspOutcarReader(Reader):
         cell: np.ndarray | None = self._initial_cell
         step = 0
         pend = _Pending()
-        expect_energy: bool | None = None  # None: not in an energy block; else: True if ML block
+        # MLFF blocks (VASP >= 6.3 on-the-fly) are kept apart from the ab-initio data: every
+        # ML-marked line ("ML FORCE on cell", "TOTAL-FORCE ... (ML)", "ML FREE ENERGIE",
+        # "free  energy ML TOTEN") only feeds ``ml_*`` state, so an ML block printed before,
+        # after or instead of a DFT step can never leak into a frame.
+        stress_is_ml = False
+        energy_block: str | None = None  # None, "dft" or "ml": inside a FREE ENERGIE block
+        ml_energy: float | None = None
         energy_line = 0
-        n_ml = 0
         while True:
             line = self._next()
             if line is None:
@@ -114,10 +120,12 @@ class VaspOutcarReader(Reader):
                 continue
             s = line.strip()
             if s.startswith("in kB"):
-                pend.stress_kb = vc.parse_floats(s[5:], 6, self.path, self.lineno, "'in kB' stress line")
-                pend.started = True
+                kb = vc.parse_floats(s[5:], 6, self.path, self.lineno, "'in kB' stress line")
+                if not stress_is_ml:
+                    pend.stress_kb = kb
+                    pend.started = True
             elif "FORCE on cell" in line:
-                pend.ml = pend.ml or ("ML" in line)
+                stress_is_ml = bool(_ML.search(line))
             elif "direct lattice vectors" in line:
                 rows = []
                 for _ in range(3):
@@ -128,8 +136,7 @@ class VaspOutcarReader(Reader):
                     rows.append(vc.parse_floats(ln, 3, self.path, self.lineno, "lattice vector"))
                 cell = np.array(rows)
             elif "TOTAL-FORCE" in line:
-                if "(ML)" in line:
-                    pend.ml = True
+                ml_block = "(ML)" in line
                 if self._next() is None:  # dashes
                     self._warn_truncated(step, "forces")
                     return
@@ -142,9 +149,10 @@ class VaspOutcarReader(Reader):
                     if ln.lstrip().startswith("---"):
                         raise self._err(f"TOTAL-FORCE block has {i} rows, expected NIONS={nions}")
                     data[i] = vc.parse_floats(ln, 6, self.path, self.lineno, "POSITION/TOTAL-FORCE row")
-                pend.positions, pend.forces = data[:, :3], data[:, 3:]
-                pend.cell = cell
-                pend.started = True
+                if not ml_block:
+                    pend.positions, pend.forces = data[:, :3], data[:, 3:]
+                    pend.cell = cell
+                    pend.started = True
             elif "magnetization (x)" in line and nions:
                 pend.magmoms = self._read_magnetization(nions)
                 if pend.magmoms is False:
@@ -153,27 +161,38 @@ class VaspOutcarReader(Reader):
             elif "magnetization (y)" in line:
                 pend.noncollinear = True
             elif "FREE ENERGIE OF THE ION-ELECTRON SYSTEM" in line:
-                expect_energy = pend.ml or ("ML" in line)
-                pend.started = True
-            elif expect_energy is not None and "TOTEN" in line and pend.energy is None:
+                energy_block = "ml" if _ML.search(line) else "dft"
+                ml_energy = None
+                if energy_block == "dft":
+                    pend.started = True
+            elif energy_block is not None and "TOTEN" in line:
                 m = _TOTEN.search(line)
-                if m:
+                if m and (energy_block == "ml" or _ML.search(line)):
+                    energy_block = "ml"
+                    ml_energy = self._float(m.group(1), "ML TOTEN")
+                elif m and pend.energy is None:
                     pend.energy = self._float(m.group(1), "TOTEN")
-                    pend.ml = pend.ml or expect_energy or ("ML" in line)
                     energy_line = self.lineno
-            elif expect_energy is not None and pend.energy is not None and "energy(sigma->0)" in line:
+                    if "w/o vdW" in line:  # vdW-corrected run (IVDW is not always echoed in the header)
+                        self.report.settings.setdefault("extra", {})["vdw_correction"] = True
+            elif energy_block is not None and "energy(sigma->0)" in line:
                 m = _SIGMA0.search(line)
                 if not m:
                     raise self._err("cannot read energy(sigma->0)")
-                pend.sigma0 = self._float(m.group(1), "energy(sigma->0)")
-                frame = self._finish(pend, step, numbers, nelm, keep_unconverged, ispin2, energy_line)
-                if pend.ml:
-                    n_ml += 1
-                if frame is not None:
-                    yield frame
-                step += 1
-                pend = _Pending()
-                expect_energy = None
+                sigma0 = self._float(m.group(1), "energy(sigma->0)")
+                if energy_block == "ml":
+                    if ml_energy is not None:
+                        self.report.drop("ml-predicted")
+                        step += 1
+                    stress_is_ml = False
+                elif pend.energy is not None:
+                    pend.sigma0 = sigma0
+                    frame = self._finish(pend, step, numbers, nelm, keep_unconverged, ispin2, energy_line)
+                    if frame is not None:
+                        yield frame
+                    step += 1
+                    pend = _Pending()
+                energy_block = None
         if pend.started:
             self._warn_truncated(step, "energy")
         elif step == 0:
@@ -212,9 +231,6 @@ class VaspOutcarReader(Reader):
 
     def _finish(self, p: "_Pending", step: int, numbers, nelm, keep_unconverged, ispin2, energy_line):
         rep = self.report
-        if p.ml:
-            rep.drop("ml-predicted")
-            return None
         if p.positions is None:
             rep.drop("no-forces")
             return None
@@ -310,6 +326,15 @@ class VaspOutcarReader(Reader):
                         kshift = [float(t) for t in ln.split()[:3]]
                     except ValueError:
                         kshift = None
+            elif "Following reciprocal coordinates:" in line and kmesh is not None and kshift is None:
+                # no explicit shift line (VASP 5): the first generated k-point is s/N (fractional)
+                self._next()  # "Coordinates   Weight"
+                ln = self._next()
+                try:
+                    first = [float(t) for t in (ln or "").split()[:3]]
+                    kshift = [round((k * n) % 1.0, 6) % 1.0 for k, n in zip(first, kmesh)]
+                except ValueError:
+                    kshift = None
             elif "NKPTS =" in line and nkpts is None:
                 m = re.search(r"NKPTS\s*=\s*(\d+)", line)
                 nkpts = int(m.group(1)) if m else None
@@ -377,6 +402,7 @@ class VaspOutcarReader(Reader):
         num = {k: vc.to_num(v) for k, v in values.items()}
         func = vc.functional(values.get("GGA"), values.get("METAGGA"), vc.to_bool(values.get("LHFCALC")),
                              _f(num.get("HFSCREEN")), _f(num.get("AEXX")), ppnames, lexch_potcar, lexch_internal)
+        func = vc.with_vdw(func, num.get("IVDW"))
         if func:
             st["functional"] = func
         if _f(num.get("ENCUT")) is not None:
@@ -406,12 +432,11 @@ def _f(v) -> float | None:
 class _Pending:
     """Everything seen so far for the ionic step being read."""
 
-    __slots__ = ("started", "ml", "scf_max", "ionic", "stress_kb", "positions", "forces", "cell", "magmoms",
+    __slots__ = ("started", "scf_max", "ionic", "stress_kb", "positions", "forces", "cell", "magmoms",
                  "noncollinear", "energy", "sigma0")
 
     def __init__(self) -> None:
         self.started = False
-        self.ml = False
         self.scf_max = 0
         self.ionic: int | None = None
         self.stress_kb = None

@@ -136,10 +136,9 @@ class VaspXmlReader(Reader):
             div = elem.find("v[@name='divisions']")
             if div is not None:
                 shift = elem.find("v[@name='usershift']")
-                self._kpoints = {
-                    "mesh": [int(x) for x in (div.text or "").split()],
-                    "shift": [float(x) for x in shift.text.split()] if shift is not None else [0.0, 0.0, 0.0],
-                }
+                mesh = [int(x) for x in (div.text or "").split()]
+                user = [float(x) for x in shift.text.split()] if shift is not None else None
+                self._kpoints = {"mesh": mesh, "shift": vc.kpoint_shift(elem.get("param", ""), mesh, user)}
         elif tag == "varray" and parent == "kpoints" and elem.get("name") == "kpointlist" and self._kpoints is None:
             self._kpoints = {"n_kpoints": len(elem)}
         elif tag == "scstep" and parent == "calculation":
@@ -309,8 +308,7 @@ class VaspXmlReader(Reader):
     # ------------------------------------------------------------------ settings
     def _fill_settings(self) -> None:
         self._settings_done = True
-        # parameters = every value VASP used (8 decimals: EDIFF=1e-10 prints as 0.00000000);
-        # incar = what the user set, at full precision, so it wins where present
+        # parameters = every value VASP used; incar = what the user set, so it wins where present
         p = dict(self._params)
         p.update(self._incar)
         num = {k: vc.to_num(v) for k, v in p.items()}
@@ -321,6 +319,7 @@ class VaspXmlReader(Reader):
         metagga = p.get("METAGGA")
         func = vc.functional(p.get("GGA"), metagga, vc.to_bool(p.get("LHFCALC")), _f(num.get("HFSCREEN")),
                              _f(num.get("AEXX")), pps)
+        func = vc.with_vdw(func, num.get("IVDW"))
         if func:
             st["functional"] = func
         encut = _f(num.get("ENMAX")) or _f(num.get("ENCUT"))
@@ -344,6 +343,9 @@ class VaspXmlReader(Reader):
         if self._nelm is not None:
             num["NELM"] = self._nelm
         extra = {k: num[k] for k in _EXTRA_KEYS if k in num}
+        if extra.get("EDIFF") == 0:
+            # vasprun prints reals with 8 decimals: EDIFF=1e-10 becomes "0.00000000"; unknown, not 0
+            del extra["EDIFF"]
         if extra:
             st["extra"] = extra
         self.report.settings = st

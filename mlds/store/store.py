@@ -46,7 +46,7 @@ from mlds.errors import ConflictError, IntegrityError, StoreError
 LAYOUT_VERSION = 1
 CHUNK = 1 << 20
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TIERS = ("personal", "group", "public")
 _ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "memory"}
 
@@ -76,7 +76,7 @@ def _count_write() -> None:
 # ----------------------------------------------------------------- helpers
 def check_name(name: str, what: str = "dataset name") -> str:
     if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
-        raise StoreError(f"invalid {what} {name!r}: use letters, digits and . _ + - (no '/', no '..')")
+        raise StoreError(f"invalid {what} {name!r}: use letters, digits and . _ - (no '/', no '..')")
     return name
 
 
@@ -311,6 +311,36 @@ class Store:
             self._put_local_file_atomic(lpath, self.object_key(h), callback=callback)
             if self.object_size(h) != size:
                 raise IntegrityError(f"{self.name}: object {h} has the wrong size right after writing it")
+        return h
+
+    def adopt_file(self, lpath: str | os.PathLike, h: str | None = None) -> str:
+        """Move a finished local file into the store as an object (consumes ``lpath``).
+
+        On a local store this is one ``os.replace`` (atomic, no copy): callers
+        stage files in ``tmp/`` of the same store.  Otherwise it is uploaded.
+        """
+        lpath = os.fspath(lpath)
+        if h is None:
+            from mlds.util import sha256_file
+
+            h = sha256_file(lpath)
+        size = os.path.getsize(lpath)
+        if self.is_local:
+            if self.has_object(h, size):
+                os.unlink(lpath)
+                return h
+            final = self.object_path(h)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            try:
+                os.replace(lpath, final)
+            except OSError:  # another filesystem: copy via a staging name
+                self._put_local_file_atomic(lpath, self.object_key(h))
+                os.unlink(lpath)
+                return h
+            _count_write()
+            return h
+        self.put_file(lpath, h)
+        os.unlink(lpath)
         return h
 
     def read_object(self, h: str, verify: bool = True) -> bytes:

@@ -63,6 +63,18 @@ def test_real_files_match_file_text(rel):
         assert "virial" not in fr.info
 
 
+def test_species_column_wins_over_contradicting_z_column():
+    import ase.io
+
+    path = data_file(FILES[0])
+    ex = tiny_parse(path.read_text())
+    reader = ExtxyzReader(path)
+    frames = list(reader)
+    assert frames[2].symbols == ex[2]["sym"] == ["B"] + ["C"] * 9
+    assert ase.io.read(path, index=2, format="extxyz").get_chemical_symbols() == ["B"] * 5 + ["C"] * 5
+    assert reader.report.warnings == ["frame 2: species and Z columns disagree on 4 atom(s); species used"]
+
+
 def test_force_and_virial_spellings_that_ase_leaves_unused():
     import ase.io
 
@@ -96,7 +108,7 @@ def test_ref_keys_win_and_other_spellings(tmp_path):
     assert a.info == {"info_x": 5}
     assert b.energy == -1.5
     np.testing.assert_array_equal(b.forces, [[4, 5, 6]])
-    np.testing.assert_array_equal(b.stress, -np.eye(3))          # -W / V, V = 8
+    np.testing.assert_allclose(b.stress, -np.eye(3), rtol=1e-14)  # -W / V, V = 8
     assert c.energy == -0.5 and c.stress is None and c.forces is None
     assert any("no cell volume" in w for w in reader.report.warnings)
 
@@ -125,14 +137,19 @@ def test_writer_output_is_read_by_ase(tmp_path):
         np.testing.assert_array_equal(at.get_stress(voigt=False), fr.stress)
 
 
-def test_writer_precision_is_ase_16_8f(tmp_path):
+def test_writer_keeps_every_float64_bit(tmp_path):
+    """ase.io.write would round these per-atom values to 8 decimals; ours must not."""
+    import ase.io
+
     f = Frame(numbers=[1], positions=[[0.123456789012, 0, 0]], energy=-1.234567890123456,
               forces=[[1e-10, 0, 0]])
     ExtxyzWriter(tmp_path / "p.xyz").write([f])
     g = next(iter(ExtxyzReader(tmp_path / "p.xyz")))
-    assert g.positions[0, 0] == 0.12345679          # ASE rounds per-atom arrays to 8 decimals
-    assert g.forces[0, 0] == 0.0
-    assert g.energy == f.energy                     # info values are written with repr: exact
+    assert g.positions[0, 0] == 0.123456789012
+    assert g.forces[0, 0] == 1e-10
+    assert g.energy == f.energy
+    atoms = ase.io.read(tmp_path / "p.xyz")  # and plain ASE reads it, results on the calculator
+    assert atoms.get_potential_energy() == f.energy and atoms.get_forces()[0, 0] == 1e-10
 
 
 def test_writer_failure_leaves_nothing(tmp_path):
@@ -179,11 +196,11 @@ def test_round_trip_hypothesis(tmp_path, frames):
         assert a.numbers.tolist() == b.numbers.tolist()
         assert a.pbc.tolist() == b.pbc.tolist()
         np.testing.assert_array_equal(a.cell, b.cell)                     # Lattice: repr, exact
-        np.testing.assert_allclose(b.positions, a.positions, rtol=0, atol=5.000001e-9)   # %16.8f
+        np.testing.assert_array_equal(b.positions, a.positions)
         assert (a.energy == b.energy) or (math.isnan(a.energy) and math.isnan(b.energy))
         assert (a.forces is None) == (b.forces is None)
         if a.forces is not None:
-            np.testing.assert_allclose(b.forces, a.forces, rtol=0, atol=5.000001e-9)
+            np.testing.assert_array_equal(b.forces, a.forces)
         assert (a.stress is None) == (b.stress is None)
         if a.stress is not None:
             np.testing.assert_array_equal(a.stress, b.stress)

@@ -124,6 +124,7 @@ def test_settings_md():
     assert s["extra"]["ecutrho_eV"] == pytest.approx(32.0 * RY)
     assert s["extra"]["calculation"] == "md"
     assert s["kpoints"] == {"n_kpoints": 1}
+    assert s["smearing"] == {"method": "none"}
     assert s["spin_polarized"] is False
     assert s["pseudopotentials"] == [
         {"element": "Si", "name": "Si.pz-vbc.UPF", "md5": "9f25e6ff280f3123e9b3a84715b2e9c9"}]
@@ -136,6 +137,9 @@ def test_settings_smearing_and_pbe():
     assert s["smearing"] == {"method": "fermi-dirac", "width_eV": pytest.approx(0.001 * RY)}
     assert s["kpoints"] == {"n_kpoints": 8}
     assert s["extra"]["calculation"] == "scf"
+    _, rep = read(data_file("q-e/test-suite/pw_relax/relax2.benchmark.out"))
+    assert rep.settings["smearing"] == {"method": "methfessel-paxton", "order": 1,
+                                        "width_eV": pytest.approx(0.05 * RY)}
 
 
 # ------------------------------------------------------------------------ quirks
@@ -454,3 +458,41 @@ def test_sniff_by_content(tmp_path):
     p.write_bytes(src.read_bytes())
     assert detect(p) is QEPwReader
     assert not QEPwReader.sniff(p, b"<qes:espresso ...>")
+
+
+@pytest.mark.parametrize("rel", [
+    "q-e/test-suite/pw_vc-relax/vc-md1.benchmark.out",
+    "q-e/test-suite/pw_relax/relax2.benchmark.out",
+])
+def test_truncated_anywhere_gives_prefix_of_full_run(tmp_path, rel):
+    """SYNTHETIC cuts at 60 positions: never an exception; the frames are a
+    prefix of the complete run's frames, identical in value."""
+    text = data_file(rel).read_text()
+    full, _ = read(data_file(rel))
+    p = tmp_path / "cut.out"
+    for cut in np.linspace(0, len(text) - 1, 60).astype(int):
+        p.write_text(text[:cut])
+        got, rep = read(p)
+        assert len(got) <= len(full)
+        for a, b in zip(got, full):
+            assert a.energy == b.energy
+            np.testing.assert_array_equal(a.positions, b.positions)
+            np.testing.assert_array_equal(a.cell, b.cell)
+            np.testing.assert_array_equal(a.forces, b.forces)
+        if not got:
+            assert rep.warnings
+
+
+def test_spin_qe7_magnetic_moment_format(tmp_path):
+    """SYNTHETIC: lsda.benchmark.out with its per-site lines rewritten in the
+    QE >= 6.6 layout ('atom 1 (R=0.200) charge= ... magn= ...')."""
+    text = data_file("q-e/test-suite/pw_lsda/lsda.benchmark.out").read_text()
+    new = re.sub(r"atom:\s+(\d+)\s+charge:\s+(\S+)\s+magn:\s+(\S+)\s+constr:\s+\S+",
+                 r"atom    \1 (R=0.200)  charge=  \2  magn=  \3", text)
+    assert new != text
+    p = tmp_path / "lsda7.out"
+    p.write_text(new)
+    frames, rep = read(p)
+    last = float(re.findall(r"magn=\s+(\S+)", new)[-1])
+    np.testing.assert_allclose(frames[0].magmoms, [last])
+    assert rep.settings["spin_polarized"] is True

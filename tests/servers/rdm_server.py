@@ -444,6 +444,7 @@ class RDMServer:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server_version = "FakeRDM/1.0"
 
     def log_message(self, format, *args):  # noqa: A002 - silence

@@ -8,6 +8,10 @@ allowing ``s3:*``, then switch moto's request authentication on (the
 From then on an unknown access key gives ``InvalidAccessKeyId`` and a wrong
 secret gives ``SignatureDoesNotMatch``, exactly like AWS.
 
+Anonymous requests (s3fs ``anon=True``) get 403 AccessDenied: moto does not
+evaluate bucket policies for anonymous principals, so a *public* bucket cannot
+be emulated; use the HTTP mirror for public read tests.
+
 Note: moto keeps this auth switch in a process-global setting.  Tests that use
 moto's in-process ``mock_aws`` at the same time would see it too; stop the
 server (``S3Server.stop``) to restore the previous value.
@@ -66,6 +70,20 @@ def _patch_moto_query_canonicalisation() -> None:
 
     cls._create_aws_request = _create_aws_request
     cls._mlds_patched = True
+
+    # Anonymous (unsigned) requests make moto fail with a 500 (KeyError on the
+    # Authorization header) once auth is on; answer 403 AccessDenied like AWS
+    # does for a non-public bucket.
+    s3cls = _moto_access_control.S3IAMRequest
+    original_init = s3cls.__init__
+
+    def __init__(self, *args, **kwargs):
+        headers = kwargs.get("headers") or {}
+        if "Authorization" not in headers:
+            raise _moto_access_control.S3AccessDeniedError()
+        original_init(self, *args, **kwargs)
+
+    s3cls.__init__ = __init__
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -45,6 +45,7 @@ class SFTPServer:
     username: str
     password: str
     key_file: str          # private client key (OpenSSH format), usable by paramiko
+    known_hosts: str       # known_hosts file holding this server's host key
     root: Path             # server directory that clients see as "/"
     _loop: asyncio.AbstractEventLoop = field(repr=False)
     _thread: threading.Thread = field(repr=False)
@@ -68,8 +69,15 @@ class SFTPServer:
 
     @property
     def remote_options(self) -> dict:
-        """Options for an mlds remote (``key_file``; no agent/default keys)."""
-        return {"key_file": self.key_file, "allow_agent": False, "look_for_keys": False}
+        """Options for an mlds remote: key auth, no agent/default keys, and
+        strict host-key checking against this server's known_hosts file."""
+        return {
+            "key_file": self.key_file,
+            "allow_agent": False,
+            "look_for_keys": False,
+            "host_key_policy": "strict",
+            "known_hosts_file": self.known_hosts,
+        }
 
     def stop(self) -> None:
         async def _close():
@@ -132,7 +140,9 @@ def start_sftp_server(host: str = "127.0.0.1") -> SFTPServer:
 
     acceptor = asyncio.run_coroutine_threadsafe(_listen(), loop).result(timeout=20)
     port = acceptor.get_port()
+    known_hosts = keys / "known_hosts"
+    known_hosts.write_text(f"[{host}]:{port} {host_key.export_public_key().decode().strip()}\n")
     return SFTPServer(
         host=host, port=port, username=USER, password=password, key_file=str(key_file),
-        root=root, _loop=loop, _thread=thread, _acceptor=acceptor, _tmp=tmp,
+        known_hosts=str(known_hosts), root=root, _loop=loop, _thread=thread, _acceptor=acceptor, _tmp=tmp,
     )

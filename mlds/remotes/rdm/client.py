@@ -550,6 +550,8 @@ class RDMClient:
             hi = max(0, (entry.size or 0) + hi)
         if hi is not None and hi <= lo:
             return
+        if full and verify and version is not None and str(entry.version) != str(version):
+            entry = self.metadata(entry, version)  # hashes of that version
         md5 = hashlib.md5() if full and verify else None
         sha = hashlib.sha256() if full and verify else None
         pos = lo
@@ -597,7 +599,7 @@ class RDMClient:
                 resp.close()
             break
         if md5 is not None:
-            self._verify(entry, pos, md5.hexdigest(), sha.hexdigest(), what, version is None)
+            self._verify(entry, pos, md5.hexdigest(), sha.hexdigest(), what)
 
     def _verify(self, entry: Entry, size: int, md5: str, sha256: str, what: str, check_size: bool = True) -> None:
         if check_size and entry.size is not None and size != entry.size:

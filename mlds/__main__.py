@@ -1,0 +1,3 @@
+from mlds.cli import main
+
+main()

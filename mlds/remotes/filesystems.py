@@ -1,0 +1,422 @@
+"""Remote URL -> fsspec filesystem, and backend errors -> one-line mlds errors.
+
+:func:`open_remote_fs` returns ``(fs, root)`` for a :class:`Remote`; the store
+works on ``root + "/" + key`` with ordinary fsspec calls and never looks at the
+backend type.  Differences between backends are absorbed here:
+
+* writes create missing parent directories everywhere (local, SFTP; S3 has
+  none), so ``fs.pipe_file(root + "/objects/ab/cd", data)`` just works;
+* ``fs.pipe_file(path, data, mode="create")`` is an atomic create-if-absent on
+  local (O_EXCL), SFTP (SSH_FXF_EXCL) and S3 (``If-None-Match: *``), raising
+  ``FileExistsError`` if the object exists;
+* listing caches are off, so another writer's refs are seen;
+* the ``https://`` mirror is read-only: writes raise :class:`RemoteError`.
+
+Wrap every operation on the fs in ``with translate_errors(remote):`` to turn
+backend exceptions into :class:`AuthError` / :class:`RemoteError` (one line,
+naming the remote, never a secret).  ``FileNotFoundError`` and
+``FileExistsError`` pass through unchanged.
+
+Each call opens a new filesystem instance (no fsspec instance cache: the
+credentials in the environment may change); keep the returned fs for the
+duration of an operation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import unquote, urlsplit
+
+import fsspec
+
+from mlds.errors import AuthError, ConflictError, MldsError, RemoteError
+from mlds.remotes.config import CREDENTIAL_HELP, Remote, redact_url, url_scheme
+
+SFTP_PASSWORD_ENV = "MLDS_SFTP_PASSWORD"
+S3_ENDPOINT_ENVS = ("MLDS_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+# Environment variables whose values must never appear in a message.
+_SECRET_ENVS = (
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", SFTP_PASSWORD_ENV,
+    "MLDS_RDM_TOKEN", "RDM_TOKEN", "OSF_TOKEN",
+)
+
+_S3_AUTH_CODES = {
+    "InvalidAccessKeyId": "access key not recognised",
+    "SignatureDoesNotMatch": "secret key does not match the access key",
+    "AccessDenied": "access denied",
+    "AllAccessDisabled": "access denied",
+    "InvalidToken": "session token invalid",
+    "ExpiredToken": "credentials expired",
+    "TokenRefreshRequired": "credentials expired",
+    "InvalidClientTokenId": "access key not recognised",
+    "UnrecognizedClientException": "access key not recognised",
+    "AuthorizationHeaderMalformed": "credentials malformed (wrong region?)",
+    "403": "access denied",
+    "Forbidden": "access denied",
+}
+
+
+# -- opening --------------------------------------------------------------------
+
+def open_remote_fs(remote: Remote) -> tuple[fsspec.AbstractFileSystem, str]:
+    """An fsspec filesystem for ``remote`` and the store root inside it.
+
+    Raises :class:`AuthError` / :class:`RemoteError` if the backend cannot be
+    reached or refuses the credentials (SFTP connects here; S3 and HTTP
+    connect lazily on the first operation).
+    """
+    scheme = url_scheme(remote.url)
+    opener = _OPENERS.get(scheme)
+    if opener is None:
+        raise RemoteError(remote.name, f"unsupported URL scheme {scheme!r} in {redact_url(remote.url)}")
+    with translate_errors(remote):
+        return opener(remote)
+
+
+def _opt_bool(remote: Remote, key: str, default: bool | None = None) -> bool | None:
+    value = remote.options.get(key, default)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+        return value.lower() in ("true", "yes", "1", "on")
+    raise RemoteError(remote.name, f"option {key!r} must be true or false")
+
+
+def _open_local(remote: Remote):
+    from fsspec.implementations.local import LocalFileSystem
+
+    url = remote.url
+    path = url[len("file://"):] if url.lower().startswith("file://") else url
+    root = Path(unquote(path)).expanduser()
+    if not root.is_absolute():
+        root = root.resolve()
+    fs = LocalFileSystem(auto_mkdir=True, skip_instance_cache=True)
+    return fs, fs._strip_protocol(str(root))
+
+
+def _open_s3(remote: Remote):
+    try:
+        import s3fs
+    except ImportError:
+        raise RemoteError(remote.name, "s3:// remotes need s3fs: pip install 'mlds[s3]'") from None
+    parts = urlsplit(remote.url)
+    bucket = parts.netloc
+    if not bucket:
+        raise RemoteError(remote.name, f"no bucket in {redact_url(remote.url)}")
+    o = remote.options
+    kwargs: dict[str, Any] = {"skip_instance_cache": True, "use_listings_cache": False}
+    endpoint = o.get("endpoint_url") or next((os.environ[e] for e in S3_ENDPOINT_ENVS if os.environ.get(e)), None)
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    if o.get("profile"):
+        kwargs["profile"] = o["profile"]
+    if _opt_bool(remote, "anon"):
+        kwargs["anon"] = True
+    client_kwargs = dict(o.get("client_kwargs") or {})
+    if o.get("region"):
+        client_kwargs["region_name"] = o["region"]
+    if client_kwargs:
+        kwargs["client_kwargs"] = client_kwargs
+    config_kwargs = dict(o.get("config_kwargs") or {})
+    if o.get("connect_timeout") is not None:
+        config_kwargs["connect_timeout"] = o["connect_timeout"]
+    if o.get("max_attempts") is not None:
+        config_kwargs["retries"] = {"max_attempts": int(o["max_attempts"])}
+    if config_kwargs:
+        kwargs["config_kwargs"] = config_kwargs
+    if o.get("requester_pays") is not None:
+        kwargs["requester_pays"] = _opt_bool(remote, "requester_pays")
+    fs = s3fs.S3FileSystem(**kwargs)
+    root = "/".join(p for p in (bucket, parts.path.strip("/")) if p)
+    return fs, root
+
+
+class _KnownHostsPolicy:
+    """Check the server key against ~/.ssh/known_hosts.
+
+    A changed key is refused; an unknown host is accepted with a warning
+    (``strict=True`` refuses it).  Built lazily to import paramiko only for SFTP.
+    """
+
+    def __new__(cls, strict: bool = False, known_hosts: str | None = None):
+        import paramiko
+
+        class Policy(paramiko.MissingHostKeyPolicy):
+            def missing_host_key(self, client, hostname, key):
+                path = os.path.expanduser(known_hosts or "~/.ssh/known_hosts")
+                known = paramiko.HostKeys()
+                with contextlib.suppress(OSError):
+                    known.load(path)
+                entry = known.lookup(hostname)
+                if entry is not None and key.get_name() in entry:
+                    if entry[key.get_name()] == key:
+                        return
+                    raise paramiko.BadHostKeyException(hostname, key, entry[key.get_name()])
+                if strict:
+                    raise paramiko.SSHException(f"host key for {hostname} is not in {path}")
+                warnings.warn(f"SFTP host {hostname} is not in {path}; accepting its key for this session", stacklevel=2)
+
+        return Policy()
+
+
+def _sftp_class():
+    from fsspec.implementations.sftp import SFTPFileSystem
+
+    class MldsSFTPFileSystem(SFTPFileSystem):
+        """fsspec's SFTP filesystem, creating parent directories on write."""
+
+        def _open(self, path, mode="rb", block_size=None, **kwargs):
+            if any(c in mode for c in "wxa"):
+                parent = self._parent(path)
+                if parent and parent != path:
+                    self.makedirs(parent, exist_ok=True)
+            return super()._open(path, mode, block_size=block_size, **kwargs)
+
+        def mv(self, old, new, *args, **kwargs):
+            parent = self._parent(self._strip_protocol(new))
+            if parent:
+                self.makedirs(parent, exist_ok=True)
+            return super().mv(old, new)
+
+    return MldsSFTPFileSystem
+
+
+def _open_sftp(remote: Remote):
+    try:
+        cls = _sftp_class()
+    except ImportError:
+        raise RemoteError(remote.name, "sftp:// remotes need paramiko: pip install 'mlds[sftp]'") from None
+    parts = urlsplit(remote.url)
+    host = parts.hostname
+    if not host:
+        raise RemoteError(remote.name, f"no host in {redact_url(remote.url)}")
+    o = remote.options
+    timeout = float(o.get("timeout", 20))
+    kwargs: dict[str, Any] = {
+        "port": parts.port or int(o.get("port", 22)),
+        "timeout": timeout,
+        "banner_timeout": timeout,
+        "auth_timeout": timeout,
+        "skip_instance_cache": True,
+    }
+    user = parts.username or o.get("username") or o.get("user")
+    if user:
+        kwargs["username"] = unquote(user)
+    if o.get("key_file"):
+        kwargs["key_filename"] = os.path.expanduser(str(o["key_file"]))
+    for flag in ("allow_agent", "look_for_keys"):
+        if flag in o:
+            kwargs[flag] = _opt_bool(remote, flag)
+    password = os.environ.get(SFTP_PASSWORD_ENV)
+    if password:
+        kwargs["password"] = password
+    policy = str(o.get("host_key_policy", "known_hosts"))
+    if policy in ("known_hosts", "strict"):
+        kwargs["host_key_policy"] = _KnownHostsPolicy(strict=policy == "strict", known_hosts=o.get("known_hosts_file"))
+    elif policy in ("auto_add", "warning", "reject"):
+        kwargs["host_key_policy"] = policy
+    else:
+        raise RemoteError(remote.name, "option host_key_policy must be known_hosts, strict, auto_add, warning or reject")
+    fs = cls(host, **kwargs)
+    root = "/" + unquote(parts.path).strip("/")
+    return fs, root.rstrip("/") or "/"
+
+
+_HTTP_WRITE_METHODS = (
+    "pipe_file", "pipe", "put_file", "put", "rm_file", "rm", "mv", "copy", "cp_file",
+    "mkdir", "makedirs", "rmdir", "touch",
+)
+
+
+def _http_class():
+    from fsspec.implementations.http import HTTPFileSystem
+
+    def _refuse(self, *args, **kwargs):
+        raise RemoteError(self._mlds_remote, "is a read-only mirror (http/https); push to a writable remote instead")
+
+    async def _arefuse(self, *args, **kwargs):
+        _refuse(self)
+
+    namespace: dict[str, Any] = {"_mlds_remote": "?", "__doc__": "Read-only HTTP(S) mirror of a store."}
+    for name in _HTTP_WRITE_METHODS:
+        namespace[name] = _refuse
+        namespace["_" + name] = _arefuse
+
+    def _open(self, path, mode="rb", *args, **kwargs):
+        if mode != "rb":
+            _refuse(self)
+        return HTTPFileSystem._open(self, path, mode, *args, **kwargs)
+
+    namespace["_open"] = _open
+    return type("ReadOnlyHTTPFileSystem", (HTTPFileSystem,), namespace)
+
+
+def _open_http(remote: Remote):
+    cls = _http_class()
+    timeout = float(remote.options.get("timeout", 30))
+    import aiohttp
+
+    fs = cls(
+        skip_instance_cache=True,
+        use_listings_cache=False,
+        client_kwargs={"timeout": aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)},
+    )
+    fs._mlds_remote = remote.name
+    return fs, remote.url.rstrip("/")
+
+
+def _open_rdm(remote: Remote):
+    try:
+        fs, root = fsspec.core.url_to_fs(remote.url, skip_instance_cache=True, **remote.options)
+    except (ImportError, ValueError) as err:
+        if isinstance(err, ValueError) and "rdm" not in str(err).lower():
+            raise
+        raise RemoteError(remote.name, "rdm:// (GakuNin RDM) support is not available in this installation") from None
+    return fs, root
+
+
+_OPENERS = {
+    "file": _open_local,
+    "s3": _open_s3,
+    "sftp": _open_sftp,
+    "http": _open_http,
+    "https": _open_http,
+    "rdm": _open_rdm,
+}
+
+
+# -- errors ---------------------------------------------------------------------
+
+_PASS_THROUGH = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+_CONNECT_ERRNOS = {
+    errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH, errno.ENETUNREACH,
+    errno.ETIMEDOUT, errno.EPIPE, errno.EHOSTDOWN,
+}
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    for env in _SECRET_ENVS:
+        secret = os.environ.get(env)
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _classify(exc: BaseException, name: str, where: str) -> MldsError | None:
+    chain = list(_chain(exc))
+    names = {type(e).__name__ for e in chain}
+    modules = {type(e).__module__.split(".")[0] for e in chain}
+
+    # botocore: client errors carry a code
+    for e in chain:
+        response = getattr(e, "response", None)
+        if type(e).__name__ == "ClientError" and isinstance(response, dict):
+            err = response.get("Error", {}) or {}
+            code = str(err.get("Code", ""))
+            status = (response.get("ResponseMetadata", {}) or {}).get("HTTPStatusCode")
+            if code in _S3_AUTH_CODES or status in (401, 403):
+                what = _S3_AUTH_CODES.get(code, "access denied")
+                return AuthError(name, f"{what} at {where} ({code or status}); {_S3_HINT}")
+            if code in ("PreconditionFailed", "412") or status == 412:
+                return ConflictError(f"remote {name!r}: {where}: the object changed concurrently (precondition failed)")
+            if code in ("NoSuchBucket",):
+                return RemoteError(name, f"bucket does not exist at {where}")
+            return RemoteError(name, f"{code or 'error'} at {where}: {_one_line(err.get('Message', ''))}")
+    if "NoCredentialsError" in names or "PartialCredentialsError" in names:
+        return AuthError(name, f"no S3 credentials found for {where}; {_S3_HINT}")
+    if "ProfileNotFound" in names:
+        return AuthError(name, f"AWS profile not found for {where}; check --option profile=NAME and ~/.aws/config")
+    if names & {"EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError"}:
+        return RemoteError(name, f"cannot reach {where}: {_one_line(next(e for e in chain if type(e).__name__ in names))}")
+
+    # paramiko
+    if "BadHostKeyException" in names:
+        return AuthError(name, f"SSH host key of {where} does not match known_hosts (possible man-in-the-middle); refusing to connect")
+    if names & {"AuthenticationException", "BadAuthenticationType", "PasswordRequiredException"}:
+        return AuthError(
+            name,
+            f"SSH authentication failed at {where}; use the ssh agent, --option key_file=PATH, or a password in {SFTP_PASSWORD_ENV}",
+        )
+    if any(type(e).__name__ == "SSHException" and "No authentication methods" in str(e) for e in chain):
+        return AuthError(
+            name,
+            f"no SSH credentials for {where}; start the ssh agent, set --option key_file=PATH, or a password in {SFTP_PASSWORD_ENV}",
+        )
+    if "NoValidConnectionsError" in names:
+        return RemoteError(name, f"cannot reach {where}: connection refused")
+    if "paramiko" in modules and any(type(e).__name__ == "SSHException" for e in chain):
+        msg = next(str(e) for e in chain if type(e).__name__ == "SSHException")
+        if "not in" in msg and "known_hosts" in msg or "host key" in msg.lower():
+            return AuthError(name, f"{_one_line(msg)} (add it with ssh-keyscan, or set --option host_key_policy=auto_add)")
+        return RemoteError(name, f"SSH error at {where}: {_one_line(msg)}")
+
+    # aiohttp (HTTP mirror, and anything else on aiohttp)
+    for e in chain:
+        status = getattr(e, "status", None)
+        if type(e).__name__ == "ClientResponseError" and isinstance(status, int):
+            if status in (401, 403):
+                return AuthError(name, f"HTTP {status} from {where}: access refused")
+            return RemoteError(name, f"HTTP {status} from {where}")
+    for e in chain:
+        if type(e).__name__ in ("ClientConnectorError", "ServerDisconnectedError", "ClientOSError", "ServerTimeoutError"):
+            return RemoteError(name, f"cannot reach {where}: {_one_line(type(e).__name__)}")
+
+    # plain sockets / OS errors
+    for e in chain:
+        if isinstance(e, socket.gaierror):
+            return RemoteError(name, f"cannot resolve host of {where}")
+        if isinstance(e, (ConnectionError, TimeoutError, socket.timeout)) or (
+            isinstance(e, OSError) and e.errno in _CONNECT_ERRNOS
+        ):
+            return RemoteError(name, f"cannot reach {where}: {_one_line(e.strerror or type(e).__name__)}")
+    if isinstance(exc, PermissionError):
+        return AuthError(name, f"permission denied at {where}: {_one_line(exc.strerror or exc)}")
+    if isinstance(exc, OSError):
+        return RemoteError(name, f"I/O error at {where}: {_one_line(exc.strerror or exc)}")
+    return None
+
+
+_S3_HINT = "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS profile (--option profile=NAME)"
+
+
+@contextlib.contextmanager
+def translate_errors(remote: Remote | str, url: str | None = None) -> Iterator[None]:
+    """Turn backend exceptions inside the block into one-line mlds errors.
+
+    ``remote`` is a :class:`Remote` (its URL is named in messages, without
+    credentials) or a remote name.  FileNotFoundError, FileExistsError,
+    IsADirectoryError, NotADirectoryError and MldsError pass through; errors
+    that are not about the remote (bugs: TypeError, ...) are not touched.
+    """
+    if isinstance(remote, Remote):
+        name, url = remote.name, url or remote.url
+    else:
+        name = remote
+    where = redact_url(url) if url else "the remote"
+    try:
+        yield
+    except (MldsError, *_PASS_THROUGH):
+        raise
+    except Exception as exc:
+        translated = _classify(exc, name, where)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+__all__ = ["open_remote_fs", "translate_errors", "SFTP_PASSWORD_ENV", "CREDENTIAL_HELP"]

@@ -1,0 +1,454 @@
+"""fsspec filesystem for GakuNin RDM / OSF storage, protocol ``rdm``.
+
+URLs: ``rdm://<project guid>/<provider>/<path>`` or ``rdm://<project guid>/<path>``.
+The second component names a storage provider **if the project has a provider of that
+name** (as listed by ``GET /v2/nodes/<guid>/files/``); otherwise the project's default
+storage is used and the component is the first part of the path.  Default storage:
+``osfstorage`` when present, else the first institutional storage, else the first
+listed.  (A folder that happens to carry a provider's name must therefore be written
+with the provider spelled out: ``rdm://abcde/osfstorage/osfstorage/...``.)
+``rdm://<guid>`` alone lists the project's providers as directories.  Names returned
+by ``ls``/``info`` always carry the provider: ``<guid>/<provider>/<path>``.
+
+Storage options: ``token`` (else env ``MLDS_RDM_TOKEN``/``RDM_TOKEN``/``OSF_TOKEN`` or
+the token file, see :mod:`.auth`), ``api_url`` (else env ``MLDS_RDM_API_URL``, default
+GakuNin's), ``retries``, ``backoff``, ``max_backoff``, ``transport`` (an httpx transport)
+or ``client`` (a ready :class:`RDMClient`).
+
+``info`` carries ``md5``, ``sha256`` (when the storage reports them), ``version`` (file
+version number) and ``etag`` (changes with each new version) for compare-and-swap.
+Writing an existing path uploads a new version.  Parent folders are created on write.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import tempfile
+from datetime import datetime
+
+from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
+
+from mlds.errors import RemoteError
+
+from .auth import resolve_api_url, resolve_token
+from .client import Entry, Provider, RDMClient, RDMNotFoundError
+
+
+class RDMFileSystem(AbstractFileSystem):
+    protocol = "rdm"
+    root_marker = ""
+
+    def __init__(self, token: str | None = None, api_url: str | None = None, *, retries: int = 6,
+                 backoff: float = 0.5, max_backoff: float = 30.0, transport=None, client: RDMClient | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if client is None:
+            client = RDMClient(resolve_token(token), resolve_api_url(api_url), retries=retries, backoff=backoff,
+                               max_backoff=max_backoff, transport=transport, remote="rdm")
+        self.client = client
+        self._providers: dict[str, dict[str, Provider]] = {}
+
+    def __repr__(self) -> str:
+        return f"<RDMFileSystem api_url={self.client.api_url!r}>"
+
+    # ------------------------------------------------------------------ paths
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = str(path)
+        if path.startswith("rdm://"):
+            path = path[len("rdm://"):]
+        elif path.startswith("rdm:"):
+            path = path[len("rdm:"):]
+        return path.strip("/")
+
+    def _provider_map(self, guid: str) -> dict[str, Provider]:
+        if guid not in self._providers:
+            self._providers[guid] = {p.name: p for p in self.client.providers(guid)}
+        return self._providers[guid]
+
+    def _split(self, path: str) -> tuple[str, str | None, list[str]]:
+        parts = [p for p in self._strip_protocol(path).split("/") if p not in ("", ".")]
+        if not parts:
+            raise ValueError("rdm path needs a project: rdm://<project>/<provider>/<path>")
+        if ".." in parts:
+            raise ValueError(f"'..' is not allowed in rdm paths: {path}")
+        guid = parts[0]
+        if len(parts) == 1:
+            return guid, None, []
+        provs = self._provider_map(guid)
+        if parts[1] in provs:
+            return guid, parts[1], parts[2:]
+        return guid, RDMClient.pick_provider(list(provs.values())).name, parts[1:]
+
+    def _canon(self, path: str) -> str:
+        guid, prov, rel = self._split(path)
+        if prov is None:
+            return guid
+        return "/".join([guid, prov, *rel])
+
+    @staticmethod
+    def _parent_c(cpath: str) -> str:
+        return cpath.rsplit("/", 1)[0] if "/" in cpath else ""
+
+    # ------------------------------------------------------------------ entries & cache
+
+    def _info(self, cparent: str, e: Entry) -> dict:
+        return {"name": f"{cparent}/{e.name}", "size": e.size if e.kind == "file" else 0,
+                "type": "file" if e.kind == "file" else "directory",
+                "md5": e.hashes.get("md5"), "sha256": e.hashes.get("sha256"), "sha512": e.hashes.get("sha512"),
+                "version": e.version, "etag": e.etag, "modified": e.modified, "created": e.created,
+                "provider": e.provider, "project": e.resource, "wb_path": e.path,
+                "materialized": e.materialized, "id": e.id, "links": dict(e.links)}
+
+    @staticmethod
+    def _entry(info: dict) -> Entry:
+        return Entry(name=posixpath.basename(info["name"]), kind="file" if info["type"] == "file" else "folder",
+                     path=info["wb_path"], materialized=info["materialized"], provider=info["provider"],
+                     resource=info["project"], size=info["size"] if info["type"] == "file" else None,
+                     hashes={k: info[k] for k in ("md5", "sha256", "sha512") if info.get(k)},
+                     version=info.get("version"), etag=info.get("etag"), modified=info.get("modified"),
+                     created=info.get("created"), links=dict(info["links"]), id=info.get("id"))
+
+    def _root_info(self, guid: str, prov: str) -> dict:
+        p = self._provider_map(guid)[prov]
+        info = self._info(guid, p.root())
+        info.update(name=f"{guid}/{prov}", for_institutions=p.for_institutions)
+        return info
+
+    def _dir_entry(self, cpath: str) -> Entry:
+        """Folder entry for a canonical path (raises FileNotFoundError / NotADirectoryError)."""
+        parts = cpath.split("/")
+        if len(parts) == 2:
+            return self._entry(self._root_info(parts[0], parts[1]))
+        found = self._lookup(cpath, prefer="directory")
+        if found["type"] != "directory":
+            raise NotADirectoryError(cpath)
+        return self._entry(found)
+
+    def _lookup(self, cpath: str, prefer: str = "file") -> dict:
+        parent, name = cpath.rsplit("/", 1)
+        cached = parent in self.dircache
+        matches = [i for i in self._ls_dir(parent) if i["name"] == cpath]
+        if not matches and cached:
+            # a miss in a cached listing may be someone else's new file: list again once
+            self.dircache.pop(parent, None)
+            matches = [i for i in self._ls_dir(parent) if i["name"] == cpath]
+        if not matches:
+            raise FileNotFoundError(f"rdm://{cpath}")
+        for m in matches:
+            if m["type"] == prefer:
+                return m
+        return matches[0]
+
+    def _ls_dir(self, cpath: str) -> list[dict]:
+        if cpath in self.dircache:
+            return self.dircache[cpath]
+        entry = self._dir_entry(cpath)
+        infos = [self._info(cpath, e) for e in self.client.list_folder(entry)]
+        self.dircache[cpath] = infos
+        return infos
+
+    def invalidate_cache(self, path=None):
+        if path is None:
+            self.dircache.clear()
+            self._providers.clear()
+            return
+        try:
+            c = self._canon(path)
+        except (ValueError, RemoteError):
+            self.dircache.clear()
+            return
+        for key in list(self.dircache):
+            if key == c or key.startswith(c + "/"):
+                self.dircache.pop(key, None)
+        self.dircache.pop(self._parent_c(c), None)
+
+    # ------------------------------------------------------------------ read side
+
+    def ls(self, path, detail=True, **kwargs):
+        guid, prov, rel = self._split(path)
+        if prov is None:
+            out = [self._root_info(guid, name) for name in self._provider_map(guid)]
+        else:
+            c = "/".join([guid, prov, *rel])
+            try:
+                out = list(self._ls_dir(c))
+            except NotADirectoryError:
+                out = [self.info(c)]
+        return out if detail else [i["name"] for i in out]
+
+    def info(self, path, **kwargs):
+        guid, prov, rel = self._split(path)
+        if prov is None:
+            self._provider_map(guid)  # raises for unknown/forbidden projects
+            return {"name": guid, "size": 0, "type": "directory", "project": guid}
+        if not rel:
+            return self._root_info(guid, prov)
+        return dict(self._lookup("/".join([guid, prov, *rel])))
+
+    def exists(self, path, **kwargs):
+        try:
+            self.info(path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def _file_entry(self, path) -> Entry:
+        info = self.info(path)
+        if info["type"] != "file":
+            raise IsADirectoryError(f"rdm://{info['name']}")
+        return self._entry(info)
+
+    def cat_file(self, path, start=None, end=None, version=None, **kwargs):
+        e = self._file_entry(path)
+        if version is not None:
+            e = self.client.metadata(e, version)
+        return self.client.read(e, start=start, end=end, version=version)
+
+    def get_file(self, rpath, lpath, callback=None, outfile=None, version=None, **kwargs):
+        if outfile is None and self.isdir(rpath):
+            os.makedirs(lpath, exist_ok=True)
+            return
+        e = self._file_entry(rpath)
+        if version is not None:
+            e = self.client.metadata(e, version)
+        if outfile is not None:
+            self.client.download(e, outfile, version=version)
+        else:
+            self.client.download(e, lpath, version=version)
+        if callback is not None:
+            callback.set_size(e.size or 0)
+            callback.absolute_update(e.size or 0)
+
+    def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, version=None, **kwargs):
+        if "r" in mode:
+            e = self._file_entry(path)
+            if version is not None:
+                e = self.client.metadata(e, version)
+            return RDMFile(self, self._canon(path), mode, block_size=block_size or 5 * 2**20,
+                           cache_options=cache_options, entry=e, version=version)
+        if "a" in mode:
+            raise NotImplementedError("append is not supported on rdm remotes")
+        return RDMFile(self, self._canon(path), mode, block_size=block_size or 5 * 2**20, autocommit=autocommit)
+
+    def checksum(self, path):
+        info = self.info(path)
+        h = info.get("sha256") or info.get("md5") or info.get("etag")
+        return int(h, 16) if h else super().checksum(path)
+
+    def ukey(self, path):
+        info = self.info(path)
+        return info.get("etag") or info.get("sha256") or super().ukey(path)
+
+    def modified(self, path):
+        m = self.info(path).get("modified")
+        if not m:
+            raise NotImplementedError("no modification time")
+        return datetime.fromisoformat(m.replace("Z", "+00:00"))
+
+    def created(self, path):
+        m = self.info(path).get("created")
+        if not m:
+            raise NotImplementedError("no creation time")
+        return datetime.fromisoformat(m.replace("Z", "+00:00"))
+
+    def versions(self, path) -> list[dict]:
+        """File versions, newest first (``version``, ``modified``, ``hashes``, ``user``)."""
+        return self.client.versions(self._file_entry(path))
+
+    # ------------------------------------------------------------------ write side
+
+    def _ensure_dir(self, cpath: str) -> Entry:
+        try:
+            return self._dir_entry(cpath)
+        except FileNotFoundError:
+            pass
+        parent = self._ensure_dir(self._parent_c(cpath))
+        e = self.client.create_folder(parent, cpath.rsplit("/", 1)[1], exist_ok=True)
+        self.invalidate_cache(self._parent_c(cpath))
+        return e
+
+    def _write(self, path, data) -> dict:
+        guid, prov, rel = self._split(path)
+        if prov is None or not rel:
+            raise IsADirectoryError(f"rdm://{path}: cannot write to a project or provider root")
+        c = "/".join([guid, prov, *rel])
+        parent_c = self._parent_c(c)
+        parent = self._ensure_dir(parent_c)
+        existing = None
+        try:
+            info = self._lookup(c, prefer="file")
+            if info["type"] == "file":
+                existing = self._entry(info)
+        except FileNotFoundError:
+            pass
+        try:
+            try:
+                new = self.client.upload(parent, rel[-1], data, existing=existing)
+            except RDMNotFoundError:
+                if existing is None:
+                    raise
+                # stale cache: the file went away; create it afresh
+                new = self.client.upload(parent, rel[-1], data)
+        finally:
+            self.invalidate_cache(parent_c)
+        return self._info(parent_c, new)
+
+    def pipe_file(self, path, value, **kwargs):
+        self._write(path, value)
+
+    def put_file(self, lpath, rpath, callback=None, **kwargs):
+        if os.path.isdir(lpath):
+            self.makedirs(rpath, exist_ok=True)
+            return
+        self._write(rpath, os.fspath(lpath))
+        if callback is not None:
+            size = os.path.getsize(lpath)
+            callback.set_size(size)
+            callback.absolute_update(size)
+
+    def mkdir(self, path, create_parents=True, **kwargs):
+        guid, prov, rel = self._split(path)
+        if prov is None or not rel:
+            return
+        c = "/".join([guid, prov, *rel])
+        if not create_parents:
+            self._dir_entry(self._parent_c(c))
+        self._ensure_dir(c)
+
+    def makedirs(self, path, exist_ok=False):
+        if not exist_ok and self.exists(path):
+            raise FileExistsError(f"rdm://{self._canon(path)}")
+        self.mkdir(path, create_parents=True)
+
+    def rm_file(self, path):
+        e = self._file_entry(path)
+        try:
+            self.client.delete(e)
+        finally:
+            self.invalidate_cache(path)
+
+    def _rm(self, path):
+        info = self.info(path)
+        self.client.delete(self._entry(info), confirm_root=len(self._canon(path).split("/")) == 2)
+        self.invalidate_cache(path)
+
+    def rmdir(self, path):
+        info = self.info(path)
+        if info["type"] != "directory":
+            raise NotADirectoryError(path)
+        if self.ls(path):
+            raise OSError(f"directory not empty: rdm://{info['name']}")
+        self._rm(path)
+
+    def rm(self, path, recursive=False, maxdepth=None):
+        paths = path if isinstance(path, list) else [path]
+        for p in paths:
+            if isinstance(p, str) and any(ch in p for ch in "*?["):
+                self.rm(self.expand_path(p, recursive=recursive, maxdepth=maxdepth), recursive=recursive)
+                continue
+            info = self.info(p)
+            if info["type"] == "directory":
+                if len(self._canon(p).split("/")) < 2:
+                    raise PermissionError(f"refusing to delete a whole project: rdm://{p}")
+                if not recursive and self.ls(p):
+                    raise IsADirectoryError(f"rdm://{info['name']} is a non-empty directory; use recursive=True")
+            self._rm(p)
+
+    def _mv_or_cp(self, action: str, path1, path2) -> dict:
+        src_info = self.info(path1)
+        src = self._entry(src_info)
+        c1 = src_info["name"]
+        guid, prov, rel = self._split(path2)
+        if prov is None or not rel:
+            dest_c = self._canon(path2)
+            if prov is None:
+                raise IsADirectoryError(f"rdm://{path2}: name a provider")
+            new_name = src.name
+            dest_dir_c = dest_c
+        else:
+            c2 = "/".join([guid, prov, *rel])
+            try:
+                is_dir = self.info(c2)["type"] == "directory"
+            except FileNotFoundError:
+                is_dir = False
+            if is_dir:  # into an existing directory, like mv(1)
+                dest_dir_c, new_name = c2, src.name
+            else:
+                dest_dir_c, new_name = self._parent_c(c2), rel[-1]
+        if dest_dir_c + "/" + new_name == c1:
+            return src_info
+        dest_dir = self._ensure_dir(dest_dir_c)
+        try:
+            if action == "move" and dest_dir_c == self._parent_c(c1):
+                out = self.client.rename(src, new_name)
+            elif action == "move":
+                out = self.client.move(src, dest_dir, new_name)
+            else:
+                out = self.client.copy(src, dest_dir, new_name)
+        finally:
+            if action == "move":
+                self.invalidate_cache(c1)
+            self.invalidate_cache(dest_dir_c + "/" + new_name)
+        return self._info(dest_dir_c, out) if out is not None else {}
+
+    def mv(self, path1, path2, recursive=True, maxdepth=None, **kwargs):
+        """Server-side move/rename (replaces an existing file at ``path2``)."""
+        self._mv_or_cp("move", path1, path2)
+
+    def cp_file(self, path1, path2, **kwargs):
+        self._mv_or_cp("copy", path1, path2)
+
+    def copy(self, path1, path2, recursive=False, maxdepth=None, on_error=None, **kwargs):
+        if isinstance(path1, str) and isinstance(path2, str):
+            self._mv_or_cp("copy", path1, path2)
+        else:
+            super().copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs)
+
+
+class RDMFile(AbstractBufferedFile):
+    """Read: byte ranges fetched with HTTP Range.  Write: spooled to a temp file on disk,
+    uploaded (streamed, one request) on close."""
+
+    def __init__(self, fs: RDMFileSystem, path, mode="rb", block_size=5 * 2**20, autocommit=True,
+                 cache_options=None, entry: Entry | None = None, version=None, **kwargs):
+        self.entry = entry
+        self.version = version
+        self._spool = None
+        kw = {}
+        if entry is not None:
+            kw["size"] = entry.size or 0
+        super().__init__(fs, path, mode, block_size=block_size, autocommit=autocommit,
+                         cache_type="readahead", cache_options=cache_options, **kw)
+        if entry is not None:
+            self.details = fs._info(fs._parent_c(path), entry)
+
+    def _fetch_range(self, start, end):
+        if start >= end:
+            return b""
+        return self.fs.client.read(self.entry, start=start, end=end, version=self.version)
+
+    def _initiate_upload(self):
+        self._spool = tempfile.TemporaryFile(prefix="mlds-rdm-")
+
+    def _upload_chunk(self, final=False):
+        self._spool.write(self.buffer.getvalue())
+        if final:
+            self._spool.flush()
+            self._spool.seek(0)
+            try:
+                self.fs._write(self.path, self._spool)
+            finally:
+                self._spool.close()
+                self._spool = None
+        return True
+
+    def discard(self):
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None

@@ -1,0 +1,252 @@
+"""Library API of the store, what ``mlds`` CLI commands call.
+
+A *remote* argument may be a configured remote name (``mlds remote add``), a
+URL / local path, or a :class:`Store`.  ``store=None`` means the local store
+(:func:`mlds.store.local.local_store`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from mlds.errors import PolicyError, StoreError
+from mlds.store import catalog as _catalog
+from mlds.store import manifest as mf
+from mlds.store import query as _query
+from mlds.store import sync as _sync
+from mlds.store import versions as _v
+from mlds.store.local import init_store, local_store
+from mlds.store.policy import check_metadata, missing_fields, stricter
+from mlds.store.store import Store
+
+
+# ----------------------------------------------------------------- resolving stores
+def _looks_like_location(x: str) -> bool:
+    return "://" in x or x.startswith(("/", ".", "~")) or os.sep in x or os.path.isdir(x)
+
+
+def open_store(remote: "str | Store | None" = None) -> Store:
+    """A :class:`Store` for a remote name, URL/path, or the local store (None)."""
+    if remote is None:
+        return local_store()
+    if isinstance(remote, Store):
+        return remote
+    if _looks_like_location(remote):
+        return Store.from_url(remote, name=remote)
+    from mlds.remotes.config import get_remote
+    from mlds.remotes.filesystems import open_remote_fs
+
+    r = get_remote(remote)
+    fs, root = open_remote_fs(r)
+    st = Store(fs, root, name=r.name, options=dict(r.options), url=r.url)
+    st.configured_tier = r.tier  # type: ignore[attr-defined]
+    return st
+
+
+def _tier_of(store: Store) -> str | None:
+    return getattr(store, "configured_tier", None)
+
+
+@contextlib.contextmanager
+def _errors(store: Store) -> Iterator[None]:
+    """Backend exceptions -> one-line AuthError/RemoteError (when the remotes layer is present)."""
+    if store.is_local and store.name == "local":
+        yield
+        return
+    try:
+        from mlds.remotes.filesystems import translate_errors
+    except ImportError:
+        yield
+        return
+    with translate_errors(store.name, store.url):
+        yield
+
+
+def _group_stores(public: Store) -> list[Store]:
+    names: list[str] = []
+    try:
+        names = list(public.policy("group_remotes") or [])
+    except StoreError:
+        pass
+    if not names:
+        with contextlib.suppress(Exception):
+            from mlds.remotes.config import list_remotes
+
+            names = [r.name for r in list_remotes() if r.tier == "group"]
+    out = []
+    for n in names:
+        with contextlib.suppress(Exception):
+            out.append(open_store(n))
+    return out
+
+
+# ----------------------------------------------------------------- local versions
+def init(path: "str | os.PathLike | None" = None, *, personal: bool = False, tier: str = "personal") -> Store:
+    """Create a store (project ``./.mlds/store`` by default; a URL/path or remote name with ``path``)."""
+    if path is not None and isinstance(path, str) and not _looks_like_location(path):
+        st = open_store(path)  # a configured remote
+        with _errors(st):
+            return st.init(tier)
+    if path is not None and isinstance(path, str) and "://" in path:
+        st = Store.from_url(path)
+        with _errors(st):
+            return st.init(tier)
+    return init_store(path, personal=personal, tier=tier)
+
+
+def add(source: "str | os.PathLike", dataset: str, message: str = "", *, store: Store | None = None,
+        **kw: Any) -> dict[str, Any]:
+    return _v.add(source, dataset, message=message, store=store or local_store(), **kw)
+
+
+def log(ref: str, store: Store | None = None) -> list[dict[str, Any]]:
+    name, tag = _v.parse_ref(ref)
+    return _v.log(store or local_store(), name, tag)
+
+
+def tag(ref: str, new_tag: str, *, force: bool = False, store: Store | None = None) -> str:
+    return _v.tag(store or local_store(), ref, new_tag, force=force)
+
+
+def checkout(ref: str, output: "str | os.PathLike", store: Store | None = None) -> Path:
+    return _v.checkout(ref, output, store or local_store())
+
+
+def open_ref(ref: str, store: Store | None = None, **options: Any):
+    """``mlds.open("NAME@TAG")``: the version's shards read in place (no copy)."""
+    return _v.open_ref(ref, store=store, **options)
+
+
+def fsck(remote: "str | Store | None" = None) -> dict[str, Any]:
+    st = open_store(remote)
+    with _errors(st):
+        return _v.fsck(st)
+
+
+def gc(remote: "str | Store | None" = None, grace_seconds: float | None = None, dry_run: bool = False) -> dict[str, Any]:
+    st = open_store(remote)
+    with _errors(st):
+        return _v.gc(st, grace_seconds=grace_seconds, dry_run=dry_run)
+
+
+def ls(remote: "str | Store | None" = None) -> list[dict[str, Any]]:
+    """Datasets with their tags (and summary from the catalog when present)."""
+    st = open_store(remote)
+    with _errors(st):
+        cat = st.read_catalog().get("datasets", {})
+        out = []
+        for name in st.list_datasets():
+            refs = st.list_refs(name)
+            entry = cat.get(name) or {}
+            if entry.get("refs") != refs:
+                entry = _catalog.entry_for(st, name, refs) or {}
+            out.append({"dataset": name, "refs": refs, **{k: v for k, v in entry.items() if k != "refs"}})
+        return out
+
+
+def search(query: str, remotes: "list[str | Store] | None" = None) -> list[dict[str, Any]]:
+    """Datasets matching an OPTIMADE-like filter, over the local store or the given remotes."""
+    flt = _query.parse(query)
+    targets = remotes if remotes else [None]
+    hits = []
+    for r in targets:
+        st = open_store(r)
+        with _errors(st):
+            cat = st.read_catalog()
+        for name, entry in sorted(cat.get("datasets", {}).items()):
+            if entry.get("broken"):
+                continue
+            if _query.matches(flt, {"name": name, **entry}):
+                hits.append({"remote": st.name, "dataset": name, **entry})
+    return hits
+
+
+def rebuild_catalog(remote: "str | Store | None" = None) -> dict[str, Any]:
+    st = open_store(remote)
+    with _errors(st):
+        return _catalog.rebuild(st)
+
+
+# ----------------------------------------------------------------- sync
+def push(dataset: str, remote: "str | Store", tag: str | None = None, *, store: Store | None = None,
+         workers: int | None = None, progress: bool = False, group_remotes: "list[str | Store] | None" = None) -> dict[str, Any]:
+    """Send ``dataset`` (``NAME`` or ``NAME@TAG``; default latest) to ``remote``."""
+    local = store or local_store()
+    dst = open_store(remote)
+    if "@" in dataset and tag is None:
+        dataset, tag = dataset.split("@", 1)
+    with _errors(dst):
+        groups = [open_store(g) for g in group_remotes] if group_remotes else None
+        if groups is None and _effective_tier(dst) == "public":
+            groups = _group_stores(dst)
+        return _sync.push(local, dst, dataset, tag, tier=_tier_of(dst), group_stores=groups,
+                          workers=workers, progress=progress)
+
+
+def _effective_tier(st: Store) -> str:
+    try:
+        own = st.tier
+    except StoreError:
+        own = None
+    return stricter(own, _tier_of(st))
+
+
+def pull(dataset: str, remote: "str | Store", tag: str | None = None, *, store: Store | None = None,
+         force: bool = False, workers: int | None = None, progress: bool = False) -> dict[str, Any]:
+    local = store or local_store()
+    src = open_store(remote)
+    if "@" in dataset and tag is None:
+        dataset, tag = dataset.split("@", 1)
+    with _errors(src):
+        return _sync.pull(src, local, dataset, tag, force=force, workers=workers, progress=progress)
+
+
+def clone(remote: "str | Store", dest: "str | os.PathLike | Store | None" = None, datasets: list[str] | None = None,
+          *, workers: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Copy every dataset of ``remote`` into ``dest`` (a store path/URL; default the local store)."""
+    src = open_store(remote)
+    if dest is None:
+        dst = local_store()
+    elif isinstance(dest, Store):
+        dst = dest
+    else:
+        dst = Store.from_url(os.fspath(dest))
+    with _errors(src):
+        return _sync.clone(src, dst, datasets, workers=workers, progress=progress)
+
+
+def check_promotion(ref: str, remote: "str | Store", store: Store | None = None) -> list[str]:
+    """Every reason ``ref`` cannot go to ``remote`` (empty when it can), one line each."""
+    local = store or local_store()
+    dst = open_store(remote)
+    name, tg = _v.parse_ref(ref)
+    h = _v.resolve(local, name, tg)
+    m = mf.load(local, h)
+    with _errors(dst):
+        tier = _effective_tier(dst)
+        problems = missing_fields(m["metadata"], tier)
+        if tier == "public":
+            groups = _group_stores(dst)
+            if not groups:
+                problems.append("no group-tier remote is configured to vouch for this version")
+            elif not any(h in g.list_refs(name).values() for g in groups):
+                problems.append(f"version {h[:12]} is not in a group-tier remote ({', '.join(g.name for g in groups)}); "
+                                f"promote it to group first")
+    return problems
+
+
+def promote(ref: str, remote: "str | Store", *, store: Store | None = None, workers: int | None = None,
+            progress: bool = False, group_remotes: "list[str | Store] | None" = None) -> dict[str, Any]:
+    """Check ``remote``'s tier policy for ``ref`` (listing everything missing), then copy it there."""
+    local = store or local_store()
+    dst = open_store(remote)
+    name, tg = _v.parse_ref(ref)
+    h = _v.resolve(local, name, tg)
+    m = mf.load(local, h)
+    with _errors(dst):
+        tier = _effective_tier(dst)
+        check_metadata(m["metadata"], tier, ref, dst.name)
+        return push(name, dst, tg, store=local, workers=workers, progress=progress, group_remotes=group_remotes)

@@ -1,0 +1,76 @@
+"""``catalog.json``: one summary per dataset, for ``mlds search`` and ``mlds ls``.
+
+The catalog is a cache: it is updated after every ref write and can always be
+rebuilt from refs and manifests (:func:`rebuild`).  Concurrent writers of
+different datasets may race on the file (last writer wins); ``mlds fsck --fix``
+style repair is :func:`rebuild`, and read-only mirrors (HTTP) rely on it for
+listing because they cannot list directories.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlds.store import manifest as mf
+from mlds.store.store import Store
+
+
+def entry_for(store: Store, dataset: str, refs: dict[str, str] | None = None) -> dict[str, Any] | None:
+    refs = store.list_refs(dataset) if refs is None else refs
+    if not refs:
+        return None
+    latest = refs.get("latest")
+    if latest is None:  # no latest: take the highest version tag
+        vs = sorted((int(t[1:]), h) for t, h in refs.items() if t[:1] == "v" and t[1:].isdigit())
+        latest = vs[-1][1] if vs else sorted(refs.values())[0]
+    try:
+        m = mf.load(store, latest)
+    except Exception:  # noqa: BLE001 - a broken version is reported by fsck, not here
+        return {"refs": dict(sorted(refs.items())), "broken": True}
+    s = m["summary"]
+    versions = sorted(int(t[1:]) for t in refs if t[:1] == "v" and t[1:].isdigit())
+    return {
+        "refs": dict(sorted(refs.items())),
+        "latest": latest,
+        "version": m["version"],
+        "versions": versions,
+        "updated": m["created"],
+        "author": m["author"],
+        "description": (m["metadata"].get("description") or "")[:300],
+        "license": m["metadata"].get("license"),
+        "elements": list(s.get("elements", [])),
+        "nelements": int(s.get("nelements", len(s.get("elements", [])))),
+        "formulas": list(s.get("formulas", []))[:200],
+        "nframes": int(s.get("n_frames", 0)),
+        "natoms": int(s.get("n_atoms", 0)),
+        "codes": list(s.get("codes", [])),
+        "functionals": list(s.get("functionals", [])),
+        "energy_per_atom_min": s.get("energy_per_atom_min"),
+        "energy_per_atom_max": s.get("energy_per_atom_max"),
+        "size": mf.total_size(m),
+    }
+
+
+def update_entry(store: Store, dataset: str) -> None:
+    cat = store.read_catalog()
+    entry = entry_for(store, dataset)
+    if entry is None:
+        cat["datasets"].pop(dataset, None)
+    else:
+        cat["datasets"][dataset] = entry
+    cat["mlds_catalog"] = 1
+    store.write_catalog(cat)
+
+
+def rebuild(store: Store) -> dict[str, Any]:
+    cat: dict[str, Any] = {"mlds_catalog": 1, "datasets": {}}
+    for ds in store.list_datasets():
+        entry = entry_for(store, ds)
+        if entry is not None:
+            cat["datasets"][ds] = entry
+    store.write_catalog(cat)
+    return cat
+
+
+def load(store: Store) -> dict[str, Any]:
+    return store.read_catalog()

@@ -1,0 +1,72 @@
+"""Tier policies: what a store of each tier accepts.
+
+personal
+    Anything that is a valid dataset (drafts welcome); tags may move.
+group
+    Metadata must be complete at level "group" (every calculation has complete
+    DFT settings); version and named tags are immutable once written (only
+    ``latest`` moves).
+public
+    Group requirements plus license, authors and description (level
+    "public"); local paths are stripped from provenance (file name only) in a
+    derived manifest; only versions already tagged in a group-tier remote are
+    accepted; the store is meant to be served read-only without credentials
+    (e.g. over the HTTP mirror).
+"""
+
+from __future__ import annotations
+
+import copy
+import ntpath
+import posixpath
+from typing import Any
+
+from mlds.errors import PolicyError
+from mlds.store.store import TIERS
+
+RANK = {t: i for i, t in enumerate(TIERS)}
+
+
+def stricter(a: str | None, b: str | None) -> str:
+    a = a or "personal"
+    b = b or "personal"
+    return a if RANK.get(a, 0) >= RANK.get(b, 0) else b
+
+
+def missing_fields(metadata: dict[str, Any], tier: str) -> list[str]:
+    """Every problem keeping ``metadata`` from ``tier``, one line each (empty = fine)."""
+    if tier == "personal":
+        return []
+    from mlds.format.schema import missing_for_level
+
+    return list(missing_for_level(metadata, tier))
+
+
+def check_metadata(metadata: dict[str, Any], tier: str, what: str, remote: str) -> None:
+    missing = missing_fields(metadata, tier)
+    if missing:
+        lines = "\n  ".join(missing)
+        raise PolicyError(f"{what} cannot go to {tier}-tier remote {remote}; missing or invalid:\n  {lines}")
+
+
+def strip_paths(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``metadata`` with provenance paths reduced to file names."""
+    out = copy.deepcopy(metadata)
+    for src in out.get("sources") or []:
+        if isinstance(src, dict) and isinstance(src.get("path"), str):
+            src["path"] = posixpath.basename(ntpath.basename(src["path"]))
+    return out
+
+
+def check_tag_move(store, dataset: str, tag: str, old: str | None, new: str) -> None:
+    """Group and public stores never move a tag except ``latest``."""
+    if old is None or old == new or tag == "latest":
+        return
+    try:
+        tier = store.tier
+    except Exception:  # noqa: BLE001 - no config: personal
+        tier = "personal"
+    if RANK.get(tier, 0) >= RANK["group"]:
+        raise PolicyError(
+            f"tag {dataset}@{tag} on {tier}-tier remote {store.name} is immutable "
+            f"(points to {old[:12]}); choose a new tag")

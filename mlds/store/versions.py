@@ -1,0 +1,513 @@
+"""Dataset versions in one store: add, log, tag, checkout, open, fsck, gc.
+
+Shards
+    A version's frames live in shards: self-contained HDF5 files of at most
+    ``shard_max_frames`` frames / ``shard_max_bytes`` (estimated) bytes, each an
+    object named by its sha256.  Shards carry only the frames and the
+    calculation-settings table; the full metadata (including provenance, whose
+    local paths the public tier strips) lives in the manifest, which is what
+    ``open_ref``/``checkout`` present as the dataset's metadata.
+Appending
+    Each shard also records ``content_sha256``, a digest over the canonical
+    arrays of its frames (independent of container bytes; optional arrays that
+    hold only missing values are left out, so backfilled columns do not matter).
+    ``add`` walks the previous version's shards in order and reuses every one
+    whose frames are a prefix of the new content; only the rest are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from mlds.errors import FormatError, IntegrityError, PolicyError, StoreError
+from mlds.store import manifest as mf
+from mlds.store.store import HEX64, Store, check_name, utcnow
+
+SUMMARY_KEYS = ("n_frames", "n_atoms", "elements", "nelements", "formulas", "codes", "functionals",
+                "energy_per_atom_min", "energy_per_atom_max", "has_forces", "has_stress")
+VERSION_TAG = "v{}"
+
+
+def is_version_tag(tag: str) -> bool:
+    return len(tag) > 1 and tag[0] == "v" and tag[1:].isdigit()
+
+
+def parse_ref(ref: str) -> tuple[str, str]:
+    """``NAME@TAG`` -> (name, tag); a bare ``NAME`` means ``latest``."""
+    name, _, tag = ref.partition("@")
+    check_name(name)
+    tag = tag or "latest"
+    if not HEX64.match(tag):
+        check_name(tag, "tag")
+    return name, tag
+
+
+def resolve(store: Store, dataset: str, tag: str) -> str:
+    """Manifest hash of ``dataset@tag`` (a tag, ``vN``, ``latest`` or a full hash)."""
+    if HEX64.match(tag):
+        if not store.has_object(tag):
+            raise StoreError(f"{store.name}: no version {tag} of {dataset}")
+        return tag
+    h = store.read_ref(dataset, tag)
+    if h is None:
+        tags = sorted(store.list_refs(dataset))
+        if not tags:
+            raise StoreError(f"{store.name}: no dataset named {dataset!r}")
+        raise StoreError(f"{store.name}: {dataset} has no tag {tag!r} (tags: {', '.join(tags)})")
+    return h
+
+
+# ----------------------------------------------------------------- content digests
+def _missing_only(arr: np.ndarray, missing: Any) -> bool:
+    if arr.size == 0:
+        return True
+    if isinstance(missing, float) and np.isnan(missing):
+        return bool(np.isnan(arr).all())
+    return bool((arr == missing).all())
+
+
+def content_digest(ds: Any, start: int, stop: int, block: int = 8192) -> str:
+    """sha256 over the canonical arrays of frames ``start:stop`` of ``ds``."""
+    from mlds.format import spec
+
+    outer = hashlib.sha256(b"mlds-content-v1\0")
+    outer.update(f"{stop - start}\0".encode())
+    for a in spec.ARRAYS:
+        if a.name == "atom_offset" or not ds.has(a.name):
+            continue
+        h = hashlib.sha256()
+        all_missing = True
+        for b0 in range(start, stop, block):
+            arr = np.ascontiguousarray(ds.array(a.name, b0, min(stop, b0 + block)), dtype=a.dtype)
+            if all_missing and not (not a.required and _missing_only(arr, a.missing)):
+                all_missing = False
+            h.update(arr.tobytes())
+        if a.required or not all_missing:
+            outer.update(f"{a.name}:{a.dtype.str}:{a.tail}\0".encode())
+            outer.update(h.digest())
+    return outer.hexdigest()
+
+
+def _shard_ranges(ds: Any, start: int, stop: int, max_frames: int, max_bytes: int) -> list[tuple[int, int]]:
+    from mlds.format import spec
+
+    per_atom = sum(a.dtype.itemsize * int(np.prod(a.tail or (1,))) for a in spec.ARRAYS if a.group == spec.ATOMS and ds.has(a.name))
+    per_frame = sum(a.dtype.itemsize * int(np.prod(a.tail or (1,))) for a in spec.ARRAYS if a.group == spec.FRAMES and ds.has(a.name))
+    counts = ds.array("n_atoms", start, stop) if stop > start else np.zeros(0, dtype=np.int64)
+    sizes = counts * per_atom + per_frame
+    out = []
+    i = start
+    j0 = 0
+    n = stop - start
+    while j0 < n:
+        j1 = min(n, j0 + max_frames)
+        csum = np.cumsum(sizes[j0:j1])
+        k = int(np.searchsorted(csum, max_bytes, side="right"))
+        j1 = j0 + max(1, min(k, j1 - j0))
+        out.append((start + j0, start + j1))
+        j0 = j1
+    return out
+
+
+# ----------------------------------------------------------------- opening inputs
+@contextlib.contextmanager
+def _open_input(source: str | os.PathLike, store: Store) -> Iterator[Any]:
+    """An mlds dataset file, a store ref ``NAME@TAG``, or any file ``mlds.io`` reads."""
+    from mlds.format.dataset import Dataset
+
+    p = Path(source)
+    if not p.exists():
+        text = os.fspath(source)
+        try:
+            name, tag = parse_ref(text)
+        except StoreError:
+            raise FormatError(p, "no such file or directory") from None
+        ds = open_ref(f"{name}@{tag}", store=store)
+        try:
+            yield ds
+        finally:
+            ds.close()
+        return
+    try:
+        ds = Dataset(p)
+    except FormatError as first:
+        try:
+            from mlds.io.registry import open_reader
+        except ImportError:
+            raise first from None
+        from mlds.format.writer import create
+
+        tmpdir = tempfile.mkdtemp(prefix="mlds-add-")
+        try:
+            try:
+                reader = open_reader(p)
+            except FormatError:
+                raise first from None
+            out = Path(tmpdir) / "input.h5"
+            with create(out, {}) as w:
+                w.append_from(reader)
+            ds = Dataset(out)
+            try:
+                yield ds
+            finally:
+                ds.close()
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        return
+    try:
+        yield ds
+    finally:
+        ds.close()
+
+
+def default_author() -> str:
+    env = os.environ.get("MLDS_AUTHOR")
+    if env:
+        return env
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+# ----------------------------------------------------------------- add
+def add(source: str | os.PathLike, dataset: str, *, message: str = "", store: Store,
+        metadata: dict[str, Any] | None = None, author: str | None = None,
+        shard_max_frames: int | None = None, shard_max_bytes: int | None = None) -> dict[str, Any]:
+    """Make a new version of ``dataset`` from ``source``; returns a report dict.
+
+    Report keys: ``manifest``, ``version``, ``reused_shards``, ``new_shards``,
+    ``new_bytes``, ``unchanged`` (True when the content equals the latest version).
+    """
+    from mlds.format.writer import create
+
+    check_name(dataset)
+    max_frames = int(shard_max_frames or store.policy("shard_max_frames"))
+    max_bytes = int(shard_max_bytes or store.policy("shard_max_bytes"))
+    prev_hash = store.read_ref(dataset, "latest")
+    prev = mf.load(store, prev_hash) if prev_hash else None
+
+    with _open_input(source, store) as ds:
+        n = len(ds)
+        meta = dict(metadata if metadata is not None else ds.metadata)
+        meta.setdefault("name", dataset)
+        meta.pop("created_with", None)
+        shards: list[dict[str, Any]] = []
+        pos = 0
+        if prev is not None:
+            for s in prev["shards"]:
+                end = pos + int(s["n_frames"])
+                if end > n or not store.has_object(s["sha256"], int(s["size"])):
+                    break
+                if content_digest(ds, pos, end) != s["content_sha256"]:
+                    break
+                shards.append(dict(s))
+                pos = end
+        reused = len(shards)
+        new_bytes = 0
+        shard_meta = {"name": dataset, "calculations": meta.get("calculations", []), "created_with": "mlds store shard"}
+        if "units" in meta:
+            shard_meta["units"] = meta["units"]
+        tmpdir = tempfile.mkdtemp(prefix="shard-", dir=_staging_dir(store))
+        try:
+            for k, (a, b) in enumerate(_shard_ranges(ds, pos, n, max_frames, max_bytes)):
+                path = Path(tmpdir) / f"{k}.h5"
+                n_at = int(ds.array("n_atoms", a, b).sum())
+                with create(path, dict(shard_meta), validate=False, chunk_frames=max(1, min(16384, b - a)),
+                            chunk_atoms=max(1, min(65536, n_at))) as w:
+                    w.append(ds.iter_frames(a, b))
+                    n_atoms = w.n_atoms
+                size = path.stat().st_size
+                h = store.adopt_file(path)
+                new_bytes += size
+                shards.append({"sha256": h, "size": size, "n_frames": b - a, "n_atoms": int(n_atoms),
+                               "container": "hdf5", "content_sha256": content_digest(ds, a, b)})
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        summary = _summary(ds, shards)
+
+    if prev is not None and [s["sha256"] for s in prev["shards"]] == [s["sha256"] for s in shards] \
+            and prev["metadata"] == meta:
+        return {"manifest": prev_hash, "version": prev["version"], "reused_shards": reused,
+                "new_shards": 0, "new_bytes": 0, "unchanged": True}
+    version = (prev["version"] + 1) if prev else 1
+    while store.read_ref(dataset, VERSION_TAG.format(version)) is not None:
+        version += 1
+    manifest = {
+        "mlds_manifest": 1,
+        "dataset": dataset,
+        "version": version,
+        "parents": [prev_hash] if prev_hash else [],
+        "author": author or default_author(),
+        "message": message,
+        "created": utcnow(),
+        "metadata": meta,
+        "shards": shards,
+        "summary": summary,
+    }
+    h = mf.put(store, manifest)
+    commit_refs(store, dataset, h, manifest, tags=[VERSION_TAG.format(version), "latest"], expect={"latest": prev_hash})
+    return {"manifest": h, "version": version, "reused_shards": reused, "new_shards": len(shards) - reused,
+            "new_bytes": new_bytes, "unchanged": False}
+
+
+def _staging_dir(store: Store) -> str:
+    from mlds.store.store import local_temp_dir
+
+    return local_temp_dir(store)
+
+
+def _summary(ds: Any, shards: list[dict[str, Any]]) -> dict[str, Any]:
+    full = ds.summary()
+    out = {k: full.get(k) for k in SUMMARY_KEYS if k in full}
+    for k in ("elements", "formulas", "codes", "functionals"):
+        out[k] = list(out.get(k) or [])
+    out["size"] = sum(int(s["size"]) for s in shards)
+    out["n_frames"] = int(out.get("n_frames") or 0)
+    out["n_atoms"] = int(out.get("n_atoms") or 0)
+    out["nelements"] = len(out["elements"])
+    return out
+
+
+def commit_refs(store: Store, dataset: str, h: str, manifest: dict[str, Any], tags: list[str],
+                expect: dict[str, str | None] | None = None, remote_label: str | None = None) -> None:
+    """Write refs (compare-and-swap under each tag's lock) and update the catalog.
+
+    ``expect[tag]`` is the value the caller saw before; if the ref moved since,
+    :class:`ConflictError` is raised and nothing is written for that tag.
+    Version tags ``vN`` may only ever point to one manifest.
+    """
+    from mlds.errors import ConflictError
+    from mlds.store import catalog
+    from mlds.store.policy import check_tag_move
+
+    expect = expect or {}
+    label = remote_label or store.name
+    for tag in tags:
+        with store.lock(dataset, tag):
+            cur = store.read_ref(dataset, tag)
+            if cur == h:
+                continue
+            if tag in expect and cur != expect[tag]:
+                raise ConflictError(
+                    f"tag {tag} of {dataset} on remote {label} moved from {_short(expect[tag])} to {_short(cur)} "
+                    f"since you pulled; pull, then push again")
+            if is_version_tag(tag) and cur is not None:
+                raise ConflictError(
+                    f"tag {tag} of {dataset} on remote {label} already points to {_short(cur)}, not {_short(h)} "
+                    f"(someone else made {tag} first); pull, then push again")
+            check_tag_move(store, dataset, tag, cur, h)
+            store.write_ref(dataset, tag, h)
+    catalog.update_entry(store, dataset)
+
+
+def _short(h: str | None) -> str:
+    return "(none)" if h is None else h[:12]
+
+
+# ----------------------------------------------------------------- reading
+def open_ref(ref: str, store: Store | None = None, **options: Any):
+    """Open ``NAME[@TAG]`` from the local store, reading the shards in place."""
+    from mlds.format.concat import ConcatDataset
+    from mlds.format.dataset import Dataset
+
+    if store is None:
+        from mlds.store.local import local_store
+
+        store = local_store()
+    name, tag = parse_ref(ref)
+    h = resolve(store, name, tag)
+    m = mf.load(store, h)
+    parts = []
+    try:
+        for s in m["shards"]:
+            p = store.local_object_path(s["sha256"])
+            if p is None:
+                raise StoreError(f"{store.name}: open_ref needs a local store (pull {name}@{tag} first)")
+            if not os.path.exists(p):
+                raise StoreError(f"{store.name}: shard {s['sha256']} of {name}@{tag} is missing; run 'mlds pull {name}'")
+            if os.path.getsize(p) != int(s["size"]):
+                raise IntegrityError(f"{store.name}: shard {s['sha256']} of {name}@{tag} has the wrong size; run 'mlds fsck'")
+            parts.append(Dataset(p, **options))
+    except BaseException:
+        for d in parts:
+            d.close()
+        raise
+    return ConcatDataset(parts, metadata=m["metadata"])
+
+
+def checkout(ref: str, output: str | os.PathLike, store: Store) -> Path:
+    """Write version ``ref`` as one self-contained dataset file (.h5, .zarr, .zarr.zip)."""
+    ds = open_ref(ref, store=store)
+    try:
+        return ds.copy_to(output)
+    finally:
+        ds.close()
+
+
+def log(store: Store, dataset: str, tag: str = "latest") -> list[dict[str, Any]]:
+    """Versions reachable from ``dataset@tag``, newest first (first parents)."""
+    h: str | None = resolve(store, dataset, tag)
+    tags_by_hash: dict[str, list[str]] = {}
+    for t, v in store.list_refs(dataset).items():
+        tags_by_hash.setdefault(v, []).append(t)
+    out = []
+    seen = set()
+    while h and h not in seen:
+        seen.add(h)
+        if not store.has_object(h):
+            out.append({"manifest": h, "missing": True, "tags": sorted(tags_by_hash.get(h, []))})
+            break
+        m = mf.load(store, h)
+        out.append({"manifest": h, "version": m["version"], "author": m["author"], "created": m["created"],
+                    "message": m["message"], "n_frames": m["summary"]["n_frames"], "size": mf.total_size(m),
+                    "shards": len(m["shards"]), "tags": sorted(tags_by_hash.get(h, []), key=_tag_order)})
+        h = m["parents"][0] if m["parents"] else None
+    return out
+
+
+def _tag_order(t: str) -> tuple:
+    return (0 if t == "latest" else 1 if is_version_tag(t) else 2, t)
+
+
+def tag(store: Store, ref: str, new_tag: str, *, force: bool = False) -> str:
+    """Point ``NAME@new_tag`` at the version ``ref`` names; returns its manifest hash."""
+    name, src = parse_ref(ref)
+    check_name(new_tag, "tag")
+    h = resolve(store, name, src)
+    m = mf.load(store, h)
+    if is_version_tag(new_tag) and new_tag != VERSION_TAG.format(m["version"]):
+        raise StoreError(f"tag {new_tag!r} is reserved for version {new_tag[1:]}; choose another name")
+    cur = store.read_ref(name, new_tag)
+    if cur is not None and cur != h and new_tag != "latest" and not force:
+        raise StoreError(f"tag {name}@{new_tag} already points to {cur[:12]}; use --force to move it")
+    commit_refs(store, name, h, m, tags=[new_tag], expect={new_tag: cur})
+    return h
+
+
+# ----------------------------------------------------------------- maintenance
+def reachable(store: Store) -> tuple[set[str], set[str], list[tuple[str, str]], set[str]]:
+    """(manifests, shards, problems, tip_shards) reachable from every ref.
+
+    Parents are followed; a pulled version's ancestors may be present as
+    manifests only, so only the shards of tagged versions (``tip_shards``)
+    must be present for the store to be complete.
+    """
+    manifests: set[str] = set()
+    shards: set[str] = set()
+    tip_shards: set[str] = set()
+    problems: list[tuple[str, str]] = []
+    stack = []
+    for ds in store.list_datasets():
+        for t, h in store.list_refs(ds).items():
+            stack.append((h, f"{ds}@{t}", True))
+    tips_done: set[str] = set()
+    while stack:
+        h, via, is_tip = stack.pop()
+        if h in manifests and (not is_tip or h in tips_done):
+            continue
+        manifests.add(h)
+        if not store.has_object(h):
+            if is_tip:
+                problems.append((h, f"manifest referenced by {via} is missing"))
+            continue
+        try:
+            m = mf.load(store, h)
+        except (IntegrityError, StoreError) as err:
+            problems.append((h, str(err)))
+            continue
+        for s in m["shards"]:
+            shards.add(s["sha256"])
+            if is_tip:
+                tip_shards.add(s["sha256"])
+        if is_tip:
+            tips_done.add(h)
+        for p in m["parents"]:
+            stack.append((p, via, False))
+    return manifests, shards, problems, tip_shards
+
+
+def fsck(store: Store, progress=None) -> dict[str, Any]:
+    """Verify every object's sha256 and every ref's manifest; list each bad object by key."""
+    bad: list[tuple[str, str]] = []
+    checked = 0
+    present: set[str] = set()
+    for h, size, _ in store.iter_objects():
+        if not HEX64.match(h):
+            bad.append((f"objects/sha256/{h}", "unexpected file name (not a sha256 digest)"))
+            continue
+        checked += 1
+        key = Store.object_key(h)
+        present.add(h)
+        try:
+            got = store.hash_object(h)
+        except Exception as err:  # noqa: BLE001 - report and go on
+            bad.append((key, f"unreadable: {err}"))
+            continue
+        if got != h:
+            bad.append((key, f"sha256 mismatch (content hashes to {got[:12]}...)"))
+        if progress:
+            progress(size)
+    bad_keys = {k for k, _ in bad}
+    manifests, shards, problems, tip_shards = reachable(store)
+    for h, why in problems:
+        if Store.object_key(h) not in bad_keys:
+            bad.append((Store.object_key(h), why))
+    for h in sorted(tip_shards - present):
+        bad.append((Store.object_key(h), "missing (a shard of a tagged version)"))
+    return {"store": store.name, "objects": checked, "bad": bad, "ok": not bad}
+
+
+def gc(store: Store, grace_seconds: float | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """Delete objects no ref reaches, but only those older than the grace period.
+
+    Safety against a concurrent push: a push uploads shards and the manifest
+    *before* it writes the ref, so for a while its objects are unreferenced.
+    They are younger than the grace period (default 1 h, policy
+    ``gc_grace_seconds``), so gc keeps them; a push must finish within the grace
+    period.  Objects whose age cannot be determined are kept.  Abandoned
+    ``tmp/`` staging files older than the grace period are removed too.
+    """
+    grace = float(grace_seconds if grace_seconds is not None else store.policy("gc_grace_seconds"))
+    now = time.time()
+    manifests, shards, problems, _ = reachable(store)
+    if problems:
+        raise StoreError(f"{store.name}: gc refused: {problems[0][1]} ({problems[0][0][:12]}); run 'mlds fsck'")
+    keep = manifests | shards
+    removed, kept_recent, freed = [], 0, 0
+    candidates = []
+    for h, size, mtime in list(store.iter_objects()):
+        if h in keep or not HEX64.match(h):
+            continue
+        if mtime is None or now - mtime < grace:
+            kept_recent += 1
+            continue
+        candidates.append((h, size))
+    if candidates:
+        # re-read the refs just before deleting: a ref written meanwhile may reference a candidate
+        m2, s2, _, _ = reachable(store)
+        keep2 = m2 | s2
+        for h, size in candidates:
+            if h in keep2:
+                continue
+            if not dry_run:
+                store.delete_object(h)
+            removed.append(h)
+            freed += size
+    for p, mtime in list(store.iter_tmp()):
+        if mtime is not None and now - mtime >= grace and not dry_run:
+            with contextlib.suppress(Exception):
+                store.fs.rm(p, recursive=True)
+    return {"removed": removed, "freed": freed, "kept_recent": kept_recent, "dry_run": dry_run}

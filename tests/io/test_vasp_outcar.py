@@ -1,0 +1,406 @@
+"""VASP OUTCAR reader on the real shared test files.
+
+Expected values are extracted in each test from the file text with small,
+independent regular expressions (never typed in from MANIFEST.md).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.units import GPa
+
+from mlds.errors import FormatError
+from mlds.io.registry import READERS
+from mlds.io.vasp_outcar import VaspOutcarReader
+from tests.conftest import testfile as tf
+
+P = "dpdata/tests/poscars/"
+C = "custodian/tests/files/"
+OUTCARS = [
+    P + "OUTCAR.h2o.md.10",
+    P + "OUTCAR.ch4.1step",
+    P + "OUTCAR.ch4.unconverged",
+    P + "6362_OUTCAR",
+    P + "OUTCAR.Ge.vdw",
+    P + "Ti-O-Ti-v6/OUTCAR",
+    C + "potim/OUTCAR",
+    C + "npt_common/OUTCAR",
+    C + "large_cell_real_optlay/OUTCAR",
+]
+KB = 0.1 * GPa
+
+
+# ----------------------------------------------------------------------------- independent extraction
+def ref_steps(text: str) -> list[dict]:
+    """One dict per 'free  energy   TOTEN' block (ab-initio ionic step), straight from the text."""
+    lines = text.splitlines()
+    nions = int(re.search(r"NIONS\s*=\s*(\d+)", text).group(1))
+    nelm = int(re.search(r"NELM\s*=\s*(\d+);", text).group(1))
+    steps, cur = [], {"iters": [], "kb": None, "forces": None, "cell": None}
+    cell = None
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        m = re.search(r"Iteration\s*\d+\(\s*(\d+)\)", ln)
+        if m:
+            cur["iters"].append(int(m.group(1)))
+        elif ln.strip().startswith("in kB"):
+            cur["kb"] = [float(x) for x in ln.split()[2:8]]
+        elif "direct lattice vectors" in ln:
+            cell = np.array([[float(x) for x in lines[i + k].split()[:3]] for k in (1, 2, 3)])
+        elif "TOTAL-FORCE" in ln:
+            rows = [[float(x) for x in lines[i + 2 + k].split()[:6]] for k in range(nions)]
+            cur["forces"] = np.array(rows)
+            cur["cell"] = cell
+        elif "free  energy   TOTEN" in ln:
+            cur["toten"] = float(ln.split("=")[1].split()[0])
+            sig = re.search(r"energy\(sigma->0\) =\s*(\S+)", lines[i + 2])
+            cur["sigma0"] = float(sig.group(1))
+            cur["converged"] = max(cur["iters"] or [0]) < nelm
+            steps.append(cur)
+            cur = {"iters": [], "kb": None, "forces": None, "cell": None}
+        i += 1
+    return steps
+
+
+def kb_to_sigma(kb):
+    xx, yy, zz, xy, yz, zx = kb
+    return -np.array([[xx, xy, zx], [xy, yy, yz], [zx, yz, zz]]) * KB
+
+
+def read(path, **kw):
+    r = VaspOutcarReader(path, **kw)
+    frames = list(r)
+    return frames, r.report
+
+
+# ----------------------------------------------------------------------------- every file
+@pytest.mark.parametrize("rel", OUTCARS)
+def test_every_outcar_matches_file_text(rel):
+    path = tf(rel)
+    text = path.read_text(errors="replace")
+    ref = ref_steps(text)
+    frames, rep = read(path)
+    n_conv = sum(s["converged"] for s in ref)
+    assert len(frames) == n_conv
+    assert rep.kept == n_conv
+    assert sum(rep.dropped.values()) == len(ref) - n_conv
+    assert rep.code == "VASP"
+    for fr in frames:
+        s = ref[fr.info["step"]]
+        assert fr.energy == pytest.approx(s["toten"], rel=1e-6)
+        assert fr.energy_sigma0 == pytest.approx(s["sigma0"], rel=1e-6)
+        np.testing.assert_allclose(fr.positions, s["forces"][:, :3], rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(fr.forces, s["forces"][:, 3:], rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(fr.cell, s["cell"], rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(fr.stress, kb_to_sigma(s["kb"]), rtol=1e-6, atol=1e-15)
+        assert fr.pbc.all() and fr.converged
+    if frames:  # the last kept frame against the LAST TOTAL-FORCE block / TOTEN line of the file
+        last_toten = float(re.findall(r"free  energy   TOTEN\s*=\s*(\S+)", text)[-1])
+        last_conv = [s for s in ref if s["converged"]][-1]
+        if last_conv is ref[-1]:
+            assert frames[-1].energy == pytest.approx(last_toten, rel=1e-6)
+    # species from the header, in POSCAR order
+    ipt = [int(x) for x in re.search(r"ions per type =(.*)", text).group(1).split()]
+    if frames:
+        assert len(frames[0].numbers) == sum(ipt)
+
+
+def test_settings_h2o():
+    _, rep = read(tf(P + "OUTCAR.h2o.md.10"))
+    st = rep.settings
+    text = tf(P + "OUTCAR.h2o.md.10").read_text()
+    assert st["code"] == "VASP"
+    assert st["code_version"] == re.search(r"vasp\.(\d+\.\d+\.\d+)", text).group(1)
+    assert st["functional"] == "PBE"
+    assert st["plane_wave_cutoff_eV"] == float(re.search(r"ENCUT\s*=\s*(\S+)", text).group(1))
+    assert st["kpoints"]["mesh"] == [int(x) for x in re.search(r"generate k-points for:(.*)", text).group(1).split()]
+    assert st["smearing"] == {"method": "gaussian", "width_eV": 0.05}
+    assert st["spin_polarized"] is False
+    assert [p["element"] for p in st["pseudopotentials"]] == ["O", "H"]
+    assert st["pseudopotentials"][0]["name"] == "PAW_PBE O 08Apr2002"
+    assert st["extra"]["NELM"] == 60 and st["extra"]["IBRION"] == 0 and st["extra"]["EDIFF"] == 1e-6
+
+
+def test_kpoint_shift_monkhorst_pack_even_mesh():
+    """ch4: 2x2x2 Monkhorst-Pack; VASP 5 prints no shift line, the first k-point (1/4) gives s = 1/2."""
+    path = tf(P + "OUTCAR.ch4.unconverged")
+    text = path.read_text()
+    first = [float(x) for x in text.split("Following reciprocal coordinates:")[1].splitlines()[2].split()[:3]]
+    _, rep = read(path)
+    mesh = rep.settings["kpoints"]["mesh"]
+    assert rep.settings["kpoints"]["shift"] == pytest.approx([(k * n) % 1 for k, n in zip(first, mesh)])
+    assert rep.settings["kpoints"]["shift"] == [0.5, 0.5, 0.5]
+
+
+def test_settings_vasp6_and_mp_smearing():
+    _, rep = read(tf(P + "Ti-O-Ti-v6/OUTCAR"))
+    st = rep.settings
+    assert st["code_version"] == "6.3.0"
+    assert st["smearing"] == {"method": "methfessel-paxton", "order": 1, "width_eV": 0.2}
+    # VASP 6 prints no TITEL: species from the per-type POTCAR: lines (3 types: Ti O Ti)
+    assert [p["element"] for p in st["pseudopotentials"]] == ["Ti", "O", "Ti"]
+
+
+# ----------------------------------------------------------------------------- quirks
+def test_vdw_columns_ignored():
+    """OUTCAR.Ge.vdw: 'w/o vdW' extra columns on energy and TOTAL-FORCE lines (ASE 3.29 crashes)."""
+    path = tf(P + "OUTCAR.Ge.vdw")
+    text = path.read_text()
+    frames, rep = read(path)
+    assert len(frames) == 1
+    line = re.search(r"free  energy   TOTEN\s*=.*", text).group(0)
+    assert "w/o vdW" in line
+    assert frames[0].energy == pytest.approx(float(line.split("=")[1].split()[0]), rel=1e-12)
+    i = text.index("FORCE-w/o vdW")
+    rows = text[i:].splitlines()[2:2 + 8]
+    assert len(rows[0].split()) == 9  # 3 positions + 3 forces + 3 forces w/o vdW
+    np.testing.assert_allclose(frames[0].forces, [[float(x) for x in r.split()[3:6]] for r in rows])
+    assert np.isfinite(frames[0].forces).all()  # the w/o vdW columns contain a NaN, ignored
+    assert rep.settings["extra"]["vdw_correction"] is True
+    import ase.io
+
+    with pytest.raises(Exception):
+        ase.io.read(path, ":", format="vasp-out")
+
+
+def test_nelm_unconverged_dropped_and_counted():
+    path = tf(P + "OUTCAR.ch4.unconverged")
+    ref = ref_steps(path.read_text())
+    frames, rep = read(path)
+    bad = [k for k, s in enumerate(ref) if not s["converged"]]
+    assert len(bad) == 2
+    assert rep.dropped == {"scf-unconverged": 2}
+    assert [f.info["step"] for f in frames] == [k for k in range(len(ref)) if k not in bad]
+    frames1, rep1 = read(tf(P + "OUTCAR.ch4.1step"))  # NELM=1: the only step is garbage
+    assert frames1 == [] and rep1.dropped == {"scf-unconverged": 1}
+
+
+def test_keep_unconverged_flag():
+    path = tf(P + "OUTCAR.ch4.unconverged")
+    ref = ref_steps(path.read_text())
+    frames, rep = read(path, keep_unconverged=True)
+    assert len(frames) == len(ref) and rep.dropped == {}
+    assert [f.converged for f in frames] == [s["converged"] for s in ref]
+    for f, s in zip(frames, ref):
+        assert f.energy == pytest.approx(s["toten"], rel=1e-6)
+
+
+def test_npt_cell_changes_per_step():
+    path = tf(C + "npt_common/OUTCAR")
+    ref = ref_steps(path.read_text())
+    frames, _ = read(path)
+    assert len(frames) == len(ref) == 10
+    vols = [abs(np.linalg.det(f.cell)) for f in frames]
+    assert len(set(np.round(vols, 6))) == len(frames)  # a new cell every step
+    for f, s in zip(frames, ref):
+        np.testing.assert_allclose(f.cell, s["cell"], rtol=1e-9)
+
+
+def test_spin_polarised_magmoms():
+    path = tf(C + "potim/OUTCAR")
+    text = path.read_text()
+    frames, rep = read(path)
+    assert rep.settings["spin_polarized"] is True
+    nions = int(re.search(r"NIONS\s*=\s*(\d+)", text).group(1))
+    blocks = [m.start() for m in re.finditer(r"magnetization \(x\)", text)]
+    assert len(blocks) == len(frames)
+    for f, start in zip(frames, blocks):
+        rows = text[start:].splitlines()[4:4 + nions]
+        np.testing.assert_allclose(f.magmoms, [float(r.split()[-1]) for r in rows])
+    nospin, _ = read(tf(P + "OUTCAR.h2o.md.10"))
+    assert all(f.magmoms is None for f in nospin)
+
+
+def test_truncated_real_file_keeps_complete_steps():
+    """potim/OUTCAR stops inside the SCF of ionic step 4: 3 steps and a warning."""
+    path = tf(C + "potim/OUTCAR")
+    frames, rep = read(path)
+    assert len(frames) == len(ref_steps(path.read_text())) == 3
+    assert any("ends inside ionic step 3" in w for w in rep.warnings)
+
+
+def test_truncated_mid_force_block(tmp_path):
+    src = tf(P + "OUTCAR.h2o.md.10")
+    lines = src.read_text().splitlines(keepends=True)
+    force_lines = [i for i, ln in enumerate(lines) if "TOTAL-FORCE" in ln]
+    cut = tmp_path / "OUTCAR"
+    cut.write_text("".join(lines[: force_lines[4] + 4]))  # inside the 5th step's force table
+    frames, rep = read(cut)
+    assert len(frames) == 4
+    assert rep.warnings and "ends inside ionic step 4" in rep.warnings[0]
+
+
+def test_zero_step_file_warns_not_raises():
+    frames, rep = read(tf(C + "large_cell_real_optlay/OUTCAR"))
+    assert frames == [] and rep.kept == 0
+    assert any("no complete ionic step" in w for w in rep.warnings)
+    assert rep.settings["smearing"]["method"] == "tetrahedron"
+
+
+def _modified_copy(tmp_path, rel, pick, new):
+    lines = tf(rel).read_text().splitlines(keepends=True)
+    idx = next(i for i, ln in enumerate(lines) if pick(ln))
+    lines[idx] = new(lines[idx])
+    out = tmp_path / "OUTCAR"
+    out.write_text("".join(lines))
+    return out, idx + 1
+
+
+def test_header_inconsistency_is_format_error(tmp_path):
+    path, lineno = _modified_copy(tmp_path, P + "OUTCAR.h2o.md.10", lambda ln: "ions per type" in ln,
+                                  lambda ln: ln.replace("2   4", "2   5"))
+    with pytest.raises(FormatError) as exc:
+        read(path)
+    assert exc.value.line == lineno
+    assert "NIONS" in exc.value.message and f":{lineno}:" in str(exc.value)
+
+
+def test_corrupt_number_is_format_error(tmp_path):
+    text = tf(P + "OUTCAR.h2o.md.10").read_text()
+    target = text.splitlines()[text[: text.index("TOTAL-FORCE")].count("\n") + 3]  # 2nd atom row of 1st block
+    tok = target.split()[4]
+    path, lineno = _modified_copy(tmp_path, P + "OUTCAR.h2o.md.10", lambda ln: ln == target + "\n",
+                                  lambda ln: ln.replace(tok, tok[:3] + "x" + tok[4:]))
+    with pytest.raises(FormatError) as exc:
+        read(path)
+    assert exc.value.line == lineno
+    assert "corrupt number" in exc.value.message
+
+
+def test_corrupt_energy_is_format_error(tmp_path):
+    path, lineno = _modified_copy(tmp_path, P + "OUTCAR.h2o.md.10", lambda ln: "free  energy   TOTEN" in ln,
+                                  lambda ln: ln.replace("-28.", "-2*."))
+    with pytest.raises(FormatError) as exc:
+        read(path)
+    assert exc.value.line == lineno
+
+
+def test_glued_fixed_format_numbers(tmp_path):
+    """Fortran overflow glues a negative number to the previous one: '-1.234567-12.345678' is two numbers."""
+    src = tf(P + "OUTCAR.h2o.md.10").read_text()
+    ref = ref_steps(src)
+    kb_line = next(ln for ln in src.splitlines() if ln.strip().startswith("in kB"))
+    glued = re.sub(r"(\d)\s+(-\d)", r"\1\2", kb_line)  # every negative value glued to its predecessor
+    assert len(glued.split()) < len(kb_line.split())
+    path = tmp_path / "OUTCAR"
+    path.write_text(src.replace(kb_line, glued, 1))
+    frames, _ = read(path)
+    np.testing.assert_allclose(frames[0].stress, kb_to_sigma(ref[0]["kb"]))
+
+
+@pytest.mark.parametrize("where", ["between-steps", "inside-step"])
+def test_ml_predicted_steps_dropped(tmp_path, where):
+    """No real MLFF OUTCAR is available: this builds a SYNTHETIC one.
+
+    Starting from the real OUTCAR.h2o.md.10, an ML-predicted ionic step is inserted
+    after every ab-initio step, written with the markers formats.md §3.1 lists for
+    VASP >= 6.3 on-the-fly runs (``ML FORCE on cell``, ``TOTAL-FORCE (eV/Angst) (ML)``,
+    ``ML FREE ENERGIE OF THE ION-ELECTRON SYSTEM``, ``free  energy ML TOTEN``,
+    ``ML energy(sigma->0)``) and no SCF iterations.  The ML blocks carry deliberately
+    wrong labels (+1 eV, forces x0.9) so any leak into the frames would show.
+    ``inside-step`` puts the ML block between an ab-initio step's forces and its
+    energy block (the ab-initio step must still be kept).
+    """
+    src = tf(P + "OUTCAR.h2o.md.10").read_text()
+    ref = ref_steps(src)
+    lines = src.splitlines(keepends=True)
+    out = []
+    k = 0
+    for i, ln in enumerate(lines):
+        if where == "between-steps":
+            out.append(ln)
+            hit = "energy(sigma->0)" in ln and "free  energy   TOTEN" in lines[i - 2]
+        else:
+            hit = "FREE ENERGIE OF THE ION-ELECTRON SYSTEM" in ln
+        if hit:
+            out += _ml_block(ref[k])
+            k += 1
+        if where == "inside-step":
+            out.append(ln)
+    path = tmp_path / "OUTCAR"
+    path.write_text("".join(out))
+    frames, rep = read(path)
+    assert rep.dropped == {"ml-predicted": len(ref)}
+    assert len(frames) == len(ref)
+    for f, s in zip(frames, ref):
+        assert f.energy == pytest.approx(s["toten"], rel=1e-9)
+        np.testing.assert_allclose(f.forces, s["forces"][:, 3:])
+        np.testing.assert_allclose(f.cell, s["cell"])
+        np.testing.assert_allclose(f.stress, kb_to_sigma(s["kb"]))
+    # ab-initio steps are every other energy block
+    first = 0 if where == "between-steps" else 1
+    assert [f.info["step"] for f in frames] == list(range(first, 2 * len(ref), 2))
+
+
+def _ml_block(s: dict) -> list[str]:
+    """An ML-predicted step in the VASP 6.3 layout, with deliberately wrong labels."""
+    ml = ["\n  ML FORCE on cell =-STRESS in cart. coord.  units (eV):\n",
+          "  Direction    XX          YY          ZZ          XY          YZ          ZX\n",
+          "  " + "-" * 86 + "\n",
+          "  Total        1.00000     1.00000     1.00000     0.00000     0.00000     0.00000\n",
+          "  in kB       99.00000    99.00000    99.00000     0.00000     0.00000     0.00000\n\n",
+          "  volume of cell :     1000.00\n",
+          "      direct lattice vectors                 reciprocal lattice vectors\n"]
+    ml += ["    %12.9f %12.9f %12.9f    0.1 0.0 0.0\n" % tuple(r * 1.01) for r in s["cell"]]
+    ml += ["\n POSITION                                       TOTAL-FORCE (eV/Angst) (ML)\n", " " + "-" * 83 + "\n"]
+    ml += ["%13.5f%13.5f%13.5f   %14.6f%14.6f%14.6f\n" % (*r[:3], *(r[3:] * 0.9)) for r in s["forces"]]
+    ml += [" " + "-" * 83 + "\n", "    total drift:      0.0 0.0 0.0\n\n",
+           "  ML FREE ENERGIE OF THE ION-ELECTRON SYSTEM (eV)\n",
+           "  ---------------------------------------------------\n",
+           "  free  energy ML TOTEN  = %18.8f eV\n\n" % (s["toten"] + 1.0),
+           "  ML energy  without entropy=%18.8f  ML energy(sigma->0) =%18.8f\n\n" % (s["toten"] + 1.0, s["toten"] + 1.0)]
+    return ml
+
+
+def test_missing_forces_step_dropped(tmp_path):
+    """NWRITE-style step without the POSITION/TOTAL-FORCE block: dropped as 'no-forces'."""
+    lines = tf(P + "OUTCAR.h2o.md.10").read_text().splitlines(keepends=True)
+    i = [k for k, ln in enumerate(lines) if "TOTAL-FORCE" in ln][2]
+    end = i + 2 + 6 + 1
+    path = tmp_path / "OUTCAR"
+    path.write_text("".join(lines[:i] + lines[end:]))
+    frames, rep = read(path)
+    assert len(frames) == 9 and rep.dropped == {"no-forces": 1}
+    assert 2 not in [f.info["step"] for f in frames]
+
+
+# ----------------------------------------------------------------------------- ASE agreement
+def test_sign_conventions_match_ase():
+    """Where ASE 3.29 is right (h2o.md.10): positions, forces, stress sign/order, energies."""
+    import ase.io
+
+    path = tf(P + "OUTCAR.h2o.md.10")
+    frames, _ = read(path)
+    images = ase.io.read(path, ":", format="vasp-out")
+    assert len(images) == len(frames)
+    for f, a in zip(frames, images):
+        assert list(a.numbers) == list(f.numbers)
+        np.testing.assert_allclose(f.positions, a.positions, atol=1e-12)
+        np.testing.assert_allclose(f.forces, a.get_forces(), atol=1e-12)
+        np.testing.assert_allclose(f.cell, a.cell[:], atol=1e-12)
+        np.testing.assert_allclose(f.stress, a.get_stress(voigt=False), rtol=1e-9, atol=1e-15)
+        assert f.energy == pytest.approx(a.get_potential_energy(force_consistent=True), rel=1e-12)
+        assert f.energy_sigma0 == pytest.approx(a.get_potential_energy(), rel=1e-12)
+
+
+def test_unconverged_ase_keeps_mlds_drops():
+    import ase.io
+
+    path = tf(P + "OUTCAR.ch4.1step")
+    assert len(ase.io.read(path, ":", format="vasp-out")) == 1
+    assert read(path)[0] == []
+
+
+# ----------------------------------------------------------------------------- registry / sniff
+def test_registered_and_sniff():
+    assert READERS["vasp-outcar"] is VaspOutcarReader
+    head = tf(P + "OUTCAR.h2o.md.10").read_bytes()[:65536]
+    assert VaspOutcarReader.sniff(Path("whatever.txt"), head)
+    xml_head = tf(P + "vasprun.h2o.md.10.xml").read_bytes()[:65536]
+    assert not VaspOutcarReader.sniff(Path("OUTCAR"), xml_head)
+    assert not VaspOutcarReader.sniff(Path("OUTCAR"), b"hello world\n")

@@ -1,0 +1,195 @@
+"""open_remote_fs + translate_errors against real servers (moto S3, asyncssh SFTP, HTTP)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from mlds.errors import AuthError, ConflictError, RemoteError
+from mlds.remotes.config import Remote
+from mlds.remotes.filesystems import open_remote_fs, translate_errors
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _round_trip(remote: Remote) -> None:
+    """What the store does: write into new 'directories', read back, list,
+    rename, create-if-absent, delete - with no backend-specific code."""
+    fs, root = open_remote_fs(remote)
+    with translate_errors(remote):
+        obj = f"{root}/objects/sha256/ab/cdef"
+        fs.pipe_file(obj, b"shard bytes")
+        assert fs.cat_file(obj) == b"shard bytes"
+        assert fs.exists(obj) and fs.info(obj)["size"] == 11
+        tmp = f"{root}/refs/ds/.v1.tmp"
+        fs.pipe_file(tmp, b"manifest-hash")
+        fs.mv(tmp, f"{root}/refs/ds/v1")
+        assert not fs.exists(tmp)
+        assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{root}/refs/ds", detail=False)) == ["v1"]
+        assert fs.cat_file(f"{root}/refs/ds/v1") == b"manifest-hash"
+        # create-if-absent is atomic and uniform across backends
+        fs.pipe_file(f"{root}/refs/ds/v2", b"h2", mode="create")
+        with pytest.raises(FileExistsError):
+            fs.pipe_file(f"{root}/refs/ds/v2", b"other", mode="create")
+        assert fs.cat_file(f"{root}/refs/ds/v2") == b"h2"
+        with pytest.raises(FileNotFoundError):
+            fs.cat_file(f"{root}/refs/ds/missing")
+        fs.rm(f"{root}/refs/ds/v2")
+        assert not fs.exists(f"{root}/refs/ds/v2")
+        assert {p.rsplit("/", 1)[1] for p in fs.find(root)} == {"cdef", "v1"}
+
+
+def test_local_round_trip(tmp_path: Path):
+    _round_trip(Remote("here", str(tmp_path / "store")))
+    _round_trip(Remote("here-url", f"file://{tmp_path}/store2"))
+
+
+def test_s3_round_trip(s3_bucket: str):
+    _round_trip(Remote("lab-s3", f"s3://{s3_bucket}/mlds/store", tier="group"))
+
+
+def test_s3_if_match_conflict(s3_bucket: str):
+    remote = Remote("lab-s3", f"s3://{s3_bucket}/store")
+    fs, root = open_remote_fs(remote)
+    with translate_errors(remote):
+        fs.pipe_file(f"{root}/refs/x", b"1")
+        etag = fs.info(f"{root}/refs/x")["ETag"]
+        fs.pipe_file(f"{root}/refs/x", b"2", IfMatch=etag)
+        with pytest.raises(ConflictError, match="lab-s3"):
+            with translate_errors(remote):
+                fs.pipe_file(f"{root}/refs/x", b"3", IfMatch=etag)
+        assert fs.cat_file(f"{root}/refs/x") == b"2"
+
+
+def test_sftp_round_trip(sftp_server):
+    _round_trip(Remote("login", sftp_server.url("/data/store"), options=sftp_server.remote_options))
+    assert (sftp_server.root / "data" / "store" / "refs" / "ds" / "v1").read_bytes() == b"manifest-hash"
+
+
+def test_sftp_password_from_env(sftp_server, monkeypatch):
+    monkeypatch.setenv("MLDS_SFTP_PASSWORD", sftp_server.password)
+    opts = {k: v for k, v in sftp_server.remote_options.items() if k != "key_file"}
+    fs, root = open_remote_fs(Remote("login", sftp_server.url("/pw"), options=opts))
+    fs.pipe_file(f"{root}/a", b"x")
+    assert fs.cat_file(f"{root}/a") == b"x"
+
+
+def _assert_one_line(err: Exception, remote: str, *secrets: str) -> str:
+    msg = str(err)
+    assert "\n" not in msg and f"'{remote}'" in msg, msg
+    for s in secrets:
+        assert s not in msg, msg
+    return msg
+
+
+def test_sftp_wrong_password_is_auth_error(sftp_server, monkeypatch):
+    secret = "wrong-password-6f1e"
+    monkeypatch.setenv("MLDS_SFTP_PASSWORD", secret)
+    opts = {k: v for k, v in sftp_server.remote_options.items() if k != "key_file"}
+    with pytest.raises(AuthError) as info:
+        open_remote_fs(Remote("login", sftp_server.url("/data"), options=opts))
+    msg = _assert_one_line(info.value, "login", secret)
+    assert "MLDS_SFTP_PASSWORD" in msg
+
+
+def test_sftp_wrong_key_is_auth_error(sftp_server, tmp_path):
+    other = asyncssh.generate_private_key("ssh-ed25519")
+    other.write_private_key(str(tmp_path / "id"), format_name="openssh")
+    opts = dict(sftp_server.remote_options, key_file=str(tmp_path / "id"))
+    with pytest.raises(AuthError) as info:
+        open_remote_fs(Remote("login", sftp_server.url("/data"), options=opts))
+    _assert_one_line(info.value, "login")
+
+
+def test_sftp_host_key_mismatch_refused(sftp_server, tmp_path):
+    fake = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[{sftp_server.host}]:{sftp_server.port} {fake}\n")
+    opts = dict(sftp_server.remote_options, known_hosts_file=str(kh))
+    with pytest.raises(AuthError, match="host key"):
+        open_remote_fs(Remote("login", sftp_server.url("/data"), options=opts))
+
+
+def test_s3_wrong_secret_is_auth_error(s3_bucket, monkeypatch):
+    secret = "wrong-secret-8c2d9f"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    remote = Remote("lab-s3", f"s3://{s3_bucket}/store")
+    fs, root = open_remote_fs(remote)
+    for op in (lambda: fs.ls(root), lambda: fs.pipe_file(f"{root}/x", b"1"), lambda: fs.cat_file(f"{root}/x")):
+        with pytest.raises(AuthError) as info:
+            with translate_errors(remote):
+                op()
+        msg = _assert_one_line(info.value, "lab-s3", secret)
+        assert f"s3://{s3_bucket}/store" in msg
+
+
+def test_s3_unknown_key_is_auth_error(s3_bucket, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOTAREALKEY00000")
+    remote = Remote("lab-s3", f"s3://{s3_bucket}/store")
+    fs, root = open_remote_fs(remote)
+    with pytest.raises(AuthError, match="access key not recognised") as info:
+        with translate_errors(remote):
+            fs.ls(root)
+    _assert_one_line(info.value, "lab-s3", "AKIANOTAREALKEY00000"[4:] + "x")
+
+
+def test_http_mirror_read_only(tmp_path, http_mirror_factory):
+    store = tmp_path / "public"
+    (store / "refs" / "ds").mkdir(parents=True)
+    (store / "catalog.json").write_text(json.dumps({"datasets": ["ds"]}))
+    (store / "refs" / "ds" / "v1").write_text("abc123")
+    mirror = http_mirror_factory(store)
+    remote = Remote("mirror", mirror.url + "/", tier="public")
+    fs, root = open_remote_fs(remote)
+    with translate_errors(remote):
+        assert json.loads(fs.cat_file(f"{root}/catalog.json")) == {"datasets": ["ds"]}
+        assert fs.cat_file(f"{root}/refs/ds/v1") == b"abc123"
+        assert fs.info(f"{root}/refs/ds/v1")["size"] == 6
+        assert fs.exists(f"{root}/catalog.json") and not fs.exists(f"{root}/refs/ds/v9")
+        with pytest.raises(FileNotFoundError):
+            fs.cat_file(f"{root}/refs/ds/v9")
+    for write in (
+        lambda: fs.pipe_file(f"{root}/refs/ds/v2", b"x"),
+        lambda: fs.pipe(f"{root}/refs/ds/v2", b"x"),
+        lambda: fs.put(str(store / "catalog.json"), f"{root}/c.json"),
+        lambda: fs.rm(f"{root}/catalog.json"),
+        lambda: fs.mv(f"{root}/catalog.json", f"{root}/c2.json"),
+        lambda: fs.open(f"{root}/new", "wb"),
+        lambda: fs.makedirs(f"{root}/d", exist_ok=True),
+    ):
+        with pytest.raises(RemoteError, match="read-only mirror") as info:
+            write()
+        _assert_one_line(info.value, "mirror")
+    assert sorted(p.name for p in store.rglob("*")) == ["catalog.json", "ds", "refs", "v1"]
+
+
+@pytest.mark.parametrize("scheme", ["sftp", "http", "s3"])
+def test_unreachable_is_remote_error(scheme, tmp_path, monkeypatch):
+    port = _closed_port()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAX")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-unreachable")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    url, opts = {
+        "sftp": (f"sftp://u@127.0.0.1:{port}/data", {"allow_agent": False, "look_for_keys": False, "timeout": 3}),
+        "http": (f"http://127.0.0.1:{port}/store", {"timeout": 3}),
+        "s3": ("s3://bucket/store", {"endpoint_url": f"http://127.0.0.1:{port}", "connect_timeout": 1, "max_attempts": 1}),
+    }[scheme]
+    remote = Remote("gone", url, options=opts)
+    t0 = time.monotonic()
+    with pytest.raises(RemoteError) as info:
+        fs, root = open_remote_fs(remote)
+        with translate_errors(remote):
+            fs.cat_file(f"{root}/catalog.json")
+    assert not isinstance(info.value, AuthError)
+    msg = _assert_one_line(info.value, "gone", "s3cr3t-unreachable")
+    assert "cannot reach" in msg
+    assert time.monotonic() - t0 < 20
