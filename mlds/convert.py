@@ -72,13 +72,23 @@ def convert(
     metadata: dict[str, Any] | None = None,
     on_file: Callable[[Path, int, int], None] | None = None,
     on_frame: Callable[[], None] | None = None,
+    test_fraction: float | None = None,
+    seed: int = 0,
 ) -> ConvertResult:
-    """Convert ``inputs`` into ``output``; returns per-file reports of what was kept and dropped."""
+    """Convert ``inputs`` into ``output``; returns per-file reports of what was kept and dropped.
+
+    ``test_fraction`` tags each frame ``info["set"] = "test"`` with that
+    probability (else ``"train"``), reproducibly from ``seed``; the n2p2 writer
+    turns the tags into ``begin set=...`` lines.
+    """
     out = Path(output)
     files, skipped = expand_inputs(inputs, from_fmt=from_fmt)
     if not files:
         raise FormatError(None, "no input files with a recognised format")
     ropts = dict(reader_options or {})
+    if test_fraction is not None and not 0.0 <= test_fraction <= 1.0:
+        raise FormatError(None, f"--test-fraction must be between 0 and 1, not {test_fraction}")
+    tag = _split_tagger(test_fraction, seed)
     result = ConvertResult(output=out, skipped_inputs=skipped)
     to_mlds = to_fmt == "mlds" or (to_fmt is None and out.name.endswith(MLDS_SUFFIXES))
     if to_mlds:
@@ -90,7 +100,7 @@ def convert(
                 if on_file:
                     on_file(path, i, len(files))
                 for_reader = open_reader(path, from_fmt, **ropts)
-                w.append_from(_tap(for_reader, on_frame))
+                w.append_from(_tap(for_reader, on_frame, tag))
                 result.reports.append(for_reader.report)
             result.n_frames = w.n_frames + len(w._buf)
         return result
@@ -104,10 +114,7 @@ def convert(
                 on_file(path, i, len(files))
             r = open_reader(path, from_fmt, **ropts)
             readers.append(r)
-            for frame in r:
-                if on_frame:
-                    on_frame()
-                yield frame
+            yield from _tap(r, on_frame, tag)
 
     writer = get_writer(to_fmt)(out, **(writer_options or {}))
     result.n_frames = writer.write(frames(), metadata)
@@ -115,16 +122,32 @@ def convert(
     return result
 
 
-class _tap:
-    """Wrap a reader to call ``on_frame`` per frame while keeping its ``report``."""
+def _split_tagger(test_fraction: float | None, seed: int) -> Callable[[Any], None] | None:
+    if test_fraction is None:
+        return None
+    import numpy as np
 
-    def __init__(self, reader: Any, on_frame: Callable[[], None] | None) -> None:
+    rng = np.random.default_rng(seed)
+
+    def tag(frame: Any) -> None:
+        frame.info["set"] = "test" if rng.random() < test_fraction else "train"
+
+    return tag
+
+
+class _tap:
+    """Wrap a reader to call hooks per frame while keeping its ``report``."""
+
+    def __init__(self, reader: Any, on_frame: Callable[[], None] | None, tag: Callable[[Any], None] | None = None) -> None:
         self.reader = reader
         self.report = reader.report
         self._on_frame = on_frame
+        self._tag = tag
 
     def __iter__(self) -> Iterator[Any]:
         for frame in self.reader:
+            if self._tag:
+                self._tag(frame)
             if self._on_frame:
                 self._on_frame()
             yield frame

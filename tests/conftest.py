@@ -22,7 +22,7 @@ def testdata() -> Path:
     return TESTDATA
 
 
-def testfile(relpath: str) -> Path:
+def data_file(relpath: str) -> Path:
     """Path of one shared test file; skips the calling test if it is missing."""
     path = TESTDATA / relpath
     if not path.exists():

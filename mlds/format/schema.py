@@ -167,6 +167,8 @@ def _describe(err: js_exc.ValidationError, root: str = "metadata") -> str:
         return f"{json_path(parts, root)}: must not be empty (at least {err.validator_value} required)"
     if v == "minLength" and isinstance(err.instance, str) and not err.instance:
         return f"{json_path(parts, root)}: must not be empty"
+    if v == "pattern" and err.instance == "":
+        return f"{json_path(parts, root)}: must not be empty"
     if v == "pattern":
         return f"{json_path(parts, root)}: {_short(err.instance)} {_pattern_hint(parts, err)}"
     if v == "const":

@@ -12,8 +12,10 @@ One :class:`Frame` per ab-initio ionic step.  Choices (formats.md §3.1):
 * cell: the last ``direct lattice vectors`` block before the step's forces
   (changes per step for ISIF=3 relax and NpT MD).
 * dropped steps are counted in ``report.dropped``:
-  ``ml-predicted`` (VASP 6 MLFF blocks, marked ``ML FREE ENERGIE`` / ``free  energy ML TOTEN`` /
-  ``TOTAL-FORCE ... (ML)``), ``scf-unconverged`` (last ``Iteration`` index of the step
+  ``ml-predicted`` (VASP >= 6.3 MLFF blocks, marked ``ML FORCE on cell`` / ``TOTAL-FORCE ... (ML)`` /
+  ``ML FREE ENERGIE`` / ``free  energy ML TOTEN``; their numbers are kept apart from the
+  ab-initio data, so an ML block before, inside or after a DFT step never leaks into a frame),
+  ``scf-unconverged`` (last ``Iteration`` index of the step
   reached NELM; kept with ``converged=False`` when ``keep_unconverged=True``),
   ``no-forces`` (NWRITE settings that omit the POSITION/TOTAL-FORCE block: without it
   there are no positions, so the step cannot be a frame), ``non-finite`` (NaN/Inf labels).
@@ -24,6 +26,9 @@ One :class:`Frame` per ab-initio ionic step.  Choices (formats.md §3.1):
   it and a ``report.warn``; a file with no complete step yields nothing and warns.
 * A header that disagrees with itself (ions per type vs NIONS, fewer POTCARs than
   types) or a corrupt number raises ``FormatError(path, ..., line=N)``.
+* Options: ``keep_unconverged=False``.  ``magmoms`` = the ``tot`` column of the last
+  ``magnetization (x)`` table of the step, for collinear ISPIN=2 runs only.
+* OUTCAR prints positions with 5 decimals (1e-5 Å); vasprun.xml has 8 (fractional).
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ class VaspOutcarReader(Reader):
     def _frames(self) -> Iterator[Frame]:
         keep_unconverged = bool(self.options.get("keep_unconverged", False))
         self.report.code = "VASP"
-        with open(self.path, "r", errors="replace") as fh:
+        with open(self.path, "r", encoding="utf-8", errors="replace") as fh:
             self._fh = fh
             self.lineno = 0
             yield from self._parse(keep_unconverged)
@@ -276,6 +281,7 @@ class VaspOutcarReader(Reader):
         nkpts = None
         self._initial_cell = None
         lexch_internal = None
+        step_started = False
         while True:
             pos = self._fh.tell()
             line = self._next()
@@ -285,6 +291,7 @@ class VaspOutcarReader(Reader):
                 # first step starts: rewind this line so the step parser sees it
                 self._fh.seek(pos)
                 self.lineno -= 1
+                step_started = True
                 break
             if version is None:
                 m = _VERSION.search(line)
@@ -359,6 +366,9 @@ class VaspOutcarReader(Reader):
         if ions_per_type is None:
             if version is None and not potcars:
                 raise FormatError(self.path, "not a VASP OUTCAR (no 'vasp.' version line, no POTCAR lines)", line=1)
+            if step_started:
+                raise FormatError(self.path, "header has no 'ions per type' line before the first ionic step",
+                                  line=self.lineno + 1)
             self.report.warn(f"{self.path}: file ends before the 'ions per type' header line; 0 frames")
             self._fill_settings(version, values, potcars, [], lexch_potcar, lexch_internal, kmesh, kshift, nkpts)
             return None
@@ -368,17 +378,22 @@ class VaspOutcarReader(Reader):
             raise FormatError(
                 self.path, f"header disagrees with itself: 'ions per type' {ions_per_type} sums to {total} "
                 f"but NIONS = {nions} (line {nions_line})", line=ipt_line)
-        # species: one TITEL per type (VASP 5); VASP 6 prints no TITEL, and the POTCAR: list
-        # holds a summary (sometimes with extra lines, VASP <= 6.3) followed by one line per
-        # type: the LAST ntypes POTCAR: lines are the per-type ones.
-        if len(titels) == ntypes:
+        # species: one TITEL per type (VASP 5).  VASP 6 prints no TITEL; its POTCAR: lines are a
+        # summary list (ntypes or ntypes+1 entries, more in some VASP <= 6.3 builds) followed by one
+        # line per type as each POTCAR is read: the LAST ntypes lines, which must repeat the
+        # beginning of the summary.
+        if titels:
+            if len(titels) != ntypes:
+                raise FormatError(
+                    self.path, f"header disagrees with itself: {ntypes} ion types in 'ions per type' but "
+                    f"{len(titels)} POTCARs (TITEL lines)", line=ipt_line)
             ppnames = titels
-        elif len(potcars) >= ntypes:
-            ppnames = potcars[-ntypes:]
         else:
-            raise FormatError(
-                self.path, f"header disagrees with itself: {ntypes} ion types in 'ions per type' but only "
-                f"{max(len(titels), len(potcars))} POTCAR entries", line=ipt_line)
+            if len(potcars) < 2 * ntypes or potcars[:ntypes] != potcars[-ntypes:]:
+                raise FormatError(
+                    self.path, f"header disagrees with itself: {ntypes} ion types in 'ions per type' but the "
+                    f"POTCAR: lines {potcars} do not list {ntypes} pseudopotentials", line=ipt_line)
+            ppnames = potcars[-ntypes:]
         symbols = []
         for i, name in enumerate(ppnames):
             sym = vc.element_from_potcar(name)

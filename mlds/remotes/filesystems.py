@@ -88,9 +88,23 @@ def _opt_bool(remote: Remote, key: str, default: bool | None = None) -> bool | N
     raise RemoteError(remote.name, f"option {key!r} must be true or false")
 
 
-def _open_local(remote: Remote):
+def _exclusive_pipe_file(self, path, value, mode="overwrite", **kwargs):
+    """``pipe_file`` whose ``mode="create"`` is an atomic exclusive create
+    (fsspec's generic version checks ``exists`` first, which races)."""
+    if mode != "create":
+        return super(type(self), self).pipe_file(path, value, mode=mode, **kwargs)
+    with self.open(path, "xb", **kwargs) as f:
+        f.write(value)
+
+
+def _local_class():
     from fsspec.implementations.local import LocalFileSystem
 
+    return type("MldsLocalFileSystem", (LocalFileSystem,), {"pipe_file": _exclusive_pipe_file})
+
+
+def _open_local(remote: Remote):
+    LocalFileSystem = _local_class()
     url = remote.url
     path = url[len("file://"):] if url.lower().startswith("file://") else url
     root = Path(unquote(path)).expanduser()
@@ -171,12 +185,27 @@ def _sftp_class():
     class MldsSFTPFileSystem(SFTPFileSystem):
         """fsspec's SFTP filesystem, creating parent directories on write."""
 
+        pipe_file = _exclusive_pipe_file
+
         def _open(self, path, mode="rb", block_size=None, **kwargs):
             if any(c in mode for c in "wxa"):
                 parent = self._parent(path)
                 if parent and parent != path:
                     self.makedirs(parent, exist_ok=True)
-            return super()._open(path, mode, block_size=block_size, **kwargs)
+            if "x" not in mode:
+                return super()._open(path, mode, block_size=block_size, **kwargs)
+            if "w" not in mode:
+                # paramiko maps "x" to CREATE|EXCL without WRITE; add it
+                mode = "w" + mode
+            try:
+                return super()._open(path, mode, block_size=block_size, **kwargs)
+            except (FileNotFoundError, PermissionError):
+                raise
+            except OSError as err:
+                # SFTPv3 has no "exists" status: servers answer a generic failure
+                if self.exists(path):
+                    raise FileExistsError(errno.EEXIST, "File exists", path) from err
+                raise
 
         def mv(self, old, new, *args, **kwargs):
             parent = self._parent(self._strip_protocol(new))

@@ -55,6 +55,7 @@ DEFAULT_POLICY: dict[str, Any] = {
     "shard_max_bytes": 256 * 1024 * 1024,
     "gc_grace_seconds": 3600.0,
     "lock_ttl_seconds": 600.0,
+    "lock_wait_seconds": 30.0,
 }
 
 # ----------------------------------------------------------------- test hook
@@ -65,12 +66,15 @@ _KILL_AFTER = int(os.environ.get("MLDS_TEST_KILL_AFTER_N_WRITES", "0") or 0)
 
 def _count_write() -> None:
     global _writes
-    if not _KILL_AFTER:
-        return
     with _write_lock:
         _writes += 1
-        if _writes >= _KILL_AFTER:
+        if _KILL_AFTER and _writes >= _KILL_AFTER:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def write_count() -> int:
+    """Store writes made by this process so far (for tests and benchmarks)."""
+    return _writes
 
 
 # ----------------------------------------------------------------- helpers
@@ -416,10 +420,9 @@ class Store:
     def list_datasets(self) -> list[str]:
         try:
             entries = self.fs.ls(self.path("refs"), detail=True)
-        except (FileNotFoundError, NotImplementedError):
-            return sorted(self._catalog_refs())
-        except Exception:
-            return sorted(self._catalog_refs())
+        except FileNotFoundError:
+            # no refs/ yet -- or a mirror that cannot list directories (HTTP): use the catalog
+            return sorted(n for n in self._catalog_refs() if self.list_refs(n))
         names = []
         for e in entries:
             if e.get("type") == "directory":
@@ -433,15 +436,12 @@ class Store:
         base = self.path(f"refs/{check_name(dataset)}")
         try:
             entries = self.fs.ls(base, detail=True)
+            tags = [posixpath.basename(e["name"].rstrip("/")) for e in entries if e.get("type") != "directory"]
         except FileNotFoundError:
-            return {}
-        except Exception:
-            return dict(self._catalog_refs().get(dataset, {}))
+            # a mirror that cannot list (HTTP): take tag names from the catalog, values from the refs themselves
+            tags = list(self._catalog_refs().get(dataset, {}))
         out = {}
-        for e in entries:
-            if e.get("type") == "directory":
-                continue
-            tag = posixpath.basename(e["name"].rstrip("/"))
+        for tag in tags:
             if NAME_RE.match(tag):
                 value = self.read_ref(dataset, tag)
                 if value:
@@ -449,9 +449,9 @@ class Store:
         return out
 
     def _catalog_refs(self) -> dict[str, dict[str, str]]:
-        """Fallback for stores that cannot list (read-only HTTP mirrors)."""
         cat = self.read_catalog()
-        return {name: dict(entry.get("refs", {})) for name, entry in cat.get("datasets", {}).items()}
+        return {name: dict(entry.get("refs", {})) for name, entry in cat.get("datasets", {}).items()
+                if isinstance(entry, dict)}
 
     # ------------------------------------------------------------- catalog
     def read_catalog(self) -> dict[str, Any]:
@@ -474,7 +474,7 @@ class Store:
 
     # ------------------------------------------------------------- locks
     @contextlib.contextmanager
-    def lock(self, dataset: str, tag: str, ttl: float | None = None, wait: float = 30.0) -> Iterator[None]:
+    def lock(self, dataset: str, tag: str, ttl: float | None = None, wait: float | None = None) -> Iterator[None]:
         """Hold ``locks/<dataset>/<tag>.lock`` (exclusive create, expiring).
 
         A lock older than its expiry, or left by a dead process on this host,
@@ -482,6 +482,7 @@ class Store:
         then raise :class:`ConflictError`.
         """
         ttl = float(ttl if ttl is not None else self.policy("lock_ttl_seconds"))
+        wait = float(wait if wait is not None else self.policy("lock_wait_seconds"))
         key = f"locks/{check_name(dataset)}/{check_name(tag, 'tag')}.lock"
         path = self.path(key)
         self._makedirs_for(path)

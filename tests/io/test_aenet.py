@@ -15,7 +15,7 @@ from mlds.errors import FormatError
 from mlds.format.frame import Frame
 from mlds.io.aenet import AenetGenerateReader, AenetWriter, AenetXsfReader
 from mlds.io.registry import detect
-from tests.conftest import testfile as data_file
+from tests.conftest import data_file as data_file
 
 XSF = [
     "aenet-python/notebooks/TiO2-cell.xsf",

@@ -10,7 +10,7 @@ import pytest
 
 from mlds.io.ase_fallback import AseReader
 from mlds.io.registry import detect, get_reader, open_reader
-from tests.conftest import testfile as data_file
+from tests.conftest import data_file as data_file
 
 XYZ = "dpdata/tests/xyz/xyz_B5C7_novirials.xyz"
 OUTCAR = "dpdata/tests/poscars/OUTCAR.h2o.md.10"

@@ -14,7 +14,7 @@ from mlds.errors import FormatError
 from mlds.format.frame import Frame
 from mlds.io.extxyz import ExtxyzReader, ExtxyzWriter
 from mlds.io.registry import detect
-from tests.conftest import testfile as data_file
+from tests.conftest import data_file as data_file
 
 FILES = ["dpdata/tests/xyz/xyz_unittest.xyz", "dpdata/tests/xyz/xyz_B5C7_novirials.xyz"]
 

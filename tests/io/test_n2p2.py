@@ -16,7 +16,7 @@ from mlds.errors import FormatError
 from mlds.format.frame import Frame
 from mlds.io.n2p2 import BOHR_ANGSTROM, HARTREE_EV, N2p2Reader, N2p2Writer, n2p2_unit_factors
 from mlds.io.registry import detect
-from tests.conftest import testfile as data_file
+from tests.conftest import data_file as data_file
 
 CU2S = "n2p2/examples/nnp-train/Cu2S_PBE/input.data"
 H2O = "n2p2/examples/nnp-train/H2O_RPBE-D3/input.data"

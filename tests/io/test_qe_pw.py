@@ -17,7 +17,7 @@ import pytest
 from mlds.errors import FormatError
 from mlds.io.qe_pw import QEPwReader
 from mlds.io.registry import detect
-from tests.conftest import testfile as data_file
+from tests.conftest import data_file as data_file
 
 BOHR = 0.529177210903
 RY = 27.211386245988 / 2

@@ -17,7 +17,7 @@ from mlds.errors import FormatError
 from mlds.io.qe_pw import QEPwReader
 from mlds.io.qe_xml import QEXmlReader
 from mlds.io.registry import detect
-from tests.conftest import testfile as data_file
+from tests.conftest import data_file as data_file
 
 BOHR = 0.529177210903
 HA = 27.211386245988

@@ -16,7 +16,7 @@ from ase.units import GPa
 from mlds.errors import FormatError
 from mlds.io.registry import READERS
 from mlds.io.vasp_outcar import VaspOutcarReader
-from tests.conftest import testfile as tf
+from tests.conftest import data_file as tf
 
 P = "dpdata/tests/poscars/"
 C = "custodian/tests/files/"
@@ -404,3 +404,54 @@ def test_registered_and_sniff():
     xml_head = tf(P + "vasprun.h2o.md.10.xml").read_bytes()[:65536]
     assert not VaspOutcarReader.sniff(Path("OUTCAR"), xml_head)
     assert not VaspOutcarReader.sniff(Path("OUTCAR"), b"hello world\n")
+
+
+def test_header_without_ions_per_type_is_format_error(tmp_path):
+    lines = tf(P + "OUTCAR.h2o.md.10").read_text().splitlines(keepends=True)
+    lines = [ln for ln in lines if "ions per type" not in ln]
+    first_iter = next(i for i, ln in enumerate(lines) if "Iteration" in ln) + 1
+    path = tmp_path / "OUTCAR"
+    path.write_text("".join(lines))
+    with pytest.raises(FormatError) as exc:
+        read(path)
+    assert exc.value.line == first_iter
+
+
+def test_file_cut_inside_header_warns(tmp_path):
+    lines = tf(P + "OUTCAR.h2o.md.10").read_text().splitlines(keepends=True)
+    path = tmp_path / "OUTCAR"
+    path.write_text("".join(lines[:100]))
+    frames, rep = read(path)
+    assert frames == [] and rep.warnings
+
+
+def test_too_few_potcars_is_format_error(tmp_path):
+    """ions per type lists 3 types but the header has only 2 POTCARs (TITEL and POTCAR: lines)."""
+    path, lineno = _modified_copy(tmp_path, P + "OUTCAR.h2o.md.10", lambda ln: "ions per type" in ln,
+                                  lambda ln: ln.replace("2   4", "2   3   1"))
+    with pytest.raises(FormatError) as exc:
+        read(path)
+    assert exc.value.line == lineno and "POTCAR" in exc.value.message
+
+
+def test_too_few_potcars_vasp6_is_format_error(tmp_path):
+    """Same for a VASP 6 header (no TITEL lines, species from the POTCAR: lines)."""
+    path, lineno = _modified_copy(tmp_path, P + "Ti-O-Ti-v6/OUTCAR", lambda ln: "ions per type" in ln,
+                                  lambda ln: ln.replace("3   2   3", "3   2   2   1"))
+    with pytest.raises(FormatError) as exc:
+        read(path)
+    assert exc.value.line == lineno and "POTCAR" in exc.value.message
+
+
+def test_agrees_with_dpdata_where_dpdata_is_right():
+    """dpdata 1.1.0: energy = TOTEN and virial = -σ·V (dpdata rotates cells, so compare eigenvalues)."""
+    dpdata = pytest.importorskip("dpdata")
+    path = tf(P + "OUTCAR.h2o.md.10")
+    frames, _ = read(path)
+    s = dpdata.LabeledSystem(str(path), fmt="vasp/outcar")
+    assert len(s) == len(frames)
+    for k, f in enumerate(frames):
+        assert f.energy == pytest.approx(float(s["energies"][k]), rel=1e-12)
+        vol = abs(np.linalg.det(f.cell))
+        np.testing.assert_allclose(np.linalg.eigvalsh(s["virials"][k]), np.linalg.eigvalsh(-f.stress * vol), atol=1e-6)
+        np.testing.assert_allclose(np.linalg.norm(s["forces"][k], axis=1), np.linalg.norm(f.forces, axis=1), atol=1e-9)

@@ -17,7 +17,7 @@ from mlds.errors import FormatError
 from mlds.io.registry import READERS
 from mlds.io.vasp_outcar import VaspOutcarReader
 from mlds.io.vasp_xml import VaspXmlReader
-from tests.conftest import testfile as tf
+from tests.conftest import data_file as tf
 
 P = "dpdata/tests/poscars/"
 C = "custodian/tests/files/"

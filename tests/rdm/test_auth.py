@@ -81,3 +81,22 @@ def test_fs_takes_token_and_url_from_env(clean_env, srv):
     fs.pipe("rdm://abcde/env.txt", b"env")
     assert fs.cat("rdm://abcde/osfstorage/env.txt") == b"env"
     assert TOKEN_ADMIN not in repr(fs) and TOKEN_ADMIN not in repr(fs.client)
+
+
+def test_server_runs_as_subprocess():
+    import json
+    import subprocess
+    import sys
+
+    import httpx
+    proc = subprocess.Popen([sys.executable, "-m", "tests.servers.rdm_server", "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(proc.stdout.readline())
+        assert info["api_url"].startswith("http://127.0.0.1:")
+        r = httpx.get(info["api_url"] + "users/me/",
+                      headers={"Authorization": f"Bearer {info['tokens']['admin']}"}, timeout=10)
+        assert r.json()["data"]["id"] == "uadmn"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import httpx
 import pytest
@@ -236,6 +237,9 @@ def test_5xx_storm_survived(make_client, srv):
     e = c.upload_new(r, "storm.bin", b"storm" * 1000)
     srv.faults.fail_next(3, status=503, prefix="/v1/")
     assert c.read(e) == b"storm" * 1000
+    srv.faults.fail_next(3, status=429, retry_after=0, prefix="/v1/")  # WaterButler-style limiter
+    assert c.read(e) == b"storm" * 1000
+    assert all(r.remaining == 0 for r in srv.faults.rules)
 
 
 def test_retries_are_bounded(make_client, srv):
@@ -296,3 +300,26 @@ def test_injected_transport(srv):
     with RDMClient(TOKEN_ADMIN, srv.api_url, transport=Spy()) as c:
         assert c.me().id == "uadmn"
     assert seen == ["/v2/users/me/"]
+
+
+def test_dropped_download_resumes_with_range(client, srv):
+    r = root(client)
+    data = os.urandom(3 * 2**20 + 5)
+    e = client.upload_new(r, "resume.bin", data)
+    srv.faults.drop_next_download(2, after_bytes=2**20 + 7)
+    assert client.read(e) == data
+    assert srv.faults.download_drops[0][0] == 0
+
+
+def test_lost_response_on_create_is_idempotent(client, srv):
+    r = root(client)
+    srv.faults.lose_next_responses(1)  # file is created, answer never arrives; retry sees 409
+    e = client.upload(r, "once.bin", b"payload")
+    assert e.version == 1 and client.read(e) == b"payload"
+    assert [x.name for x in client.list_folder(r)] == ["once.bin"]
+    srv.faults.lose_next_responses(1)
+    d = client.create_folder(r, "dir")  # retried mkdir -> 409 -> existing folder
+    assert d.kind == "folder"
+    srv.faults.lose_next_responses(1)
+    client.delete(d)  # retried delete -> 404 -> fine
+    assert [x.name for x in client.list_folder(r)] == ["once.bin"]

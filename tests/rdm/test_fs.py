@@ -158,3 +158,12 @@ def test_reader_fs(srv, fs):
     assert "403" in str(ei.value) and TOKEN_READER not in str(ei.value)
     with pytest.raises(PermissionError):
         ro.rm("abcde/r.txt")
+
+
+def test_nfc_names(fs):
+    import unicodedata
+    nfd = unicodedata.normalize("NFD", "データ/ファイル.bin")
+    fs.pipe("abcde/osfstorage/" + nfd, b"jp")
+    nfc = unicodedata.normalize("NFC", "データ/ファイル.bin")
+    assert fs.ls("abcde/osfstorage", detail=False) == ["abcde/osfstorage/" + nfc.split("/")[0]]
+    assert fs.cat("abcde/osfstorage/" + nfd) == b"jp" == fs.cat("abcde/osfstorage/" + nfc)

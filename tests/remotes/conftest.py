@@ -1,21 +1,25 @@
 """Fixtures for the remote-layer tests.
 
-The server fixtures live in ``tests/servers/fixtures.py``; once the top-level
-``tests/conftest.py`` declares ``pytest_plugins = ["tests.servers.fixtures"]``
-this import can go (keeping it only starts a second set of servers here).
+The server fixtures live in ``tests/servers/fixtures.py``.  They are imported
+here only while the top-level ``tests/conftest.py`` does not already load them
+(``pytest_plugins = ["tests.servers.fixtures"]``), so one set of servers serves
+the whole session.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.servers.fixtures import (  # noqa: F401  (pytest fixtures)
-    http_mirror_factory,
-    s3_bucket,
-    s3_env,
-    s3_server,
-    sftp_server,
-)
+import tests.conftest as _root
+
+if "tests.servers.fixtures" not in getattr(_root, "pytest_plugins", ()):
+    from tests.servers.fixtures import (  # noqa: F401  (pytest fixtures)
+        http_mirror_factory,
+        s3_bucket,
+        s3_env,
+        s3_server,
+        sftp_server,
+    )
 
 
 @pytest.fixture

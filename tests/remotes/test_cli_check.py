@@ -54,3 +54,21 @@ def test_check_http_mirror(mlds_home, http_mirror_factory, capsys):
 def test_check_unknown_remote(mlds_home, capsys):
     assert run(["remote", "check", "nope"]) == 2
     assert "no remote named 'nope'" in capsys.readouterr().err
+
+
+def test_check_rdm(mlds_home, capsys, monkeypatch):
+    try:
+        from tests.servers.rdm_server import TOKEN_ADMIN, RDMServer
+    except ImportError:  # the rdm helper is developed in parallel
+        import pytest
+
+        pytest.skip("tests.servers.rdm_server not available")
+    with RDMServer.default() as srv:
+        monkeypatch.setenv("MLDS_RDM_TOKEN", TOKEN_ADMIN)
+        cfg.add_remote("rdm", "rdm://abcde/osfstorage/mlds", tier="group", options={"api_url": srv.api_url})
+        code = run(["remote", "check", "rdm"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert "reachable: yes" in out and "writable: yes" in out
+        assert "Ada Admin" in out and "DFT training data" in out and "permission: admin" in out
+        assert TOKEN_ADMIN not in out + err

@@ -41,6 +41,13 @@ def _round_trip(remote: Remote) -> None:
         with pytest.raises(FileExistsError):
             fs.pipe_file(f"{root}/refs/ds/v2", b"other", mode="create")
         assert fs.cat_file(f"{root}/refs/ds/v2") == b"h2"
+        with fs.open(f"{root}/locks/ds/v3.lock", "xb") as fh:
+            fh.write(b"lock")
+        with pytest.raises(FileExistsError):
+            with fs.open(f"{root}/locks/ds/v3.lock", "xb") as fh:
+                fh.write(b"other")
+        assert fs.cat_file(f"{root}/locks/ds/v3.lock") == b"lock"
+        fs.rm_file(f"{root}/locks/ds/v3.lock")
         with pytest.raises(FileNotFoundError):
             fs.cat_file(f"{root}/refs/ds/missing")
         fs.rm(f"{root}/refs/ds/v2")
@@ -193,3 +200,31 @@ def test_unreachable_is_remote_error(scheme, tmp_path, monkeypatch):
     msg = _assert_one_line(info.value, "gone", "s3cr3t-unreachable")
     assert "cannot reach" in msg
     assert time.monotonic() - t0 < 20
+
+
+def _raise_in(remote: str, exc: BaseException):
+    with translate_errors(remote, "s3://bucket/x"):
+        raise exc
+
+
+def test_translate_errors_classification():
+    import aiohttp
+    import botocore.exceptions
+    import paramiko
+
+    cases = [
+        (aiohttp.ClientResponseError(None, (), status=403, message="Forbidden"), AuthError),
+        (aiohttp.ClientResponseError(None, (), status=500, message="oops"), RemoteError),
+        (botocore.exceptions.NoCredentialsError(), AuthError),
+        (paramiko.AuthenticationException("Authentication failed."), AuthError),
+        (paramiko.SSHException("Error reading SSH protocol banner"), RemoteError),
+        (ConnectionRefusedError(111, "Connection refused"), RemoteError),
+        (socket.gaierror(-2, "Name or service not known"), RemoteError),
+    ]
+    for exc, kind in cases:
+        with pytest.raises(kind) as info:
+            _raise_in("r", exc)
+        _assert_one_line(info.value, "r")
+    for exc in (FileNotFoundError("x"), FileExistsError("x"), KeyError("bug"), ValueError("bug")):
+        with pytest.raises(type(exc)):
+            _raise_in("r", exc)

@@ -163,6 +163,8 @@ class Faults:
         self._lock = threading.Lock()
         self.rules: list[_Rule] = []
         self.drops: list[list] = []  # [remaining, after_bytes]
+        self.download_drops: list[list] = []  # [remaining, after_bytes]
+        self.lost_responses = 0  # PUT/POST/DELETE applied, then the socket closes with no answer
         self.redirect_downloads = False
         self.require_content_length = True
         self.drain_limit = 1 << 20  # error responses to bigger bodies close the socket unread
@@ -179,10 +181,22 @@ class Faults:
         with self._lock:
             self.drops.append([n, after_bytes])
 
+    def drop_next_download(self, n: int = 1, after_bytes: int = 64 * 1024) -> None:
+        """Close the socket after sending ``after_bytes`` of the next ``n`` downloads."""
+        with self._lock:
+            self.download_drops.append([n, after_bytes])
+
+    def lose_next_responses(self, n: int = 1) -> None:
+        """Apply the next ``n`` writes but drop the connection instead of answering."""
+        with self._lock:
+            self.lost_responses += n
+
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()
             self.drops.clear()
+            self.download_drops.clear()
+            self.lost_responses = 0
         self.redirect_downloads = False
         self.require_content_length = True
         self.delay = 0.0
@@ -198,6 +212,21 @@ class Faults:
                     continue
                 r.remaining -= 1
                 return r
+        return None
+
+    def _take_lost(self) -> bool:
+        with self._lock:
+            if self.lost_responses > 0:
+                self.lost_responses -= 1
+                return True
+        return False
+
+    def _take_download_drop(self) -> int | None:
+        with self._lock:
+            for d in self.download_drops:
+                if d[0] > 0:
+                    d[0] -= 1
+                    return d[1]
         return None
 
     def _take_drop(self) -> int | None:
@@ -490,10 +519,20 @@ class _Handler(BaseHTTPRequestHandler):
                 rule = rdm.faults._take_rule(method, path)
                 if rule is not None:
                     hdrs = {}
+                    wb = path.startswith("/v1/")
                     if rule.status == 429:
                         ra = 0 if rule.retry_after is None else rule.retry_after
                         hdrs["Retry-After"] = str(ra)
+                        if wb:  # upstream WaterButler's optional limiter
+                            hdrs.update({"X-Waterbutler-RateLimiting-Window": "3600",
+                                         "X-Waterbutler-RateLimiting-Limit": "3600",
+                                         "X-Waterbutler-RateLimiting-Remaining": "0",
+                                         "X-Waterbutler-RateLimiting-Reset": str(math.ceil(ra))})
+                            raise HTTPFail(429, {"error": "API rate-limiting active due to too many requests",
+                                                 "retry_after": ra}, hdrs)
                         raise api_error(429, f"Request was throttled. Expected available in {math.ceil(ra)} seconds.", hdrs)
+                    if wb:
+                        raise wb_error(rule.status, "Service Unavailable")
                     raise api_error(rule.status, "Service temporarily unavailable.", hdrs)
             if path.startswith("/v2/"):
                 self._api(method, path[len("/v2"):])
@@ -530,6 +569,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, body, headers=None, ctype="application/json") -> None:
         self._finish_body()
+        if (self.command in ("PUT", "POST", "DELETE") and 200 <= status < 300
+                and self.rdm.faults._take_lost()):
+            self._abort()
+            return
         data = json.dumps(body).encode() if body is not None else b""
         self.send_response(status)
         if body is not None:
@@ -542,6 +585,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+    def _abort(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _qget(self, name: str, default=None):
         v = self.q.get(name)
@@ -896,15 +946,23 @@ class _Handler(BaseHTTPRequestHandler):
                            extra=extra) if e is not None else self._file_headers(status, None, None, length, extra=extra)
         if self.command == "HEAD":
             return
+        drop = self.rdm.faults._take_download_drop()
         with open(blob, "rb") as f:
             f.seek(start)
             left = length
+            sent = 0
             while left > 0:
-                b = f.read(min(CHUNK, left))
+                want = min(CHUNK, left)
+                if drop is not None:
+                    want = min(want, drop - sent)
+                    if want <= 0:
+                        return self._abort()
+                b = f.read(want)
                 if not b:
                     break
                 self.wfile.write(b)
                 left -= len(b)
+                sent += len(b)
 
     def _blob(self, method: str, key: str) -> None:
         rdm = self.rdm

@@ -386,6 +386,9 @@ class RDMClient:
         if detail and s not in (404,):
             msg += f" ({detail})"
         msg = f"{msg} [HTTP {s}]" if str(s) not in msg else msg
+        tries = getattr(resp, "mlds_attempts", 1)
+        if tries > 1 and s in RETRY_STATUSES:
+            msg += f" after {tries} tries"
         msg = self._scrub(msg)
         if s in (401, 403):
             return RDMAuthError(self.remote, msg)

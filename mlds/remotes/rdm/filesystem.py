@@ -26,6 +26,7 @@ import io
 import os
 import posixpath
 import tempfile
+import unicodedata
 from datetime import datetime
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
@@ -46,7 +47,7 @@ class RDMFileSystem(AbstractFileSystem):
         super().__init__(**kwargs)
         if client is None:
             client = RDMClient(resolve_token(token), resolve_api_url(api_url), retries=retries, backoff=backoff,
-                               max_backoff=max_backoff, transport=transport, remote="rdm")
+                               max_backoff=max_backoff, transport=transport)
         self.client = client
         self._providers: dict[str, dict[str, Provider]] = {}
 
@@ -72,7 +73,8 @@ class RDMFileSystem(AbstractFileSystem):
         return self._providers[guid]
 
     def _split(self, path: str) -> tuple[str, str | None, list[str]]:
-        parts = [p for p in self._strip_protocol(path).split("/") if p not in ("", ".")]
+        # GakuNin stores names NFC-normalised; normalise ours the same way
+        parts = [unicodedata.normalize("NFC", p) for p in self._strip_protocol(path).split("/") if p not in ("", ".")]
         if not parts:
             raise ValueError("rdm path needs a project: rdm://<project>/<provider>/<path>")
         if ".." in parts:
@@ -170,7 +172,9 @@ class RDMFileSystem(AbstractFileSystem):
 
     # ------------------------------------------------------------------ read side
 
-    def ls(self, path, detail=True, **kwargs):
+    def ls(self, path, detail=True, refresh=False, **kwargs):
+        if refresh:
+            self.invalidate_cache(path)
         guid, prov, rel = self._split(path)
         if prov is None:
             out = [self._root_info(guid, name) for name in self._provider_map(guid)]
@@ -398,7 +402,13 @@ class RDMFileSystem(AbstractFileSystem):
         return self._info(dest_dir_c, out) if out is not None else {}
 
     def mv(self, path1, path2, recursive=True, maxdepth=None, **kwargs):
-        """Server-side move/rename (replaces an existing file at ``path2``)."""
+        """Server-side move/rename (replaces an existing file at ``path2``; into ``path2``
+        when that is an existing directory).  Folders move whole, with their history."""
+        if isinstance(path1, list):
+            targets = path2 if isinstance(path2, list) else [path2] * len(path1)
+            for a, b in zip(path1, targets):
+                self._mv_or_cp("move", a, b)
+            return
         self._mv_or_cp("move", path1, path2)
 
     def cp_file(self, path1, path2, **kwargs):

@@ -1,0 +1,229 @@
+"""Store commands: init, add, log, tag, checkout, fsck, gc, ls, search, push, pull, clone, promote.
+
+Thin wrappers over :mod:`mlds.store`: parse arguments, call the library, print.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from mlds.cli.app import app, console, err_console
+
+
+def _size(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+@app.command("init")
+def init_cmd(
+    path: Optional[str] = typer.Argument(None, help="Where to create the store (default ./.mlds/store); a path, URL or remote name."),
+    personal: bool = typer.Option(False, "--personal", help="Create the personal store in the user data directory."),
+    tier: str = typer.Option("personal", "--tier", help="Tier of the new store: personal, group or public."),
+) -> None:
+    """Create a store (a project store in ./.mlds/store by default)."""
+    from mlds import store
+
+    st = store.init(path, personal=personal, tier=tier)
+    console.print(f"initialised {st.tier} store at {st.url}", highlight=False)
+
+
+@app.command("add")
+def add_cmd(
+    source: str = typer.Argument(..., help="An mlds dataset file, NAME@TAG from the store, or any file mlds reads."),
+    dataset: str = typer.Option(..., "-d", "--dataset", help="Dataset name in the store."),
+    message: str = typer.Option("", "-m", "--message", help="What changed."),
+    shard_frames: Optional[int] = typer.Option(None, "--shard-frames", help="Maximum frames per shard."),
+) -> None:
+    """Make a new version of DATASET from SOURCE (unchanged shards are reused)."""
+    from mlds import store
+
+    r = store.add(source, dataset, message, shard_max_frames=shard_frames)
+    if r["unchanged"]:
+        console.print(f"{dataset}: nothing changed (still v{r['version']})", highlight=False)
+        return
+    console.print(f"{dataset}@v{r['version']} {r['manifest'][:12]}: {r['new_shards']} new shard(s) "
+                  f"({_size(r['new_bytes'])}), {r['reused_shards']} reused", highlight=False)
+
+
+@app.command("log")
+def log_cmd(ref: str = typer.Argument(..., help="NAME[@TAG]")) -> None:
+    """Show the versions of a dataset, newest first."""
+    from mlds import store
+
+    for e in store.log(ref):
+        if e.get("missing"):
+            console.print(f"[yellow]{e['manifest'][:12]}[/] (not in this store)")
+            continue
+        tags = f" ({', '.join(e['tags'])})" if e["tags"] else ""
+        console.print(f"[yellow]v{e['version']}[/] {e['manifest'][:12]}{tags}  {e['created']}  {e['author']}", highlight=False)
+        console.print(f"    {e['n_frames']} frames, {e['shards']} shard(s), {_size(e['size'])}  {e['message']}", highlight=False)
+
+
+@app.command("tag")
+def tag_cmd(
+    ref: str = typer.Argument(..., help="NAME@VERSION (e.g. si@v3)"),
+    new_tag: str = typer.Argument(..., help="Tag to create"),
+    force: bool = typer.Option(False, "--force", help="Move the tag if it exists."),
+) -> None:
+    """Give a version a name."""
+    from mlds import store
+
+    h = store.tag(ref, new_tag, force=force)
+    console.print(f"{ref.split('@')[0]}@{new_tag} -> {h[:12]}", highlight=False)
+
+
+@app.command("checkout")
+def checkout_cmd(
+    ref: str = typer.Argument(..., help="NAME[@TAG]"),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file: .h5, .zarr or .zarr.zip"),
+) -> None:
+    """Write a version as one self-contained dataset file."""
+    from mlds import store
+
+    out = store.checkout(ref, output)
+    console.print(f"wrote {out}", highlight=False)
+
+
+@app.command("fsck")
+def fsck_cmd(remote: Optional[str] = typer.Argument(None, help="Remote name or URL (default: the local store).")) -> None:
+    """Verify every object's sha256 and every version; exit non-zero if anything is bad."""
+    from mlds import store
+
+    r = store.fsck(remote)
+    for key, why in r["bad"]:
+        err_console.print(f"[red]bad[/] {key}: {why}", highlight=False, soft_wrap=True)
+    if r["bad"]:
+        from mlds.errors import IntegrityError
+
+        # an MldsError (not typer.Exit) so the exit status is non-zero through mlds.cli.run as well
+        raise IntegrityError(f"{r['store']}: {len(r['bad'])} problem(s) in {r['objects']} objects")
+    console.print(f"{r['store']}: {r['objects']} objects OK", highlight=False)
+
+
+@app.command("gc")
+def gc_cmd(
+    remote: Optional[str] = typer.Argument(None, help="Remote name or URL (default: the local store)."),
+    grace: Optional[float] = typer.Option(None, "--grace", help="Keep unreferenced objects younger than this many seconds (default 3600)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be removed."),
+) -> None:
+    """Remove objects no version references (older than the grace period)."""
+    from mlds import store
+
+    r = store.gc(remote, grace_seconds=grace, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {len(r['removed'])} object(s), {_size(r['freed'])}; kept {r['kept_recent']} recent unreferenced", highlight=False)
+
+
+@app.command("ls")
+def ls_cmd(remote: Optional[str] = typer.Argument(None, help="Remote name or URL (default: the local store).")) -> None:
+    """List datasets and their versions."""
+    from mlds import store
+
+    rows = store.ls(remote)
+    t = Table("dataset", "latest", "tags", "frames", "elements", "size")
+    for r in rows:
+        tags = ", ".join(sorted(r["refs"], key=lambda x: (x != "latest", len(x), x)))
+        t.add_row(r["dataset"], f"v{r.get('version', '?')}", tags, str(r.get("nframes", "-")),
+                  " ".join(r.get("elements", [])), _size(r.get("size")))
+    console.print(t)
+
+
+@app.command("search")
+def search_cmd(
+    query: str = typer.Argument(..., help='Filter, e.g. \'elements HAS ALL "Si","O" AND nelements<=3\''),
+    remote: Optional[list[str]] = typer.Option(None, "--remote", "-r", help="Search this remote (repeatable)."),
+    all_remotes: bool = typer.Option(False, "--all", help="Search the local store and every configured remote."),
+) -> None:
+    """Find datasets by elements, code, functional, size (OPTIMADE-like filter)."""
+    from mlds import store
+
+    targets: list = list(remote or [])
+    if all_remotes:
+        from mlds.remotes.config import list_remotes
+
+        targets = [None] + [r.name for r in list_remotes()]
+    hits = store.search(query, targets or None)
+    t = Table("remote", "dataset", "version", "frames", "elements", "code", "functional", "size")
+    for h in hits:
+        t.add_row(h["remote"], h["dataset"], f"v{h.get('version')}", str(h.get("nframes")), " ".join(h.get("elements", [])),
+                  ",".join(h.get("codes", [])), ",".join(h.get("functionals", [])), _size(h.get("size")))
+    console.print(t)
+    if not hits:
+        err_console.print("no matching datasets")
+
+
+def _report_sync(verb: str, r: dict) -> None:
+    console.print(f"{verb} {r.get('dataset', '')} {r.get('remote', '')}: {r['sent_objects']} object(s), "
+                  f"{_size(r['sent_bytes'])} transferred, {r['objects'] - r['sent_objects']} already there"
+                  + (f"; tags {', '.join(r['tags'])}" if r.get("tags") else ""), highlight=False)
+
+
+@app.command("push")
+def push_cmd(
+    ref: str = typer.Argument(..., help="NAME[@TAG] (default tag: latest)"),
+    remote: str = typer.Argument(..., help="Remote name or URL"),
+) -> None:
+    """Send a version to a remote (only missing objects; the ref is written last)."""
+    from mlds import store
+
+    _report_sync("pushed", store.push(ref, remote, progress=_progress()))
+
+
+@app.command("pull")
+def pull_cmd(
+    ref: str = typer.Argument(..., help="NAME[@TAG] (default: every tag)"),
+    remote: str = typer.Argument(..., help="Remote name or URL"),
+    force: bool = typer.Option(False, "--force", help="Let the remote's tags replace diverged local ones (manifests are kept)."),
+) -> None:
+    """Fetch a dataset from a remote, verifying every byte."""
+    from mlds import store
+
+    _report_sync("pulled", store.pull(ref, remote, force=force, progress=_progress()))
+
+
+@app.command("clone")
+def clone_cmd(
+    remote: str = typer.Argument(..., help="Remote name or URL"),
+    dest: Optional[str] = typer.Argument(None, help="Destination store path/URL (default: the local store)."),
+    dataset: Optional[list[str]] = typer.Option(None, "--dataset", "-d", help="Only these datasets."),
+) -> None:
+    """Copy every dataset of a remote."""
+    from mlds import store
+
+    r = store.clone(remote, dest, dataset or None, progress=_progress())
+    console.print(f"cloned {len(r['datasets'])} dataset(s): {r['sent_objects']} object(s), {_size(r['sent_bytes'])}", highlight=False)
+
+
+@app.command("promote")
+def promote_cmd(
+    ref: str = typer.Argument(..., help="NAME@TAG"),
+    to: str = typer.Option(..., "--to", help="Remote of a higher tier (group or public)."),
+    check: bool = typer.Option(False, "--check", help="Only check the policy; copy nothing."),
+) -> None:
+    """Check the target tier's policy (listing everything missing), then copy the version."""
+    from mlds import store
+    from mlds.errors import PolicyError
+
+    problems = store.check_promotion(ref, to)
+    if problems:
+        raise PolicyError(f"{ref} cannot be promoted to {to}; missing or invalid:\n  " + "\n  ".join(problems))
+    if check:
+        console.print(f"{ref} meets the policy of {to}", highlight=False)
+        return
+    _report_sync("promoted", store.promote(ref, to, progress=_progress()))

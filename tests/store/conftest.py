@@ -1,0 +1,77 @@
+"""Fixtures for store tests: small synthetic datasets and throw-away stores."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.servers.fixtures import (  # noqa: F401  (pytest fixtures)
+    http_mirror_factory, s3_bucket, s3_env, s3_server, sftp_server,
+)
+
+COMPLETE_CALC = {
+    "code": "VASP", "code_version": "6.4.2", "functional": "PBE", "plane_wave_cutoff_eV": 520.0,
+    "kpoints": {"mesh": [4, 4, 4]}, "smearing": {"method": "gaussian", "width_eV": 0.05},
+    "spin_polarized": False, "pseudopotentials": [{"element": "Si", "name": "PAW_PBE Si"}, {"element": "O", "name": "PAW_PBE O"}],
+}
+SRC = {"path": "/home/alice/runs/sio2/OUTCAR", "sha256": "a" * 64, "format": "vasp-outcar", "frames_kept": 1, "calculation": 0}
+
+
+def frames(n: int, start: int = 0, elements=(14, 8)):
+    from mlds.format.frame import Frame
+
+    out = []
+    for i in range(start, start + n):
+        r = np.random.default_rng(i)
+        na = 3 + i % 4
+        nums = [elements[j % len(elements)] for j in range(na)]
+        out.append(Frame(numbers=nums, positions=r.random((na, 3)) * 5, cell=np.eye(3) * 5, pbc=[1, 1, 1],
+                         energy=-5.0 * na + r.random(), forces=r.random((na, 3)) - 0.5,
+                         stress=r.random((3, 3)) * 0.01))
+    return out
+
+
+def group_meta(name="sio"):
+    return {"name": name, "calculations": [copy.deepcopy(COMPLETE_CALC)], "sources": [copy.deepcopy(SRC)]}
+
+
+def public_meta(name="sio"):
+    m = group_meta(name)
+    m.update({"license": "CC-BY-4.0", "authors": [{"name": "Alice"}], "description": "Si-O test data"})
+    return m
+
+
+def write_dataset(path: Path, n: int, meta=None, start: int = 0, elements=(14, 8)) -> Path:
+    import mlds
+
+    with mlds.create(path, meta if meta is not None else {"name": "sio"}) as w:
+        w.append(frames(n, start, elements))
+    return path
+
+
+@pytest.fixture
+def local(tmp_path, monkeypatch):
+    from mlds.store.store import Store
+
+    monkeypatch.setenv("MLDS_STORE", str(tmp_path / "local-store"))
+    monkeypatch.setenv("MLDS_AUTHOR", "tester")
+    monkeypatch.chdir(tmp_path)
+    st = Store.at_path(tmp_path / "local-store").init("personal", policy={"shard_max_frames": 25})
+    return st
+
+
+@pytest.fixture
+def folder_remote(tmp_path):
+    from mlds.store.store import Store
+
+    return Store.at_path(tmp_path / "remote", name="origin").init("personal")
+
+
+def object_files(root: Path) -> dict[str, int]:
+    base = root / "objects" / "sha256"
+    if not base.exists():
+        return {}
+    return {p.parent.name + p.name: p.stat().st_size for p in base.rglob("*") if p.is_file()}
