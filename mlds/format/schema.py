@@ -280,11 +280,18 @@ def missing_for_level(meta: dict[str, Any], level: str) -> list[str]:
     Empty when ``meta`` is valid at that level.  Lines are sorted by JSON path
     and deduplicated, e.g. ``metadata.calculations[0].code_version: required
     but missing``.  Used by ``mlds promote`` to say exactly what is missing.
+
+    Directories in ``sources[].path`` are not reported for the public level:
+    the public tier policy strips them itself (file name only) before writing,
+    so the user has nothing to fix; :func:`validate_metadata` at level
+    ``public`` still rejects them, as stored public metadata must not carry them.
     """
     validator = metadata_validator(level)
     lines: list[tuple[tuple, str]] = []
     seen: set[str] = set()
     for err in validator.iter_errors(meta):
+        if _stripped_by_promote(err, level):
+            continue
         # allOf/$ref failures arrive as separate leaf errors; anyOf/oneOf
         # failures are summarised in one line by _describe.
         line = _describe(err)
@@ -297,6 +304,12 @@ def missing_for_level(meta: dict[str, Any], level: str) -> list[str]:
             lines.append((_parts_key(parts), line))
     lines.sort(key=lambda t: (t[0], t[1]))
     return [line for _, line in lines]
+
+
+def _stripped_by_promote(err: js_exc.ValidationError, level: str) -> bool:
+    parts = list(err.absolute_path)
+    return (level == "public" and err.validator == "pattern" and len(parts) == 3
+            and parts[0] == "sources" and parts[2] == "path")
 
 
 def _sort_key(err: js_exc.ValidationError) -> tuple:

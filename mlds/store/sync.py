@@ -363,7 +363,8 @@ def pull(remote: Store, local: Store, dataset: str, tag: str | None = None, *, f
     for h, ts in by_hash.items():
         m = next(m for mh, _, m in chain if mh == h)
         ts.sort(key=lambda t: (t == "latest", t))  # version tags before latest
-        commit_refs(local, dataset, h, m, tags=ts, expect={t: local_old[t] for t in ts}, remote_label="local")
+        commit_refs(local, dataset, h, m, tags=ts, expect={t: local_old[t] for t in ts}, remote_label="local",
+                    force=force)
     stats.update({"dataset": dataset, "tags": sorted(updates), "remote": remote.name})
     return stats
 

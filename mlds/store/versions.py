@@ -282,7 +282,8 @@ def _summary(ds: Any, shards: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def commit_refs(store: Store, dataset: str, h: str, manifest: dict[str, Any], tags: list[str],
-                expect: dict[str, str | None] | None = None, remote_label: str | None = None) -> None:
+                expect: dict[str, str | None] | None = None, remote_label: str | None = None,
+                force: bool = False) -> None:
     """Write refs (compare-and-swap under each tag's lock) and update the catalog.
 
     ``expect[tag]`` is the value the caller saw before; if the ref moved since,
@@ -308,7 +309,8 @@ def commit_refs(store: Store, dataset: str, h: str, manifest: dict[str, Any], ta
                 raise ConflictError(
                     f"tag {tag} of {dataset} on remote {label} already points to {_short(cur)}, not {_short(h)} "
                     f"(someone else made {tag} first); pull, then push again")
-            check_tag_move(store, dataset, tag, cur, h)
+            if not force:
+                check_tag_move(store, dataset, tag, cur, h)
             store.write_ref(dataset, tag, h)
     catalog.update_entry(store, dataset)
 

@@ -32,6 +32,17 @@ class _Handler(SimpleHTTPRequestHandler):
     do_PUT = do_POST = do_DELETE = do_PATCH = _refuse
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return  # a client closing a keep-alive connection
+        super().handle_error(request, client_address)
+
+
 @dataclass
 class HTTPMirror:
     root: Path
@@ -52,8 +63,7 @@ class HTTPMirror:
 def start_http_mirror(root: str | Path, host: str = "127.0.0.1") -> HTTPMirror:
     root = Path(root)
     handler = functools.partial(_Handler, directory=str(root))
-    server = ThreadingHTTPServer((host, 0), handler)
-    server.daemon_threads = True
+    server = _Server((host, 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="mlds-test-http", daemon=True)
     thread.start()
     port = server.server_address[1]

@@ -22,7 +22,6 @@ Writing an existing path uploads a new version.  Parent folders are created on w
 
 from __future__ import annotations
 
-import io
 import os
 import posixpath
 import tempfile
