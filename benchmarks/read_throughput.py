@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / "_work", help="where the files go (default benchmarks/_work)")
     ap.add_argument("--random", type=int, default=2000, help="random single-frame reads per tool (default 2000)")
     ap.add_argument("--extxyz-random", type=int, default=20, help="random reads actually done for extxyz (O(n) each), scaled (default 20)")
-    ap.add_argument("--repeats", type=int, default=3, help="passes per measurement: first + best of the rest (default 3)")
+    ap.add_argument("--repeats", type=int, default=5, help="passes for mlds/npy measurements: first + best of the rest (default 5)")
     ap.add_argument("--slow-repeats", type=int, default=2, help="passes for the slow per-frame tools extxyz/SQLite/LMDB (default 2)")
     ap.add_argument("--json", type=Path, help="also write all timings to this JSON file")
     ap.add_argument("--strict", action="store_true", help="exit 1 if a target fails")
@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"=== {N:,} frames, {n_atoms:,} atoms; frames/s from repeated passes (best of {rep - 1 or 1} after the first; "
           f"extxyz/sqlite/aselmdb: best of {srep - 1 or 1}); OS page cache warm ===")
-    header = ["operation", "tool", "frames/s", "time", "first", "h5/tool", "zarr/tool", "h5/tool 1st", "note"]
+    header = ["operation", "tool", "frames/s", "time", "time 1st", "h5/tool", "zarr/tool", "h5/tool 1st", "note"]
     rows: list[list[str]] = []
     for op in ("write", "scan", "random", "bulk"):
         for r in (x for x in results if x.op == op):

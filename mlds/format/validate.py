@@ -83,8 +83,8 @@ def _check_arrays(ds: Any) -> list[str]:
         b1 = min(n, b0 + BLOCK)
         counts = ds.array("n_atoms", b0, b1)
         offsets = ds.array("atom_offset", b0, b1)
-        if (counts < 0).any():
-            out.append(f"frames/n_atoms: negative count at frame {b0 + int(np.argmax(counts < 0))}")
+        if (counts < 1).any():
+            out.append(f"frames/n_atoms: frame {b0 + int(np.argmax(counts < 1))} has no atoms (n_atoms must be >= 1)")
         expect = expected_offset + np.concatenate([[0], np.cumsum(counts)[:-1]])
         bad = np.nonzero(offsets != expect)[0]
         if bad.size:
@@ -111,8 +111,21 @@ def _check_arrays(ds: Any) -> list[str]:
                 idx = ds.array(name, b0, b1)
                 if ((idx < -1) | (idx >= limit)).any():
                     out.append(f"frames/{name}: index outside the metadata table of {limit} entries in frames {b0}..{b1 - 1}")
+        if ds.has("converged") and not np.isin(ds.array("converged", b0, b1), (0, 1)).all():
+            out.append(f"frames/converged: values other than 0/1 in frames {b0}..{b1 - 1}")
+        if ds.has("source_step") and (ds.array("source_step", b0, b1) < -1).any():
+            out.append(f"frames/source_step: values below -1 in frames {b0}..{b1 - 1}")
+        if ds.has("stress"):
+            s = ds.array("stress", b0, b1)
+            nan = np.isnan(s).reshape(len(s), -1)
+            mixed = nan.any(axis=1) & ~nan.all(axis=1)
+            if mixed.any():
+                out.append(f"frames/stress: frame {b0 + int(np.argmax(mixed))} is partly NaN (a stress is known entirely or not at all)")
         if ds.has("forces"):
             f = ds.array("forces", b0, b1)
+            nan = np.isnan(f)
+            if (nan.any(axis=1) & ~nan.all(axis=1)).any():
+                out.append(f"atoms/forces: a partly NaN force vector in frames {b0}..{b1 - 1}")
             if np.isinf(f).any():
                 out.append(f"atoms/forces: infinite value in frames {b0}..{b1 - 1}")
     if expected_offset != ds.n_atoms_total:

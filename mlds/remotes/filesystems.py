@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import socket
 import warnings
@@ -97,6 +98,7 @@ def _exclusive_pipe_file(self, path, value, mode="overwrite", **kwargs):
         f.write(value)
 
 
+@functools.cache
 def _local_class():
     from fsspec.implementations.local import LocalFileSystem
 
@@ -179,6 +181,7 @@ class _KnownHostsPolicy:
         return Policy()
 
 
+@functools.cache
 def _sftp_class():
     from fsspec.implementations.sftp import SFTPFileSystem
 
@@ -263,6 +266,7 @@ _HTTP_WRITE_METHODS = (
 )
 
 
+@functools.cache
 def _http_class():
     from fsspec.implementations.http import HTTPFileSystem
 

@@ -305,7 +305,7 @@ def commit_refs(store: Store, dataset: str, h: str, manifest: dict[str, Any], ta
                 raise ConflictError(
                     f"tag {tag} of {dataset} on remote {label} moved from {_short(expect[tag])} to {_short(cur)} "
                     f"since you pulled; pull, then push again")
-            if is_version_tag(tag) and cur is not None:
+            if is_version_tag(tag) and cur is not None and not force:
                 raise ConflictError(
                     f"tag {tag} of {dataset} on remote {label} already points to {_short(cur)}, not {_short(h)} "
                     f"(someone else made {tag} first); pull, then push again")

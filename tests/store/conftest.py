@@ -75,3 +75,23 @@ def object_files(root: Path) -> dict[str, int]:
     if not base.exists():
         return {}
     return {p.parent.name + p.name: p.stat().st_size for p in base.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def config_home(tmp_path, monkeypatch):
+    """An empty user config for remotes (``mlds remote add`` writes here)."""
+    home = tmp_path / "config-home"
+    home.mkdir()
+    monkeypatch.setenv("MLDS_CONFIG_HOME", str(home))
+    return home
+
+
+def add_remote(name: str, url: str, tier: str = "personal", options: dict | None = None, init: bool = True):
+    """Configure a remote like ``mlds remote add`` and create its store."""
+    import mlds.store as S
+    from mlds.remotes.config import add_remote as _add
+
+    _add(name, url, tier=tier, options=options or {})
+    if init:
+        S.init(name, tier=tier)
+    return S.open_store(name)
