@@ -59,6 +59,12 @@ _HEADER_KEYS = (
 _HEADER_RE = re.compile(r"(?<![A-Za-z_])(" + "|".join(_HEADER_KEYS) + r")\s*=\s*([-+\w.]+)")
 _EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NWRITE", "PSTRESS", "EDIFFG",
                "NSW", "POTIM", "ML_LMLFF", "ML_MODE", "LASPH")
+_CHUNK = 1 << 22  # characters per read (whole lines are appended, so memory stays ~2 chunks)
+# every line the step parser reacts to contains one of these (see the dispatch in _parse)
+_MARKERS = ("Iteration", "in kB", "FORCE on cell", "direct lattice vectors", "TOTAL-FORCE", "magnetization (",
+            "FREE ENERGIE OF THE ION-ELECTRON SYSTEM")
+_ENERGY_MARKERS = ("TOTEN", "energy(sigma->0)")
+_ALL_MARKERS = _MARKERS + _ENERGY_MARKERS
 
 
 @register_reader
@@ -81,15 +87,41 @@ class VaspOutcarReader(Reader):
         self.report.code = "VASP"
         with open(self.path, "r", encoding="utf-8", errors="replace") as fh:
             self._fh = fh
-            self.lineno = 0
+            self._buf = ""  # a chunk of whole lines; self._pos = start of the next unread line
+            self._pos = 0
+            self._gen = 0  # bumped on every refill (invalidates cached marker positions)
+            self.lineno = 0  # number of lines before self._pos (= 1-based number of the last line read)
             yield from self._parse(keep_unconverged)
+        self._buf = ""
+
+    # The file is read in large chunks that always end on a line boundary.  The step parser
+    # never looks at most lines (SCF iterations are ~95 % of an OUTCAR): it jumps with C-level
+    # ``str.find`` to the next line that contains one of the markers it reacts to, and counts
+    # the skipped newlines for error line numbers.
+    def _fill(self) -> bool:
+        """Load the next chunk once the current one is used up; False at end of file."""
+        chunk = self._fh.read(_CHUNK)
+        if chunk and not chunk.endswith("\n"):
+            chunk += self._fh.readline()
+        self._buf, self._pos = chunk, 0
+        self._gen += 1
+        return bool(chunk)
 
     def _next(self) -> str | None:
-        line = self._fh.readline()
-        if not line:
-            return None
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            if not self._fill():
+                return None
+            buf, pos = self._buf, 0
+        end = buf.find("\n", pos) + 1 or len(buf)
+        self._pos = end
         self.lineno += 1
-        return line
+        return buf[pos:end]
+
+    def _unread(self, line: str) -> None:
+        """Push back the line just returned by ``_next`` (it is still in the buffer)."""
+        self._pos -= len(line)
+        self.lineno -= 1
 
     def _err(self, msg: str, line: int | None = None) -> FormatError:
         return FormatError(self.path, msg, line=self.lineno if line is None else line)
@@ -112,10 +144,40 @@ class VaspOutcarReader(Reader):
         energy_block: str | None = None  # None, "dft" or "ml": inside a FREE ENERGIE block
         ml_energy: float | None = None
         energy_line = 0
+        # next position of each marker in the current chunk (valid while gen == self._gen);
+        # every line the dispatch below reacts to contains one of them, all others are no-ops.
+        # TOTEN / energy(sigma->0) (in every SCF iteration) only matter inside an energy block.
+        nxt = [0] * (len(_MARKERS) + len(_ENERGY_MARKERS))
+        gen = -1
         while True:
+            # ---- jump to the next line holding a marker
+            buf, pos = self._buf, self._pos
+            if gen != self._gen:
+                gen = self._gen
+                nxt = [-1] * len(nxt)
+            n = len(buf)
+            best = n
+            markers = _ALL_MARKERS if energy_block is not None else _MARKERS
+            for k, mk in enumerate(markers):
+                q = nxt[k]
+                if q < pos:
+                    q = buf.find(mk, pos)
+                    if q < 0:
+                        q = n
+                    nxt[k] = q
+                if q < best:
+                    best = q
+            if best >= n:  # nothing more in this chunk
+                self.lineno += buf.count("\n", pos, n)
+                self._pos = n
+                if not self._fill():
+                    break
+                continue
+            start = buf.rfind("\n", pos, best) + 1 or pos
+            self.lineno += buf.count("\n", pos, start)
+            self._pos = start
             line = self._next()
-            if line is None:
-                break
+            # ---- the same per-line dispatch as a plain line-by-line loop
             if "Iteration" in line:
                 m = _ITER.search(line)
                 if m:
@@ -145,15 +207,17 @@ class VaspOutcarReader(Reader):
                 if self._next() is None:  # dashes
                     self._warn_truncated(step, "forces")
                     return
-                data = np.empty((nions, 6))
-                for i in range(nions):
-                    ln = self._next()
-                    if ln is None:
-                        self._warn_truncated(step, "forces")
-                        return
-                    if ln.lstrip().startswith("---"):
-                        raise self._err(f"TOTAL-FORCE block has {i} rows, expected NIONS={nions}")
-                    data[i] = vc.parse_floats(ln, 6, self.path, self.lineno, "POSITION/TOTAL-FORCE row")
+                data = self._rows_fast(nions, 6)
+                if data is None:  # a row the fast path cannot take: careful parse, row by row
+                    data = np.empty((nions, 6))
+                    for i in range(nions):
+                        ln = self._next()
+                        if ln is None:
+                            self._warn_truncated(step, "forces")
+                            return
+                        if ln.lstrip().startswith("---"):
+                            raise self._err(f"TOTAL-FORCE block has {i} rows, expected NIONS={nions}")
+                        data[i] = vc.parse_floats(ln, 6, self.path, self.lineno, "POSITION/TOTAL-FORCE row")
                 if not ml_block:
                     pend.positions, pend.forces = data[:, :3], data[:, 3:]
                     pend.cell = cell
@@ -203,6 +267,26 @@ class VaspOutcarReader(Reader):
         elif step == 0:
             self.report.warn(f"{self.path}: no complete ionic step in the file (run aborted or truncated); 0 frames")
 
+    def _rows_fast(self, nrows: int, ncols: int) -> np.ndarray | None:
+        """The next ``nrows`` lines as an (nrows, ncols) array when every line is exactly ``ncols``
+        plain numbers and all lines are in the current chunk; else None with nothing consumed."""
+        buf, pos = self._buf, self._pos
+        end = pos
+        for _ in range(nrows):
+            end = buf.find("\n", end) + 1
+            if not end:
+                return None
+        rows = buf[pos:end].split("\n", nrows - 1)
+        if any(len(r.split()) != ncols for r in rows):
+            return None
+        try:
+            data = np.array(buf[pos:end].split(), dtype=float).reshape(nrows, ncols)
+        except ValueError:  # glued numbers, '---' line, corrupt token
+            return None
+        self._pos = end
+        self.lineno += nrows
+        return data
+
     def _float(self, tok: str, what: str) -> float:
         try:
             return float(tok)
@@ -244,8 +328,8 @@ class VaspOutcarReader(Reader):
             rep.drop("scf-unconverged")
             return None
         stress = vc.kb6_to_stress(p.stress_kb) if p.stress_kb is not None else None
-        vals = [p.energy, *p.positions.ravel(), *p.forces.ravel()]
-        if not all(math.isfinite(v) for v in vals) or (stress is not None and not np.isfinite(stress).all()):
+        if not (math.isfinite(p.energy) and np.isfinite(p.positions).all() and np.isfinite(p.forces).all()) or (
+                stress is not None and not np.isfinite(stress).all()):
             rep.drop("non-finite")
             rep.warn(f"{self.path}: step {step} (line {energy_line}) has NaN/Inf energy, positions, forces or stress; dropped")
             return None
@@ -283,14 +367,12 @@ class VaspOutcarReader(Reader):
         lexch_internal = None
         step_started = False
         while True:
-            pos = self._fh.tell()
             line = self._next()
             if line is None:
                 break
             if ("Iteration" in line and _ITER.search(line)) or "FREE ENERGIE" in line or "TOTAL-FORCE" in line:
                 # first step starts: rewind this line so the step parser sees it
-                self._fh.seek(pos)
-                self.lineno -= 1
+                self._unread(line)
                 step_started = True
                 break
             if version is None:
