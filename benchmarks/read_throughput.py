@@ -372,13 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     work: Path = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     paths = {
-        "h5": work / "bench.h5",
-        "zarr": work / "bench.zarr",
-        "extxyz": work / "bench.extxyz",
-        "sqlite": work / "bench.db",
-        "lmdb": work / "bench.aselmdb",
-        "npy_pos": work / "positions.npy",
-        "npy_frc": work / "forces.npy",
+        "h5": work / "read_bench.h5",
+        "zarr": work / "read_bench.zarr",
+        "extxyz": work / "read_bench.extxyz",
+        "sqlite": work / "read_bench.db",
+        "lmdb": work / "read_bench.aselmdb",
+        "npy_pos": work / "read_positions.npy",
+        "npy_frc": work / "read_forces.npy",
     }
     for p in paths.values():
         remove(p)
@@ -571,6 +571,10 @@ def main(argv: list[str] | None = None) -> int:
         for p in paths.values():
             remove(p)
         remove(Path(str(paths["lmdb"]) + "-lock"))
+        try:
+            work.rmdir()  # only if now empty
+        except OSError:
+            pass
     return 1 if fails or (args.strict and target_fail) else 0
 
 

@@ -26,41 +26,56 @@ from mlds.format.containers import Container, open_container
 from mlds.format.frame import Frame
 
 DEFAULT_CACHE_BYTES = 256 << 20
-BLOCK_ROWS = 16384
+BLOCK_ROWS = 65536
 
 
 class _BlockCache:
-    """LRU of decoded row blocks, keyed by (array key, block index), bounded in bytes."""
+    """LRU of decoded row blocks, keyed by (array key, block index), bounded in bytes.
+
+    An array small enough (under 1/8 of the budget) is one block, read whole
+    on first touch: a shuffled loader then pays one read per array instead of
+    one per block.  Larger arrays use blocks of ``BLOCK_ROWS`` rows.
+    """
 
     def __init__(self, container: Container, max_bytes: int) -> None:
         self._c = container
         self._max = max_bytes
         self._bytes = 0
         self._blocks: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
-        self._len: dict[str, int] = {}
+        self._geometry: dict[str, tuple[int, int]] = {}  # key -> (rows, rows per block)
+
+    def _rows_per_block(self, key: str) -> tuple[int, int]:
+        geo = self._geometry.get(key)
+        if geo is None:
+            shape = self._c.shape(key)
+            n = shape[0]
+            row_bytes = self._c.dtype(key).itemsize * int(np.prod(shape[1:], dtype=np.int64))
+            per_block = max(1, n) if n * row_bytes <= self._max // 8 else BLOCK_ROWS
+            geo = self._geometry[key] = (n, per_block)
+        return geo
 
     def rows(self, key: str, start: int, stop: int) -> np.ndarray:
-        b0, b1 = start // BLOCK_ROWS, (stop - 1) // BLOCK_ROWS if stop > start else start // BLOCK_ROWS
+        per = self._rows_per_block(key)[1]
+        b0 = start // per
+        b1 = (stop - 1) // per if stop > start else b0
         if b0 == b1:
-            block = self._block(key, b0)
-            base = b0 * BLOCK_ROWS
-            return block[start - base : stop - base]
-        return np.concatenate([self.rows(key, max(start, b * BLOCK_ROWS), min(stop, (b + 1) * BLOCK_ROWS)) for b in range(b0, b1 + 1)])
+            base = b0 * per
+            return self._block(key, b0, per)[start - base : stop - base]
+        return np.concatenate([self.rows(key, max(start, b * per), min(stop, (b + 1) * per)) for b in range(b0, b1 + 1)])
 
     def row(self, key: str, i: int) -> np.ndarray:
-        b = i // BLOCK_ROWS
-        return self._block(key, b)[i - b * BLOCK_ROWS]
+        per = self._rows_per_block(key)[1]
+        b = i // per
+        return self._block(key, b, per)[i - b * per]
 
-    def _block(self, key: str, b: int) -> np.ndarray:
+    def _block(self, key: str, b: int, per: int) -> np.ndarray:
         k = (key, b)
         block = self._blocks.get(k)
         if block is not None:
             self._blocks.move_to_end(k)
             return block
-        n = self._len.get(key)
-        if n is None:
-            n = self._len[key] = self._c.length(key)
-        block = self._c.read(key, b * BLOCK_ROWS, min(n, (b + 1) * BLOCK_ROWS))
+        n = self._geometry[key][0]
+        block = self._c.read(key, b * per, min(n, (b + 1) * per))
         block.setflags(write=False)
         self._blocks[k] = block
         self._bytes += block.nbytes
@@ -83,10 +98,11 @@ class Dataset:
             if self._attrs.get("mlds_format") != spec.FORMAT_NAME:
                 raise FormatError(self.path, "not an mlds dataset (no mlds_format attribute)")
             spec.check_version(self._attrs.get("mlds_spec_version"), str(self.path))
+            keys = set(self._c.keys())  # one listing instead of a lookup per spec array
             for a in spec.REQUIRED:
-                if not self._c.has(a.key):
+                if a.key not in keys:
                     raise FormatError(self.path, f"required array {a.key} is missing")
-            self._present = {a.name for a in spec.ARRAYS if self._c.has(a.key)}
+            self._present = {a.name for a in spec.ARRAYS if a.key in keys}
             self._n = self._c.length("frames/n_atoms")
             meta = self._attrs.get("metadata", {})
             self._metadata: dict[str, Any] = meta if isinstance(meta, dict) else {}

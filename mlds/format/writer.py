@@ -24,8 +24,8 @@ from mlds.format import spec
 from mlds.format.containers import Container, container_kind, open_container, zip_directory
 from mlds.format.frame import Frame
 
-DEFAULT_CHUNK_FRAMES = 16384
-DEFAULT_CHUNK_ATOMS = 65536
+DEFAULT_CHUNK_FRAMES = 4096
+DEFAULT_CHUNK_ATOMS = 16384
 
 
 class DatasetWriter:

@@ -280,7 +280,8 @@ class VaspOutcarReader(Reader):
         if any(len(r.split()) != ncols for r in rows):
             return None
         try:
-            data = np.array(buf[pos:end].split(), dtype=float).reshape(nrows, ncols)
+            # float() itself, so exactly the strings the careful parser accepts are accepted
+            data = np.array(list(map(float, buf[pos:end].split()))).reshape(nrows, ncols)
         except ValueError:  # glued numbers, '---' line, corrupt token
             return None
         self._pos = end

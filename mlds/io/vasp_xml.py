@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import chain
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,7 +40,26 @@ from mlds.format.frame import Frame
 from mlds.io import _vasp_common as vc
 from mlds.io.registry import Reader, register_reader
 
-_CHUNK = 1 << 16
+_CHUNK = 1 << 20
+_BLOCK_MAX = 1 << 22  # larger <calculation> blocks (DOS, projections...) are streamed event by event
+_OPEN, _CLOSE = b"<calculation>", b"</calculation>"
+# elements that _end handles when they appear anywhere (not only outside <calculation>)
+_BLOCK_UNSAFE = (b"<incar", b"<atominfo", b"<kpoints")
+_SC_NEXT = re.compile(rb"[ \t\r\n]*<scstep>")
+_SC_OPEN_ANY, _SC_OPEN, _SC_CLOSE = b"<scstep", b"<scstep>", b"</scstep>"
+# VASP's usual <scstep> body: <time> elements, then one <energy> of <i name="..."> elements.  Only
+# printable ASCII without '<', '&', ']' (plus space, tab, newline) in texts and names: such a match
+# is well-formed XML with no entities, CDATA or line-end/attribute normalisation, so its names and
+# texts are exactly what ElementTree would give.  Anything else is parsed by ElementTree.
+_TXT = rb"[\t\n\x20-\x25\x27-\x3b\x3d-\x5c\x5e-\x7e]*"
+_NAME = rb"[\x20\x21\x23-\x25\x27-\x3b\x3d-\x7e]*"
+_SCSTEP_ONE = re.compile(rb'[ \t\r\n]*<scstep>[ \t\r\n]*(?:<time name="' + _NAME + rb'">' + _TXT + rb'</time>[ \t\r\n]*)*'
+                         rb'<energy>((?:[ \t\r\n]*<i name="' + _NAME + rb'">' + _TXT + rb'</i>)*)[ \t\r\n]*</energy>'
+                         rb'[ \t\r\n]*</scstep>')
+# first <i> of that name in the (already strictly matched) <energy> body
+_I_EFR = re.compile(rb'<i name="e_fr_energy">([^<]*)</i>')
+_I_E0 = re.compile(rb'<i name="e_0_energy">([^<]*)</i>')
+_XML_ENCODING = re.compile(rb"\s*<\?xml[^>]*?encoding=[\"']([A-Za-z0-9._-]+)[\"']")
 _HEAVY = frozenset({"eigenvalues", "projected", "dos", "eigenvalues_kpoints_opt", "projected_kpoints_opt",
                     "dielectricfunction", "partial"})
 _EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NWRITE", "PSTRESS", "EDIFFG",
@@ -76,24 +96,75 @@ class VaspXmlReader(Reader):
 
         parser = ET.XMLPullParser(events=("start", "end"))
         stack: list[ET.Element] = []
+        self._block_encoding: str | None = None
+        # Fast path: a complete top-level <calculation> block (found by a byte search) is parsed on
+        # its own by the C parser in one call instead of event by event, and the streaming parser is
+        # fed a comment with the same line breaks in its place (so its line numbers stay right).
+        # Anything unusual (parse error, nested or header-like elements, a block larger than
+        # _BLOCK_MAX, a truncated file) goes through the streaming parser exactly as before.
+        pending: list[bytes] = []  # whitespace and placeholders not yet given to the streaming parser
+
+        def feed(data: bytes) -> Iterator[Frame]:
+            if pending:
+                data = b"".join(pending) + data
+                pending.clear()
+            yield from self._feed(parser, stack, data)
+
         with open(self.path, "rb") as fh:
+            buf = fh.read(_CHUNK)
+            m = _XML_ENCODING.match(buf)
+            if m:
+                self._block_encoding = m.group(1).decode("ascii")
+            eof = not buf
+            pos = 0
             while True:
-                chunk = fh.read(_CHUNK)
-                if not chunk:
-                    break
-                parser.feed(chunk)
-                try:
-                    for event, elem in parser.read_events():
-                        if event == "start":
-                            stack.append(elem)
-                        else:
-                            stack.pop()
-                            frame = self._end(elem, stack)
-                            if frame is not None:
-                                yield frame
-                except ET.ParseError as err:
-                    raise FormatError(self.path, f"malformed XML: {err.msg if hasattr(err, 'msg') else err}",
-                                      line=err.position[0]) from None
+                i = buf.find(_OPEN, pos)
+                if i < 0:
+                    if eof:
+                        yield from feed(buf[pos:])
+                        break
+                    cut = max(pos, len(buf) - (len(_OPEN) - 1))  # keep a possibly split "<calculation>"
+                    yield from feed(buf[pos:cut])
+                    more = fh.read(_CHUNK)
+                    eof = not more
+                    buf, pos = buf[cut:] + more, 0
+                    continue
+                if i > pos:
+                    gap = buf[pos:i]
+                    if gap.translate(None, b" \t\r\n"):
+                        yield from feed(gap)
+                    else:  # whitespace between blocks: cannot change the parser state, feed it later
+                        pending.append(gap)
+                    pos = i
+                if len(stack) != 1:  # not directly under the root element: stream it
+                    yield from feed(buf[pos:pos + len(_OPEN)])
+                    pos += len(_OPEN)
+                    continue
+                j = buf.find(_CLOSE, pos)
+                while j < 0 and not eof and len(buf) - pos < _BLOCK_MAX:
+                    more = fh.read(_CHUNK)
+                    eof = not more
+                    buf, pos = buf[pos:] + more, 0
+                    j = buf.find(_CLOSE)
+                if j < 0:  # larger than _BLOCK_MAX or the file ends inside it: stream it
+                    yield from feed(buf[pos:pos + len(_OPEN)])
+                    pos += len(_OPEN)
+                    continue
+                end = j + len(_CLOSE)
+                block = buf[pos:end]
+                calc = self._parse_block(block)
+                if calc is None:
+                    yield from feed(block)
+                else:
+                    pending.append(_placeholder(block))
+                    if len(pending) > 256:
+                        yield from feed(b"")
+                    frame = self._block_calculation(calc)
+                    if frame is not None:
+                        yield frame
+                pos = end
+                if pos > _CHUNK:
+                    buf, pos = buf[pos:], 0
         truncated = False
         try:
             parser.close()
@@ -107,6 +178,109 @@ class VaspXmlReader(Reader):
                 f"<calculation> step(s) before the break")
         if self._step == 0:
             self.report.warn(f"{self.path}: no complete ionic step (<calculation>) in the file; 0 frames")
+
+    def _feed(self, parser: ET.XMLPullParser, stack: list[ET.Element], data: bytes) -> Iterator[Frame]:
+        """Stream ``data`` through the pull parser, handling its events (the general path)."""
+        if not data:
+            return
+        parser.feed(data)
+        try:
+            for event, elem in parser.read_events():
+                if event == "start":
+                    stack.append(elem)
+                else:
+                    stack.pop()
+                    frame = self._end(elem, stack)
+                    if frame is not None:
+                        yield frame
+        except ET.ParseError as err:
+            raise FormatError(self.path, f"malformed XML: {err.msg if hasattr(err, 'msg') else err}",
+                              line=err.position[0]) from None
+
+    def _parse_block(self, block: bytes) -> tuple[list, ET.Element] | None:
+        """One ``<calculation>...</calculation>`` parsed on its own, or None when the streaming
+        parser must see it (malformed, or holding elements that ``_end`` reacts to outside
+        ``<calculation>``: then only the streaming path gives the same result).
+
+        Returns ``(scsteps, calc)``: the leading ``<scstep>`` children are read straight from the
+        text when they have VASP's usual plain layout (``_SCSTEP_PLAIN``), which saves building
+        ~15 elements per SCF step; ``calc`` is the element tree of everything else (ElementTree
+        checks it, so a malformed block still goes to the streaming parser).
+        """
+        if block.find(_OPEN, 1) >= 0 or any(t in block for t in _BLOCK_UNSAFE):
+            return None
+        steps: list = []
+        p = len(_OPEN)
+        # VASP's usual plain <scstep> elements, one regex match each ...
+        m = _SCSTEP_ONE.match(block, p)
+        while m:
+            e = m.group(1)
+            fr, z = _I_EFR.search(e), _I_E0.search(e)
+            steps.append((fr.group(1).decode("ascii") if fr else False, z.group(1).decode("ascii") if z else False))
+            p = m.end()
+            m = _SCSTEP_ONE.match(block, p)
+        # ... then any other leading <scstep> by ElementTree
+        try:
+            while True:
+                m = _SC_NEXT.match(block, p)
+                if not m:
+                    break
+                end = block.find(_SC_CLOSE, m.end())
+                region = block[m.end():end]
+                if end < 0 or _SC_OPEN_ANY in region:
+                    break
+                steps.append(self._xml(_SC_OPEN + region + _SC_CLOSE))
+                p = end + len(_SC_CLOSE)
+        except ET.ParseError:
+            return None
+        try:
+            calc = self._xml(_OPEN + block[p:])
+        except ET.ParseError:
+            return None
+        return steps, calc
+
+    def _xml(self, data: bytes) -> ET.Element:
+        parser = ET.XMLParser(encoding=self._block_encoding)
+        parser.feed(data)
+        return parser.close()
+
+    def _block_calculation(self, parsed: tuple[list, ET.Element]) -> Frame | None:
+        """What the end events of a streamed <calculation> do, for a block parsed in one go."""
+        steps, calc = parsed
+        for st in steps:
+            if isinstance(st, tuple):  # texts of the first e_fr_energy / e_0_energy <i> (False: absent)
+                self._sc_count += 1
+                efr, e0 = st
+                if efr is not False and e0 is not False:
+                    self._sc_last = (self._float(efr or None, "scstep e_fr_energy"),
+                                     self._float(e0 or None, "scstep e_0_energy"))
+            else:
+                self._scstep(st)
+        for ch in calc:
+            if ch.tag == "scstep":
+                self._scstep(ch)
+        if not self._settings_done:
+            self._fill_settings()
+        out = self._calculation(calc)
+        self._sc_count, self._sc_last = 0, None
+        return out
+
+    def _scstep(self, elem: ET.Element) -> None:
+        self._sc_count += 1
+        en = elem.find("energy")
+        if en is not None:
+            efr = e0 = None
+            for i in en:
+                if i.tag != "i":
+                    continue
+                name = i.get("name")
+                if name == "e_fr_energy" and efr is None:
+                    efr = i
+                elif name == "e_0_energy" and e0 is None:
+                    e0 = i
+            if efr is not None and e0 is not None:
+                self._sc_last = (self._float(efr.text, "scstep e_fr_energy"),
+                                 self._float(e0.text, "scstep e_0_energy"))
 
     # ------------------------------------------------------------------ events
     def _end(self, elem: ET.Element, stack: list[ET.Element]) -> Frame | None:
@@ -142,14 +316,7 @@ class VaspXmlReader(Reader):
         elif tag == "varray" and parent == "kpoints" and elem.get("name") == "kpointlist" and self._kpoints is None:
             self._kpoints = {"n_kpoints": len(elem)}
         elif tag == "scstep" and parent == "calculation":
-            self._sc_count += 1
-            en = elem.find("energy")
-            if en is not None:
-                efr = en.find("i[@name='e_fr_energy']")
-                e0 = en.find("i[@name='e_0_energy']")
-                if efr is not None and e0 is not None:
-                    self._sc_last = (self._float(efr.text, "scstep e_fr_energy"),
-                                     self._float(e0.text, "scstep e_0_energy"))
+            self._scstep(elem)
             elem.clear()
         elif tag in _HEAVY and parent == "calculation":
             elem.clear()
@@ -215,15 +382,18 @@ class VaspXmlReader(Reader):
             rep.drop("ml-predicted" if ml_run else "no-scf")
             return None
         struct = c.find("structure")
-        forces_el = c.find("varray[@name='forces']")
+        forces_el = _named(c, "varray", "forces")
         if struct is None or forces_el is None:
             rep.drop("no-forces")
             return None
-        cell = self._varray(struct.find("crystal/varray[@name='basis']"), 3, "basis")
-        frac = self._varray(struct.find("varray[@name='positions']"), n, "positions")
+        # struct.find("crystal/varray[@name='basis']"): the first match over all <crystal> children
+        basis = next((v for cr in struct if cr.tag == "crystal" for v in [_named(cr, "varray", "basis")]
+                      if v is not None), None)
+        cell = self._varray(basis, 3, "basis")
+        frac = self._varray(_named(struct, "varray", "positions"), n, "positions")
         forces = self._varray(forces_el, n, "forces")
         stress = None
-        st_el = c.find("varray[@name='stress']")
+        st_el = _named(c, "varray", "stress")
         if st_el is not None:
             kb = self._varray(st_el, 3, "stress")
             # VASP writes the 3x3 stress slightly asymmetric (~1e-3 kB, numerical noise; observed in
@@ -232,7 +402,7 @@ class VaspXmlReader(Reader):
             kb = 0.5 * (kb + kb.T)
             stress = vc.kb33_to_stress(kb)
         en = c.find("energy")
-        efr_el = en.find("i[@name='e_fr_energy']") if en is not None else None
+        efr_el = _named(en, "i", "e_fr_energy") if en is not None else None
         if efr_el is None:
             rep.drop("no-energy")
             return None
@@ -266,6 +436,13 @@ class VaspXmlReader(Reader):
         if len(vs) != rows:
             raise FormatError(self.path, f"{what} array has {len(vs)} rows, expected {rows}",
                               line=self._find_line(f'name="{what}"'))
+        # fast path: every row exactly 3 numbers (float() itself, so the same strings are accepted)
+        toks = [(v.text or "").split() for v in vs]
+        if all(len(t) == 3 for t in toks):
+            try:
+                return np.array(list(map(float, chain.from_iterable(toks)))).reshape(rows, 3)
+            except ValueError:
+                pass  # the careful loop below names the bad number and its line
         out = np.empty((rows, 3))
         for i, v in enumerate(vs):
             toks = (v.text or "").split()
@@ -349,6 +526,21 @@ class VaspXmlReader(Reader):
         if extra:
             st["extra"] = extra
         self.report.settings = st
+
+
+def _named(parent: ET.Element, tag: str, name: str) -> ET.Element | None:
+    """``parent.find(f"{tag}[@name='{name}']")`` without ElementPath's per-call overhead."""
+    for ch in parent:
+        if ch.tag == tag and ch.get("name") == name:
+            return ch
+    return None
+
+
+def _placeholder(block: bytes) -> bytes:
+    """A comment spanning the same lines (and last-line width) as ``block``."""
+    nl = block.count(b"\n")
+    last = len(block) - block.rfind(b"\n") - 1 if nl else len(block)
+    return b"<!--" + b"\n" * nl + b" " * max(0, last - (0 if nl else 4) - 3) + b"-->"
 
 
 def _f(v) -> float | None:

@@ -146,6 +146,45 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.name!r}, {self.url!r})"
 
+    def clone(self) -> "Store":
+        """The same store over a fresh filesystem instance (one per worker thread).
+
+        Not every fsspec backend is safe to share between threads (paramiko's
+        SFTP client is not), so parallel transfers give each worker its own
+        instance -- and, for SFTP, its own connection.  Falls back to sharing
+        the instance when it cannot be re-created.
+        """
+        fs = self.fs
+        try:
+            kwargs = dict(getattr(fs, "storage_options", {}) or {})
+            kwargs["skip_instance_cache"] = True
+            fs = type(fs)(*getattr(fs, "storage_args", ()), **kwargs)
+            for attr in ("_mlds_remote",):
+                if hasattr(self.fs, attr):
+                    setattr(fs, attr, getattr(self.fs, attr))
+        except Exception:  # noqa: BLE001 - sharing is still correct for thread-safe backends
+            fs = self.fs
+        other = Store(fs, self.root, name=self.name, options=self.options, url=self.url)
+        other.atomic_put = self.atomic_put
+        other.is_local = self.is_local
+        other._config = self._config
+        other._made_dirs = self._made_dirs
+        other._clone_of = self
+        for attr in ("configured_tier",):
+            if hasattr(self, attr):
+                setattr(other, attr, getattr(self, attr))
+        return other
+
+    def release(self) -> None:
+        """Close the connection of a :meth:`clone` (no-op for the original)."""
+        if getattr(self, "_clone_of", None) is None or self.fs is self._clone_of.fs:
+            return
+        client = getattr(self.fs, "client", None)  # e.g. an SSH connection
+        close = getattr(client, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                close()
+
     # ------------------------------------------------------------- construction
     @classmethod
     def at_path(cls, path: str | os.PathLike, name: str = "local") -> "Store":
@@ -190,6 +229,10 @@ class Store:
             self.fs.makedirs(parent, exist_ok=True)
         except (FileExistsError, NotImplementedError):
             pass
+        except OSError:
+            # another worker created it between the check and the mkdir (SFTP says "File exists")
+            if not self.fs.isdir(parent):
+                raise
         self._made_dirs.add(parent)
 
     # ------------------------------------------------------------- config

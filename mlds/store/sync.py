@@ -149,8 +149,20 @@ def transfer(src: Store, dst: Store, objects: Iterable[tuple[str, int | None]], 
         if workers <= 1 or len(todo) <= 1:
             results = [_copy_object(src, dst, h, s, bar) for h, s in todo]
         else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlds-sync") as pool:
-                futures = [pool.submit(_copy_object, src, dst, h, s, bar) for h, s in todo]
+            tls = threading.local()
+            clones: list[Store] = []
+            clones_lock = threading.Lock()
+
+            def work(h: str, s: int | None) -> int:
+                pair = getattr(tls, "pair", None)
+                if pair is None:  # each worker thread gets its own filesystem instances
+                    pair = tls.pair = (src.clone(), dst.clone())
+                    with clones_lock:
+                        clones.extend(pair)
+                return _copy_object(pair[0], pair[1], h, s, bar)
+
+            with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="mlds-sync") as pool:
+                futures = [pool.submit(work, h, s) for h, s in todo]
                 done, pending = wait(futures, return_when=FIRST_EXCEPTION)
                 for f in pending:
                     f.cancel()
@@ -158,6 +170,8 @@ def transfer(src: Store, dst: Store, objects: Iterable[tuple[str, int | None]], 
                     if f.done() and not f.cancelled() and f.exception() is not None:
                         raise f.exception()  # type: ignore[misc]
                 results = [f.result() for f in futures]
+            for c in clones:
+                c.release()
         for n in results:
             if n:
                 sent_bytes += n
@@ -259,6 +273,19 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
         h = hashlib.sha256(data).hexdigest()
         send_chain = [(h, data, derived)]
         tags = {t: h for t in tags}
+
+    if "latest" not in tags:
+        # pushing one version (e.g. promote NAME@v3): move the remote's latest too when that is a fast-forward
+        cur_latest = remote.read_ref(dataset, "latest")
+        orig = send_chain[-1][2].get("promoted_from", h)
+        if cur_latest is None:
+            tags["latest"] = h
+        else:
+            base = cur_latest
+            with contextlib.suppress(Exception):
+                base = mf.load(remote, cur_latest).get("promoted_from", cur_latest)
+            if base in ancestors(local, orig) and base != orig:
+                tags["latest"] = h
 
     # read the refs we are about to move (compare-and-swap "old" values) before sending anything
     old = {t: remote.read_ref(dataset, t) for t in tags}

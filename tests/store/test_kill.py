@@ -111,7 +111,7 @@ def test_push_killed_against_s3(tmp_path, s3_env, s3_bucket, config_home):
     remote = add_remote("s3r", s3_env.url(s3_bucket, "store"))
     S.push("sio", "s3r", "v1", store=local)
     before = _visible(remote)
-    assert before == {"v1": before["v1"]}
+    assert before == {"v1": before["v1"], "latest": before["v1"]}
     rc = _run_push(Path(local.root), "'s3r'", 6)  # killed mid-shards
     assert rc == -9
     assert _visible(remote) == before

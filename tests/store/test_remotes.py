@@ -74,7 +74,7 @@ def test_sftp_round_trip(local, tmp_path, sftp_server, config_home):
 
 
 def test_http_mirror_pull_and_clone(local, tmp_path, http_mirror_factory, config_home):
-    served = Store.at_path(tmp_path / "served", name="pub").init("public")
+    served = Store.at_path(tmp_path / "served", name="pub").init("personal")
     S.add(write_dataset(tmp_path / "a.h5", 30), "sio")
     S.add(write_dataset(tmp_path / "b.h5", 35), "sio")
     S.push("sio", served, "v1")
@@ -89,5 +89,6 @@ def test_http_mirror_pull_and_clone(local, tmp_path, http_mirror_factory, config
     res = S.clone("mirror", tmp_path / "clone")
     assert res["datasets"] == ["sio"]
     assert S.fsck(Store.at_path(tmp_path / "clone"))["ok"]
+    add_remote("mirror-rw", mirror.url, tier="personal", init=False)
     with pytest.raises(RemoteError, match="read-only"):
-        S.push("sio", "mirror")
+        S.push("sio", "mirror-rw")
