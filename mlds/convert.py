@@ -8,7 +8,6 @@ failure on the tenth input leaves no partial output file behind.
 from __future__ import annotations
 
 import glob
-import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -11,9 +9,10 @@ import numpy as np
 from mlds.format import spec
 from mlds.format.dataset import Dataset
 from mlds.format.frame import Frame
+from mlds.format.frames_api import FramesAPI
 
 
-class ConcatDataset:
+class ConcatDataset(FramesAPI):
     """The read API of :class:`Dataset` over a list of datasets, end to end.
 
     Optional arrays present in only some parts read as the spec's missing
@@ -57,19 +56,6 @@ class ConcatDataset:
         part, j = self._locate(i)
         return part.frame(j)
 
-    def __getitem__(self, index: Any) -> Frame | list[Frame]:
-        if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            if step == 1:
-                return list(self.iter_frames(start, stop))
-            return [self.frame(i) for i in range(start, stop, step)]
-        if isinstance(index, (int, np.integer)):
-            return self.frame(int(index))
-        return [self.frame(int(i)) for i in np.asarray(index).reshape(-1)]
-
-    def __iter__(self) -> Iterator[Frame]:
-        return self.iter_frames()
-
     def iter_frames(self, start: int = 0, stop: int | None = None, **kw: Any) -> Iterator[Frame]:
         stop = len(self) if stop is None else min(stop, len(self))
         for k, part in enumerate(self.parts):
@@ -101,39 +87,9 @@ class ConcatDataset:
             return np.empty((0, *a.tail), dtype=a.dtype)
         return np.concatenate(pieces)
 
-    def arrays(self, names: Sequence[str] | None = None, start: int | None = None, stop: int | None = None) -> dict[str, np.ndarray]:
-        names = self.arrays_present if names is None else list(names)
-        return {n: self.array(n, start, stop) for n in names}
-
-    def get_atoms(self, index: int | slice = slice(None)):
-        got = self[index]
-        return [f.to_atoms() for f in got] if isinstance(got, list) else got.to_atoms()
-
-    def iter_atoms(self) -> Iterator[Any]:
-        for f in self.iter_frames():
-            yield f.to_atoms()
-
-    def summary(self) -> dict[str, Any]:
-        from mlds.format.summary import summarize
-
-        return summarize(self)
-
-    def copy_to(self, path: str | os.PathLike, **options: Any) -> Path:
-        from mlds.format.writer import create
-
-        with create(path, self._metadata, **options) as w:
-            w.append(self.iter_frames())
-        return Path(path)
-
     def close(self) -> None:
         for p in self.parts:
             p.close()
-
-    def __enter__(self) -> "ConcatDataset":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<mlds.ConcatDataset {len(self.parts)} parts: {len(self)} frames>"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from mlds.errors import FormatError
 from mlds.format import spec
 from mlds.format.containers import Container, open_container
 from mlds.format.frame import Frame
+from mlds.format.frames_api import FramesAPI
 
 DEFAULT_CACHE_BYTES = 256 << 20
 BLOCK_ROWS = 65536
@@ -85,7 +86,7 @@ class _BlockCache:
         return block
 
 
-class Dataset:
+class Dataset(FramesAPI):
     """An open mlds dataset (HDF5 or Zarr).  Use as a context manager or call ``close``."""
 
     def __init__(self, path: str | os.PathLike, *, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
@@ -145,16 +146,6 @@ class Dataset:
 
     # -- frames ------------------------------------------------------------------
 
-    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Frame | list[Frame]:
-        if isinstance(index, slice):
-            start, stop, step = index.indices(self._n)
-            if step == 1:
-                return list(self.iter_frames(start, stop))
-            return [self.frame(i) for i in range(start, stop, step)]
-        if isinstance(index, (int, np.integer)):
-            return self.frame(int(index))
-        return [self.frame(int(i)) for i in np.asarray(index).reshape(-1)]
-
     def frame(self, i: int) -> Frame:
         n = self._n
         if i < 0:
@@ -196,9 +187,6 @@ class Dataset:
             if step >= 0:
                 fields["info"] = {"step": step}
         return Frame._trusted(**fields)
-
-    def __iter__(self) -> Iterator[Frame]:
-        return self.iter_frames()
 
     def iter_frames(self, start: int = 0, stop: int | None = None, *, batch: int = 4096) -> Iterator[Frame]:
         """In-order frames, reading each array once per batch of frames."""
@@ -254,51 +242,14 @@ class Dataset:
         a0, a1 = self._atom_range(start, stop)
         return self._c.read(a.key, a0, a1)
 
-    def arrays(self, names: Sequence[str] | None = None, start: int | None = None, stop: int | None = None) -> dict[str, np.ndarray]:
-        """Several arrays for one frame range (all present ones when ``names`` is None)."""
-        names = self.arrays_present if names is None else list(names)
-        return {n: self.array(n, start, stop) for n in names}
-
     def _atom_range(self, start: int, stop: int) -> tuple[int, int]:
         if stop <= start:
             return 0, 0
         offsets, counts = self._index()
         return int(offsets[start]), int(offsets[stop - 1] + counts[stop - 1])
 
-    # -- conveniences ------------------------------------------------------------
-
-    def get_atoms(self, index: int | slice = slice(None)):
-        """``ase.Atoms`` (or a list of them) with results on a SinglePointCalculator."""
-        got = self[index]
-        if isinstance(got, list):
-            return [f.to_atoms() for f in got]
-        return got.to_atoms()
-
-    def iter_atoms(self) -> Iterator[Any]:
-        for f in self.iter_frames():
-            yield f.to_atoms()
-
-    def summary(self) -> dict[str, Any]:
-        from mlds.format.summary import summarize
-
-        return summarize(self)
-
-    def copy_to(self, path: str | os.PathLike, **options: Any) -> Path:
-        """Copy losslessly into a new dataset (HDF5 <-> Zarr by the target's suffix)."""
-        from mlds.format.writer import create
-
-        with create(path, self._metadata, **options) as w:
-            w.append(self.iter_frames())
-        return Path(path)
-
     def close(self) -> None:
         self._c.close()
-
-    def __enter__(self) -> "Dataset":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<mlds.Dataset {self.path.name}: {self._n} frames, {self.n_atoms_total} atoms>"

@@ -14,7 +14,6 @@ import numpy as np
 
 from mlds.errors import FormatError, MldsError
 from mlds.format import spec
-from mlds.format.containers import open_container
 
 BLOCK = 65536
 MIN_CELL_VOLUME = 1e-6  # Å³; left-handed cells (negative determinant) are allowed

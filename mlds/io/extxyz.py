@@ -39,7 +39,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from mlds.errors import FormatError
-from mlds.format.ase_bridge import atoms_to_frame, frame_to_atoms
+from mlds.format.ase_bridge import atoms_to_frame
 from mlds.format.frame import Frame, _as_stress_matrix
 from mlds.io.registry import Reader, Writer, register_reader, register_writer
 from mlds.util import atomic_path

@@ -37,7 +37,6 @@ Rules (see ``spec``/``formats.md`` §4.1):
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any, Iterator

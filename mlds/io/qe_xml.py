@@ -23,7 +23,6 @@ steps and warns.
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterator

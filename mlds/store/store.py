@@ -225,14 +225,18 @@ class Store:
         parent = posixpath.dirname(path)
         if parent in self._made_dirs:
             return
-        try:
-            self.fs.makedirs(parent, exist_ok=True)
-        except (FileExistsError, NotImplementedError):
-            pass
-        except OSError:
-            # another worker created it between the check and the mkdir (SFTP says "File exists")
-            if not self.fs.isdir(parent):
-                raise
+        for attempt in range(5):
+            try:
+                self.fs.makedirs(parent, exist_ok=True)
+                break
+            except (FileExistsError, NotImplementedError):
+                break
+            except OSError:
+                # another worker created a level between check and mkdir (SFTP says "File exists"): retry
+                if self.fs.isdir(parent):
+                    break
+                if attempt == 4:
+                    raise
         self._made_dirs.add(parent)
 
     # ------------------------------------------------------------- config
