@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import chain
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -59,7 +60,7 @@ _HEADER_KEYS = (
 _HEADER_RE = re.compile(r"(?<![A-Za-z_])(" + "|".join(_HEADER_KEYS) + r")\s*=\s*([-+\w.]+)")
 _EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NWRITE", "PSTRESS", "EDIFFG",
                "NSW", "POTIM", "ML_LMLFF", "ML_MODE", "LASPH")
-_CHUNK = 1 << 22  # characters per read (whole lines are appended, so memory stays ~2 chunks)
+_CHUNK = 1 << 22  # bytes per read (whole lines are appended, so memory stays ~2 chunks)
 # every line the step parser reacts to contains one of these (see the dispatch in _parse)
 _MARKERS = ("Iteration", "in kB", "FORCE on cell", "direct lattice vectors", "TOTAL-FORCE", "magnetization (",
             "FREE ENERGIE OF THE ION-ELECTRON SYSTEM")
@@ -85,7 +86,7 @@ class VaspOutcarReader(Reader):
     def _frames(self) -> Iterator[Frame]:
         keep_unconverged = bool(self.options.get("keep_unconverged", False))
         self.report.code = "VASP"
-        with open(self.path, "r", encoding="utf-8", errors="replace") as fh:
+        with open(self.path, "rb") as fh:  # decoded per chunk in _fill (faster than a text-mode file)
             self._fh = fh
             self._buf = ""  # a chunk of whole lines; self._pos = start of the next unread line
             self._pos = 0
@@ -100,9 +101,14 @@ class VaspOutcarReader(Reader):
     # the skipped newlines for error line numbers.
     def _fill(self) -> bool:
         """Load the next chunk once the current one is used up; False at end of file."""
-        chunk = self._fh.read(_CHUNK)
-        if chunk and not chunk.endswith("\n"):
-            chunk += self._fh.readline()
+        raw = self._fh.read(_CHUNK)
+        if raw and not raw.endswith(b"\n"):
+            raw += self._fh.readline()
+        # what open(path, "r", encoding="utf-8", errors="replace") gives: the chunk ends at a line
+        # end, so no UTF-8 sequence or "\r\n" pair is split; universal newlines as in text mode
+        chunk = raw.decode("utf-8", "replace")
+        if "\r" in chunk:
+            chunk = chunk.replace("\r\n", "\n").replace("\r", "\n")
         self._buf, self._pos = chunk, 0
         self._gen += 1
         return bool(chunk)
@@ -165,8 +171,30 @@ class VaspOutcarReader(Reader):
                     if q < 0:
                         q = n
                     nxt[k] = q
-                if q < best:
+                if k and q < best:
                     best = q
+            it = nxt[0]  # "Iteration"
+            if it < best:
+                # a run of SCF "Iteration" lines before the next other marker: they only update
+                # pend (no error is possible), so take them in a tight loop, counting lines once
+                end = pos
+                while it < best:
+                    ls = buf.rfind("\n", end, it) + 1 or end
+                    end = buf.find("\n", it) + 1 or n
+                    m = _ITER.search(buf, ls, end)  # = _ITER.search(line)
+                    if m:
+                        pend.ionic = int(m.group(1))
+                        scf = int(m.group(2))
+                        if scf > pend.scf_max:
+                            pend.scf_max = scf
+                        pend.started = True
+                    it = buf.find("Iteration", end)
+                    if it < 0:
+                        it = n
+                nxt[0] = it
+                self.lineno += buf.count("\n", pos, end)
+                self._pos = end
+                continue
             if best >= n:  # nothing more in this chunk
                 self.lineno += buf.count("\n", pos, n)
                 self._pos = n
@@ -269,22 +297,28 @@ class VaspOutcarReader(Reader):
 
     def _rows_fast(self, nrows: int, ncols: int) -> np.ndarray | None:
         """The next ``nrows`` lines as an (nrows, ncols) array when every line is exactly ``ncols``
-        plain numbers and all lines are in the current chunk; else None with nothing consumed."""
+        numbers (``float()`` itself converts them, so the careful parser would accept the same) and
+        all lines are in the current chunk; else None with nothing consumed."""
+        if nrows <= 0:
+            return None
         buf, pos = self._buf, self._pos
-        end = pos
-        for _ in range(nrows):
-            end = buf.find("\n", end) + 1
-            if not end:
-                return None
-        rows = buf[pos:end].split("\n", nrows - 1)
-        if any(len(r.split()) != ncols for r in rows):
+        first = buf.find("\n", pos) + 1
+        if not first:
+            return None
+        # fixed-format rows: all lines about as long as the first one; slack for the odd longer one
+        seg = buf[pos:pos + (first - pos + 8) * nrows + 64]
+        rows = seg.split("\n", nrows)
+        if len(rows) <= nrows:  # fewer than nrows line ends in the estimate (or the chunk)
+            return None
+        rest = rows.pop()
+        toks = list(map(str.split, rows))
+        if set(map(len, toks)) != {ncols}:
             return None
         try:
-            # float() itself, so exactly the strings the careful parser accepts are accepted
-            data = np.array(list(map(float, buf[pos:end].split()))).reshape(nrows, ncols)
+            data = np.array(list(map(float, chain.from_iterable(toks)))).reshape(nrows, ncols)
         except ValueError:  # glued numbers, '---' line, corrupt token
             return None
-        self._pos = end
+        self._pos = pos + len(seg) - len(rest)
         self.lineno += nrows
         return data
 

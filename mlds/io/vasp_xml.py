@@ -56,9 +56,27 @@ _NAME = rb"[\x20\x21\x23-\x25\x27-\x3b\x3d-\x7e]*"
 _SCSTEP_ONE = re.compile(rb'[ \t\r\n]*<scstep>[ \t\r\n]*(?:<time name="' + _NAME + rb'">' + _TXT + rb'</time>[ \t\r\n]*)*'
                          rb'<energy>((?:[ \t\r\n]*<i name="' + _NAME + rb'">' + _TXT + rb'</i>)*)[ \t\r\n]*</energy>'
                          rb'[ \t\r\n]*</scstep>')
+_W = rb"[ \t\r\n]*"
+_ROWS = rb"((?:" + _W + rb"<v>" + _TXT + rb"</v>)*)" + _W
+
+
+def _va(name: bytes) -> bytes:
+    return rb'<varray name="' + name + rb'" ?>' + _ROWS + rb"</varray>" + _W
+
+
+# VASP's usual rest of an MD/relaxation <calculation> after its <scstep>s (structure, forces,
+# optional stress, energy, timings), same strict texts as _SCSTEP_ONE; anything else: ElementTree
+_REST_PLAIN = re.compile(
+    _W + rb"<structure>" + _W + rb"<crystal>" + _W + _va(rb"basis")
+    + rb'<i name="volume">' + _TXT + rb"</i>" + _W + _va(rb"rec_basis") + rb"</crystal>" + _W
+    + _va(rb"positions") + rb"</structure>" + _W + _va(rb"forces") + rb"(?:" + _va(rb"stress") + rb")?"
+    + rb"<energy>((?:" + _W + rb'<i name="' + _NAME + rb'">' + _TXT + rb"</i>)*)" + _W + rb"</energy>" + _W
+    + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*</calculation>")
+_V_TEXT = re.compile(r"<v>([^<]*)</v>")
 # first <i> of that name in the (already strictly matched) <energy> body
 _I_EFR = re.compile(rb'<i name="e_fr_energy">([^<]*)</i>')
 _I_E0 = re.compile(rb'<i name="e_0_energy">([^<]*)</i>')
+_I_EFR_S = re.compile(r'<i name="e_fr_energy">([^<]*)</i>')
 _XML_ENCODING = re.compile(rb"\s*<\?xml[^>]*?encoding=[\"']([A-Za-z0-9._-]+)[\"']")
 _HEAVY = frozenset({"eigenvalues", "projected", "dos", "eigenvalues_kpoints_opt", "projected_kpoints_opt",
                     "dielectricfunction", "partial"})
@@ -233,6 +251,9 @@ class VaspXmlReader(Reader):
                 p = end + len(_SC_CLOSE)
         except ET.ParseError:
             return None
+        m = _REST_PLAIN.match(block, p)
+        if m and m.end() == len(block):
+            return steps, m
         try:
             calc = self._xml(_OPEN + block[p:])
         except ET.ParseError:
@@ -256,14 +277,27 @@ class VaspXmlReader(Reader):
                                      self._float(e0 or None, "scstep e_0_energy"))
             else:
                 self._scstep(st)
-        for ch in calc:
-            if ch.tag == "scstep":
-                self._scstep(ch)
+        if isinstance(calc, ET.Element):
+            for ch in calc:
+                if ch.tag == "scstep":
+                    self._scstep(ch)
         if not self._settings_done:
             self._fill_settings()
-        out = self._calculation(calc)
+        out = self._calculation(calc) if isinstance(calc, ET.Element) else self._plain_calculation(calc)
         self._sc_count, self._sc_last = 0, None
         return out
+
+    def _plain_calculation(self, m: re.Match) -> Frame | None:
+        """_calculation for a block whose rest matched _REST_PLAIN (plain ASCII texts)."""
+        step = self._calc_start()
+        if step is None:
+            return None
+        basis, _rec, positions, forces, stress, energy = (None if g is None else g.decode("ascii")
+                                                           for g in m.groups())
+        efr = _I_EFR_S.search(energy)
+        return self._calc_values(step, _V_TEXT.findall(basis), _V_TEXT.findall(positions),
+                                 _V_TEXT.findall(forces), None if stress is None else _V_TEXT.findall(stress),
+                                 _MISSING if efr is None else (efr.group(1) or None))
 
     def _scstep(self, elem: ET.Element) -> None:
         self._sc_count += 1
@@ -371,42 +405,55 @@ class VaspXmlReader(Reader):
         self._symbols = symbols
 
     # ------------------------------------------------------------------ one step
-    def _calculation(self, c: ET.Element) -> Frame | None:
+    def _calc_start(self) -> int | None:
+        """Common start of one <calculation>: its step index, or None when it has no SCF steps."""
         self._resolve_species()
         step = self._step
         self._step += 1
-        rep = self.report
-        n = len(self._numbers)
         ml_run = bool(vc.to_bool(self._params.get("ML_LMLFF") or self._incar.get("ML_LMLFF")))
         if self._sc_count == 0:
-            rep.drop("ml-predicted" if ml_run else "no-scf")
+            self.report.drop("ml-predicted" if ml_run else "no-scf")
+            return None
+        return step
+
+    def _calculation(self, c: ET.Element) -> Frame | None:
+        step = self._calc_start()
+        if step is None:
             return None
         struct = c.find("structure")
         forces_el = _named(c, "varray", "forces")
         if struct is None or forces_el is None:
-            rep.drop("no-forces")
+            self.report.drop("no-forces")
             return None
         # struct.find("crystal/varray[@name='basis']"): the first match over all <crystal> children
         basis = next((v for cr in struct if cr.tag == "crystal" for v in [_named(cr, "varray", "basis")]
                       if v is not None), None)
-        cell = self._varray(basis, 3, "basis")
-        frac = self._varray(_named(struct, "varray", "positions"), n, "positions")
-        forces = self._varray(forces_el, n, "forces")
+        en = c.find("energy")
+        efr_el = _named(en, "i", "e_fr_energy") if en is not None else None
+        return self._calc_values(step, _texts(basis), _texts(_named(struct, "varray", "positions")),
+                                 _texts(forces_el), _texts(_named(c, "varray", "stress")),
+                                 _MISSING if efr_el is None else efr_el.text)
+
+    def _calc_values(self, step: int, basis, positions, forces_t, stress_t, efr) -> Frame | None:
+        """The rest of a <calculation> from the <v> texts of its arrays (None: array absent) and
+        the e_fr_energy text (``_MISSING``: absent)."""
+        rep = self.report
+        n = len(self._numbers)
+        cell = self._rows(basis, 3, "basis")
+        frac = self._rows(positions, n, "positions")
+        forces = self._rows(forces_t, n, "forces")
         stress = None
-        st_el = _named(c, "varray", "stress")
-        if st_el is not None:
-            kb = self._varray(st_el, 3, "stress")
+        if stress_t is not None:
+            kb = self._rows(stress_t, 3, "stress")
             # VASP writes the 3x3 stress slightly asymmetric (~1e-3 kB, numerical noise; observed in
             # vasprun.h2o.md.tribox.xml).  A physical Cauchy stress is symmetric, so we store the
             # symmetric part (s + s.T)/2 (ASE keeps the upper triangle, dpdata the raw matrix).
             kb = 0.5 * (kb + kb.T)
             stress = vc.kb33_to_stress(kb)
-        en = c.find("energy")
-        efr_el = _named(en, "i", "e_fr_energy") if en is not None else None
-        if efr_el is None:
+        if efr is _MISSING:
             rep.drop("no-energy")
             return None
-        energy = self._float(efr_el.text, "e_fr_energy")
+        energy = self._float(efr, "e_fr_energy")
         # calculation/energy/e_fr_energy includes +PSTRESS*V (an enthalpy); TOTEN in OUTCAR does not.
         pstress = vc.to_num(self._params.get("PSTRESS") or self._incar.get("PSTRESS"))
         if isinstance(pstress, (int, float)) and not isinstance(pstress, bool) and pstress:
@@ -430,22 +477,25 @@ class VaspXmlReader(Reader):
 
     # ------------------------------------------------------------------ helpers
     def _varray(self, el: ET.Element | None, rows: int, what: str) -> np.ndarray:
-        if el is None:
+        return self._rows(_texts(el), rows, what)
+
+    def _rows(self, texts: list | None, rows: int, what: str) -> np.ndarray:
+        """An (rows, 3) array from the texts of a varray's <v> elements (None: no such array)."""
+        if texts is None:
             raise FormatError(self.path, f"<calculation> {self._step - 1} has no {what} array")
-        vs = el.findall("v")
-        if len(vs) != rows:
-            raise FormatError(self.path, f"{what} array has {len(vs)} rows, expected {rows}",
+        if len(texts) != rows:
+            raise FormatError(self.path, f"{what} array has {len(texts)} rows, expected {rows}",
                               line=self._find_line(f'name="{what}"'))
         # fast path: every row exactly 3 numbers (float() itself, so the same strings are accepted)
-        toks = [(v.text or "").split() for v in vs]
+        toks = [(t or "").split() for t in texts]
         if all(len(t) == 3 for t in toks):
             try:
                 return np.array(list(map(float, chain.from_iterable(toks)))).reshape(rows, 3)
             except ValueError:
                 pass  # the careful loop below names the bad number and its line
         out = np.empty((rows, 3))
-        for i, v in enumerate(vs):
-            toks = (v.text or "").split()
+        for i, text in enumerate(texts):
+            toks = (text or "").split()
             try:
                 vals = [float(t) for t in toks]
             except ValueError:
@@ -453,7 +503,7 @@ class VaspXmlReader(Reader):
                 raise FormatError(self.path, f"corrupt number {bad!r} in {what}", line=self._find_line(bad)) from None
             if len(vals) != 3:
                 raise FormatError(self.path, f"{what} row has {len(vals)} numbers, expected 3",
-                                  line=self._find_line((v.text or "").strip() or what))
+                                  line=self._find_line((text or "").strip() or what))
             out[i] = vals
         return out
 
@@ -526,6 +576,14 @@ class VaspXmlReader(Reader):
         if extra:
             st["extra"] = extra
         self.report.settings = st
+
+
+_MISSING = object()
+
+
+def _texts(el: ET.Element | None) -> list | None:
+    """The texts of the <v> children of a varray (None when there is no varray)."""
+    return None if el is None else [v.text for v in el.findall("v")]
 
 
 def _named(parent: ET.Element, tag: str, name: str) -> ET.Element | None:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from mlds.errors import PolicyError, StoreError
+from mlds.errors import StoreError
 from mlds.store import catalog as _catalog
 from mlds.store import manifest as mf
 from mlds.store import query as _query
@@ -28,10 +28,10 @@ def _looks_like_location(x: str) -> bool:
     return "://" in x or x.startswith(("/", ".", "~")) or os.sep in x or os.path.isdir(x)
 
 
-def open_store(remote: "str | Store | None" = None) -> Store:
+def open_store(remote: "str | Store | None" = None, *, create: bool = False) -> Store:
     """A :class:`Store` for a remote name, URL/path, or the local store (None)."""
     if remote is None:
-        return local_store()
+        return local_store(create=create)
     if isinstance(remote, Store):
         return remote
     if _looks_like_location(remote):
@@ -104,7 +104,7 @@ def add(source: "str | os.PathLike", dataset: str, message: str = "", *, store: 
 
 def log(ref: str, store: Store | None = None) -> list[dict[str, Any]]:
     name, tag = _v.parse_ref(ref)
-    return _v.log(store or local_store(), name, tag)
+    return _v.log(store or local_store(create=False), name, tag)
 
 
 def tag(ref: str, new_tag: str, *, force: bool = False, store: Store | None = None) -> str:
@@ -112,7 +112,7 @@ def tag(ref: str, new_tag: str, *, force: bool = False, store: Store | None = No
 
 
 def checkout(ref: str, output: "str | os.PathLike", store: Store | None = None) -> Path:
-    return _v.checkout(ref, output, store or local_store())
+    return _v.checkout(ref, output, store or local_store(create=False))
 
 
 def open_ref(ref: str, store: Store | None = None, **options: Any):

@@ -1,10 +1,10 @@
 """``catalog.json``: one summary per dataset, for ``mlds search`` and ``mlds ls``.
 
-The catalog is a cache: it is updated after every ref write and can always be
-rebuilt from refs and manifests (:func:`rebuild`).  Concurrent writers of
-different datasets may race on the file (last writer wins); ``mlds fsck --fix``
-style repair is :func:`rebuild`, and read-only mirrors (HTTP) rely on it for
-listing because they cannot list directories.
+The catalog is a cache: it is updated after every ref write (read-modify-write
+under the lock object ``locks/catalog.lock``, so pushes of different datasets
+do not lose each other's entries) and can always be rebuilt from refs and
+manifests (:func:`rebuild`).  Read-only mirrors (HTTP) rely on it for listing
+because they cannot list directories; refs themselves stay authoritative.
 """
 
 from __future__ import annotations
@@ -52,14 +52,16 @@ def entry_for(store: Store, dataset: str, refs: dict[str, str] | None = None) ->
 
 
 def update_entry(store: Store, dataset: str) -> None:
-    cat = store.read_catalog()
+    """Refresh one dataset's entry (read-modify-write under ``locks/catalog.lock``)."""
     entry = entry_for(store, dataset)
-    if entry is None:
-        cat["datasets"].pop(dataset, None)
-    else:
-        cat["datasets"][dataset] = entry
-    cat["mlds_catalog"] = 1
-    store.write_catalog(cat)
+    with store.lock_key("locks/catalog.lock", "catalog.json"):
+        cat = store.read_catalog()
+        if entry is None:
+            cat["datasets"].pop(dataset, None)
+        else:
+            cat["datasets"][dataset] = entry
+        cat["mlds_catalog"] = 1
+        store.write_catalog(cat)
 
 
 def rebuild(store: Store) -> dict[str, Any]:
@@ -68,7 +70,8 @@ def rebuild(store: Store) -> dict[str, Any]:
         entry = entry_for(store, ds)
         if entry is not None:
             cat["datasets"][ds] = entry
-    store.write_catalog(cat)
+    with store.lock_key("locks/catalog.lock", "catalog.json"):
+        store.write_catalog(cat)
     return cat
 
 

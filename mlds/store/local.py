@@ -42,10 +42,10 @@ def local_store_path(start: str | os.PathLike | None = None) -> Path:
     return personal_store_path()
 
 
-def local_store(start: str | os.PathLike | None = None) -> Store:
-    """The local store (created, tier personal, if it does not exist yet)."""
+def local_store(start: str | os.PathLike | None = None, *, create: bool = True) -> Store:
+    """The local store; created (tier personal) if missing, unless ``create=False`` (read-only uses)."""
     store = Store.at_path(local_store_path(start), name="local")
-    if not store.exists():
+    if create and not store.exists():
         store.init("personal")
     return store
 

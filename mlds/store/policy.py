@@ -50,12 +50,20 @@ def check_metadata(metadata: dict[str, Any], tier: str, what: str, remote: str) 
 
 
 def strip_paths(metadata: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``metadata`` with provenance paths reduced to file names."""
+    """A copy of ``metadata`` with local paths (provenance, pseudopotential files) reduced to file names."""
     out = copy.deepcopy(metadata)
     for src in out.get("sources") or []:
         if isinstance(src, dict) and isinstance(src.get("path"), str):
-            src["path"] = posixpath.basename(ntpath.basename(src["path"]))
+            src["path"] = _basename(src["path"])
+    for calc in out.get("calculations") or []:
+        for pp in (calc.get("pseudopotentials") or []) if isinstance(calc, dict) else []:
+            if isinstance(pp, dict) and isinstance(pp.get("file"), str):
+                pp["file"] = _basename(pp["file"])
     return out
+
+
+def _basename(path: str) -> str:
+    return posixpath.basename(ntpath.basename(path))
 
 
 def check_tag_move(store, dataset: str, tag: str, old: str | None, new: str) -> None:

@@ -116,6 +116,21 @@ def _mtime(info: dict[str, Any]) -> float | None:
     return None
 
 
+def _machine_identity() -> str:
+    """Host + boot + pid namespace: a pid is only meaningful within the same one."""
+    parts = [socket.gethostname()]
+    for path in ("/proc/sys/kernel/random/boot_id",):
+        try:
+            parts.append(Path(path).read_text().strip())
+        except OSError:
+            pass
+    try:
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        pass
+    return "|".join(parts)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -292,6 +307,22 @@ class Store:
     def _write_bytes_atomic(self, key: str, data: bytes) -> None:
         final = self.path(key)
         self._makedirs_for(final)
+        if self.is_local:  # POSIX: write, fsync, rename -- survives a crash, not just a kill
+            tmp = self._tmp_path(".part")
+            self._makedirs_for(tmp)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            _count_write()
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            _count_write()
+            return
         if self.atomic_put:
             self.fs.pipe_file(final, data)
             _count_write()
@@ -382,6 +413,12 @@ class Store:
                 return h
             final = self.object_path(h)
             os.makedirs(os.path.dirname(final), exist_ok=True)
+            fd = os.open(lpath, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # the bytes are on disk before the object exists under its name
+            finally:
+                os.close(fd)
+            os.chmod(lpath, 0o444)  # objects are immutable
             try:
                 os.replace(lpath, final)
             except OSError:  # another filesystem: copy via a staging name
@@ -524,21 +561,27 @@ class Store:
     def lock(self, dataset: str, tag: str, ttl: float | None = None, wait: float | None = None) -> Iterator[None]:
         """Hold ``locks/<dataset>/<tag>.lock`` (exclusive create, expiring).
 
-        A lock older than its expiry, or left by a dead process on this host,
-        is broken.  While someone else holds it we poll up to ``wait`` seconds,
+        A lock past its expiry, or left by a dead process on this machine (same
+        host, boot id and pid namespace), is broken.  While someone else holds it we poll up to ``wait`` seconds,
         then raise :class:`ConflictError`.
         """
+        key = f"locks/{check_name(dataset)}/{check_name(tag, 'tag')}.lock"
+        with self.lock_key(key, f"tag {dataset}@{tag}", ttl=ttl, wait=wait):
+            yield
+
+    @contextlib.contextmanager
+    def lock_key(self, key: str, what: str, ttl: float | None = None, wait: float | None = None) -> Iterator[None]:
+        """Hold the lock object ``key`` (see :meth:`lock`)."""
         ttl = float(ttl if ttl is not None else self.policy("lock_ttl_seconds"))
         wait = float(wait if wait is not None else self.policy("lock_wait_seconds"))
-        key = f"locks/{check_name(dataset)}/{check_name(tag, 'tag')}.lock"
         path = self.path(key)
         self._makedirs_for(path)
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait
         delay = 0.02
         while True:
-            body = json.dumps({"owner": token, "host": socket.gethostname(), "pid": os.getpid(),
-                               "expires": time.time() + ttl}).encode()
+            body = json.dumps({"owner": token, "host": socket.gethostname(), "machine": _machine_identity(),
+                               "pid": os.getpid(), "expires": time.time() + ttl}).encode()
             if self._try_create(path, body, token):
                 break
             holder = self._read_lock(path)
@@ -551,7 +594,7 @@ class Store:
                 continue
             if time.monotonic() > deadline:
                 until = "" if not holder else f" until {_dt.datetime.fromtimestamp(holder.get('expires', 0), _dt.timezone.utc):%H:%M:%S} UTC"
-                raise ConflictError(f"tag {dataset}@{tag} on remote {self.name} is locked by another push{until}; try again later")
+                raise ConflictError(f"{what} on remote {self.name} is locked by another push{until}; try again later")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
         try:
@@ -595,7 +638,8 @@ class Store:
     def _lock_is_stale(holder: dict[str, Any]) -> bool:
         if float(holder.get("expires", 0)) < time.time():
             return True
-        if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        # a lock left by a dead process of this very machine (same host, boot and pid namespace) is stale
+        if holder.get("machine") == _machine_identity() and isinstance(holder.get("pid"), int):
             return not _pid_alive(holder["pid"])
         return False
 

@@ -34,7 +34,7 @@ from typing import Any, Iterable
 
 from mlds.errors import ConflictError, IntegrityError, PolicyError, StoreError
 from mlds.store import manifest as mf
-from mlds.store.policy import RANK, check_metadata, strip_paths, stricter
+from mlds.store.policy import RANK, check_metadata, check_tag_move, strip_paths, stricter
 from mlds.store.store import CHUNK, Store, local_temp_dir
 from mlds.store.versions import VERSION_TAG, commit_refs, is_version_tag, parse_ref
 
@@ -161,17 +161,20 @@ def transfer(src: Store, dst: Store, objects: Iterable[tuple[str, int | None]], 
                         clones.extend(pair)
                 return _copy_object(pair[0], pair[1], h, s, bar)
 
-            with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="mlds-sync") as pool:
-                futures = [pool.submit(work, h, s) for h, s in todo]
-                done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-                for f in pending:
-                    f.cancel()
+            try:
+                with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="mlds-sync") as pool:
+                    futures = [pool.submit(work, h, s) for h, s in todo]
+                    wait(futures, return_when=FIRST_EXCEPTION)
+                    for f in futures:
+                        f.cancel()  # not-yet-started transfers; running ones finish (whole objects only)
+                # after the pool has drained: the first error wins
                 for f in futures:
-                    if f.done() and not f.cancelled() and f.exception() is not None:
+                    if not f.cancelled() and f.exception() is not None:
                         raise f.exception()  # type: ignore[misc]
                 results = [f.result() for f in futures]
-            for c in clones:
-                c.release()
+            finally:
+                for c in clones:
+                    c.release()
         for n in results:
             if n:
                 sent_bytes += n
@@ -257,7 +260,7 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
     chain = _manifest_chain(local, [h])
     tip = chain[-1][2]
     if not remote.exists():
-        raise StoreError(f"remote {remote.name}: no mlds store at {remote.url} (create one with 'mlds init --at URL --tier TIER')")
+        raise StoreError(f"remote {remote.name}: no mlds store at {remote.url} (create one with 'mlds init REMOTE --tier TIER')")
     eff_tier = stricter(remote.tier, tier)
 
     send_chain = chain
@@ -274,18 +277,12 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
         send_chain = [(h, data, derived)]
         tags = {t: h for t in tags}
 
+    orig = send_chain[-1][2].get("promoted_from", h)  # the local manifest this version is (or derives from)
     if "latest" not in tags:
         # pushing one version (e.g. promote NAME@v3): move the remote's latest too when that is a fast-forward
         cur_latest = remote.read_ref(dataset, "latest")
-        orig = send_chain[-1][2].get("promoted_from", h)
-        if cur_latest is None:
+        if cur_latest is None or (cur_latest != h and _fast_forward(local, remote, cur_latest, orig)):
             tags["latest"] = h
-        else:
-            base = cur_latest
-            with contextlib.suppress(Exception):
-                base = mf.load(remote, cur_latest).get("promoted_from", cur_latest)
-            if base in ancestors(local, orig) and base != orig:
-                tags["latest"] = h
 
     # read the refs we are about to move (compare-and-swap "old" values) before sending anything
     old = {t: remote.read_ref(dataset, t) for t in tags}
@@ -295,9 +292,11 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
         if is_version_tag(t):
             raise ConflictError(f"tag {t} of {dataset} on remote {remote.name} already points to {_short(cur)}, "
                                 f"not {_short(h)} (someone else pushed {t} first); pull, then push again")
-        if t == "latest" and cur not in ancestors(local, h):
+        if t == "latest" and not _fast_forward(local, remote, cur, orig):
             raise ConflictError(f"tag latest of {dataset} on remote {remote.name} moved from "
                                 f"{_short(_base(send_chain))} to {_short(cur)} since you pulled; pull, then push again")
+        if t != "latest":
+            check_tag_move(remote, dataset, t, cur, h)  # group/public: named tags are immutable; fail before sending
     shards = [(s["sha256"], int(s["size"])) for s in send_chain[-1][2]["shards"]]
     stats = transfer(local, remote, shards, workers=workers, progress=progress,
                      description=f"push {dataset} -> {remote.name}")
@@ -316,6 +315,18 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
         stats["sent_bytes"] += extra["sent_bytes"]
     stats.update({"dataset": dataset, "manifest": h, "tags": sorted(tags), "remote": remote.name})
     return stats
+
+
+def _fast_forward(local: Store, remote: Store, cur: str, orig: str) -> bool:
+    """True if the remote's ``cur`` is an ancestor of local manifest ``orig``.
+
+    A manifest derived by a tier policy (public) is compared by the manifest it
+    was derived from (``promoted_from``).
+    """
+    base = cur
+    with contextlib.suppress(Exception):
+        base = mf.load(remote, cur).get("promoted_from", cur)
+    return base in ancestors(local, orig)
 
 
 def _base(chain: list[tuple[str, bytes, dict[str, Any]]]) -> str | None:
@@ -352,6 +363,10 @@ def pull(remote: Store, local: Store, dataset: str, tag: str | None = None, *, f
     tips = list(dict.fromkeys(tags.values()))
     chain = _manifest_chain(remote, tips)  # verified before use
     tip_set = set(tips)
+    for mh, _, m in chain:
+        if mh in tip_set and m["dataset"] != dataset:
+            raise IntegrityError(f"remote {remote.name}: refs of {dataset} point to manifest {mh} "
+                                 f"of another dataset ({m['dataset']!r}); refusing it")
     shards: dict[str, int] = {}
     for mh, _, m in chain:
         if mh in tip_set:

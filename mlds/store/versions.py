@@ -3,10 +3,12 @@
 Shards
     A version's frames live in shards: self-contained HDF5 files of at most
     ``shard_max_frames`` frames / ``shard_max_bytes`` (estimated) bytes, each an
-    object named by its sha256.  Shards carry only the frames and the
-    calculation-settings table; the full metadata (including provenance, whose
-    local paths the public tier strips) lives in the manifest, which is what
-    ``open_ref``/``checkout`` present as the dataset's metadata.
+    object named by its sha256.  Shards carry only the frames (and the dataset
+    name); the full metadata -- settings and provenance tables, whose local
+    paths the public tier strips -- lives in the manifest, which is what
+    ``open_ref``/``checkout`` present as the dataset's metadata.  So a shard is
+    a valid mlds file on its own, and identical frames give identical shard
+    bytes whatever the metadata says.
 Appending
     Each shard also records ``content_sha256``, a digest over the canonical
     arrays of its frames (independent of container bytes; optional arrays that
@@ -30,7 +32,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from mlds.errors import FormatError, IntegrityError, PolicyError, StoreError
+from mlds.errors import FormatError, IntegrityError, StoreError
 from mlds.store import manifest as mf
 from mlds.store.store import HEX64, Store, check_name, utcnow
 
@@ -107,7 +109,6 @@ def _shard_ranges(ds: Any, start: int, stop: int, max_frames: int, max_bytes: in
     counts = ds.array("n_atoms", start, stop) if stop > start else np.zeros(0, dtype=np.int64)
     sizes = counts * per_atom + per_frame
     out = []
-    i = start
     j0 = 0
     n = stop - start
     while j0 < n:
@@ -217,7 +218,9 @@ def add(source: str | os.PathLike, dataset: str, *, message: str = "", store: St
                 pos = end
         reused = len(shards)
         new_bytes = 0
-        shard_meta = {"name": dataset, "calculations": meta.get("calculations", []), "created_with": "mlds store shard"}
+        # shards carry no provenance or settings tables (they may hold local paths the public tier must not
+        # publish); the frames' calculation/source indices refer to the manifest's metadata
+        shard_meta = {"name": dataset, "created_with": "mlds store shard"}
         if "units" in meta:
             shard_meta["units"] = meta["units"]
         tmpdir = tempfile.mkdtemp(prefix="shard-", dir=_staging_dir(store))
@@ -328,7 +331,7 @@ def open_ref(ref: str, store: Store | None = None, **options: Any):
     if store is None:
         from mlds.store.local import local_store
 
-        store = local_store()
+        store = local_store(create=False)  # opening never creates a store as a side effect
     name, tag = parse_ref(ref)
     h = resolve(store, name, tag)
     m = mf.load(store, h)

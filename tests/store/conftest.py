@@ -15,7 +15,7 @@ from tests.servers.fixtures import (  # noqa: F401  (pytest fixtures)
 COMPLETE_CALC = {
     "code": "VASP", "code_version": "6.4.2", "functional": "PBE", "plane_wave_cutoff_eV": 520.0,
     "kpoints": {"mesh": [4, 4, 4]}, "smearing": {"method": "gaussian", "width_eV": 0.05},
-    "spin_polarized": False, "pseudopotentials": [{"element": "Si", "name": "PAW_PBE Si"}, {"element": "O", "name": "PAW_PBE O"}],
+    "spin_polarized": False, "pseudopotentials": [{"element": "Si", "name": "PAW_PBE Si"}, {"element": "O", "name": "PAW_PBE O", "file": "/home/alice/pp/O.pbe.upf"}],
 }
 SRC = {"path": "/home/alice/runs/sio2/OUTCAR", "sha256": "a" * 64, "format": "vasp-outcar", "frames_kept": 1, "calculation": 0}
 

@@ -72,8 +72,6 @@ def test_append_reuses_shards(local, tmp_path):
 
 
 def test_content_digest_ignores_backfilled_optional_arrays(tmp_path):
-    from mlds.format.frame import Frame
-
     from .conftest import frames
 
     fr = frames(10)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import mlds
 import mlds.store as S
-from mlds.errors import ConflictError, IntegrityError, RemoteError, StoreError
+from mlds.errors import ConflictError, IntegrityError, RemoteError
 from mlds.store import manifest as mf
 from mlds.store.store import Store
 

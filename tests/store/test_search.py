@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mlds.store as S
 from mlds.store.query import QueryError, matches, parse
-from mlds.store.store import Store
 
 from .conftest import group_meta, write_dataset
 
@@ -64,8 +65,8 @@ def test_filter_errors(q, msg):
 def test_search_across_two_remotes(local, tmp_path, config_home):
     from .conftest import add_remote
 
-    a = add_remote("a", str(tmp_path / "ra"))
-    b = add_remote("b", str(tmp_path / "rb"))
+    add_remote("a", str(tmp_path / "ra"))
+    add_remote("b", str(tmp_path / "rb"))
     S.add(write_dataset(tmp_path / "sio.h5", 12, group_meta("sio")), "sio")
     S.add(write_dataset(tmp_path / "cu.h5", 30, {"name": "cu"}, elements=(29,)), "cu")
     S.add(write_dataset(tmp_path / "sih.h5", 20, {"name": "sih"}, elements=(14, 1)), "sih")
@@ -84,3 +85,46 @@ def test_search_across_two_remotes(local, tmp_path, config_home):
     assert [h["dataset"] for h in S.search('elements HAS "Si"', ["a"])] == ["sio"]
     rows = S.ls("a")
     assert [(r["dataset"], sorted(r["refs"])) for r in rows] == [("cu", ["latest", "v1"]), ("sio", ["latest", "v1"])]
+
+
+# -- property: rendering any filter AST and parsing it back gives the same AST --------------
+
+_elements = st.lists(st.sampled_from(["H", "O", "Si", "Cu", "Fe"]), min_size=1, max_size=3)
+_leaf = st.one_of(
+    st.tuples(st.just("has"), st.just("elements"), st.sampled_from(["ALL", "ANY", "ONLY"]), _elements),
+    st.tuples(st.just("cmp"), st.sampled_from(["nelements", "nframes"]), st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
+              st.integers(0, 10**6)),
+    st.tuples(st.just("cmp"), st.just("codes"), st.sampled_from(["=", "!="]), st.sampled_from(["VASP", "QE", 'a "q"'])),
+)
+_tree = st.recursive(_leaf, lambda kids: st.one_of(
+    st.tuples(st.just("not"), kids),
+    st.tuples(st.sampled_from(["and", "or"]), kids, kids)), max_leaves=8)
+
+
+def _render(node) -> str:
+    kind = node[0]
+    if kind == "has":
+        return f"{node[1]} HAS {node[2]} " + ",".join(f'"{v}"' for v in node[3])
+    if kind == "cmp":
+        v = node[3]
+        val = str(v) if isinstance(v, int) else '"' + v.replace('"', '\\"') + '"'
+        return f"{node[1]}{node[2]}{val}"
+    if kind == "not":
+        return f"NOT ({_render(node[1])})"
+    return f"({_render(node[1])}) {kind.upper()} ({_render(node[2])})"
+
+
+@settings(max_examples=150, deadline=None)
+@given(_tree)
+def test_render_parse_round_trip(tree):
+    got = parse(_render(tree))
+    norm = lambda n: (n if n[0] != "has" else (n[0], n[1], n[2], list(n[3])))  # noqa: E731
+    assert _walk(got, norm) == _walk(tree, norm)
+
+
+def _walk(n, f):
+    if n[0] == "not":
+        return ("not", _walk(n[1], f))
+    if n[0] in ("and", "or"):
+        return (n[0], _walk(n[1], f), _walk(n[2], f))
+    return f(n)

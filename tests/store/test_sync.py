@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from pathlib import Path
 
@@ -210,3 +209,140 @@ def test_stale_lock_is_broken_and_live_lock_waits(local, folder_remote, tmp_path
     impatient.options["lock_wait_seconds"] = 0.3
     with pytest.raises(ConflictError, match="locked"):
         S.push("sio", impatient)
+
+
+def test_pull_killed_then_resumed(local, folder_remote, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    r = S.add(write_dataset(tmp_path / "a.h5", 48), "sio", shard_max_frames=8)
+    S.push("sio", folder_remote)
+    dest = Store.at_path(tmp_path / "dest").init()
+    code = ("import sys, mlds.store as S; from mlds.store.store import Store; "
+            "S.pull('sio', Store.at_path(sys.argv[1], name='origin'), store=Store.at_path(sys.argv[2]), workers=1)")
+    env = dict(os.environ, MLDS_TEST_KILL_AFTER_N_WRITES="3",
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    rc = subprocess.run([sys.executable, "-c", code, folder_remote.root, dest.root], env=env, timeout=60).returncode
+    assert rc == -9
+    assert dest.read_ref("sio", "latest") is None  # nothing visible yet
+    got = {h for h, *_ in dest.iter_objects()}
+    assert 1 <= len(got) < 6 and S.fsck(dest)["ok"]  # verified shards arrived, nothing half-written
+    st = S.pull("sio", folder_remote, store=dest)
+    assert st["sent_objects"] == len(mf.load(local, r["manifest"])["shards"]) + 1 - len(got)
+    assert dest.read_ref("sio", "latest") == r["manifest"]
+
+
+def test_ref_pointing_to_another_datasets_manifest_is_refused(local, folder_remote, tmp_path):
+    r = S.add(write_dataset(tmp_path / "a.h5", 10), "sio")
+    S.push("sio", folder_remote)
+    folder_remote.write_ref("other", "latest", r["manifest"])
+    with pytest.raises(IntegrityError, match="another dataset"):
+        S.pull("other", folder_remote, store=Store.at_path(tmp_path / "x").init())
+
+
+def test_cli_push_pull_clone_promote(local, tmp_path, config_home, capsys):
+    from mlds.cli import run
+
+    from .conftest import add_remote, group_meta
+
+    add_remote("origin", str(tmp_path / "origin"))
+    add_remote("lab", str(tmp_path / "lab"), tier="group")
+    f = write_dataset(tmp_path / "a.h5", 30, group_meta())
+    assert run(["add", str(f), "-d", "sio", "-m", "first"]) == 0
+    assert run(["push", "sio", "origin"]) == 0
+    assert "pushed sio origin: 3 object(s)" in capsys.readouterr().out
+    assert run(["ls", "origin"]) == 0
+    assert run(["promote", "sio@v1", "--to", "lab", "--check"]) == 0
+    assert run(["promote", "sio@v1", "--to", "lab"]) == 0
+    assert run(["fsck", "lab"]) == 0
+    assert run(["clone", "lab", str(tmp_path / "copy")]) == 0
+    assert run(["search", 'code="VASP"', "--remote", "lab", "--remote", "origin"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("sio") >= 3
+    assert run(["pull", "sio", "lab"]) == 0
+    assert run(["gc", "origin", "--dry-run"]) == 0
+
+
+def test_add_from_other_formats(local, tmp_path):
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    images = []
+    for i in range(5):
+        a = Atoms("Si2O", positions=np.random.default_rng(i).random((3, 3)) * 3, cell=np.eye(3) * 4, pbc=True)
+        a.calc = SinglePointCalculator(a, energy=-10.0 - i, forces=np.zeros((3, 3)))
+        images.append(a)
+    xyz = tmp_path / "data.extxyz"
+    write(xyz, images, format="extxyz")
+    r = S.add(xyz, "fromxyz", "imported")
+    with S.open_ref("fromxyz") as ds:
+        assert len(ds) == 5
+        np.testing.assert_allclose(ds.array("energy"), [-10.0 - i for i in range(5)])
+    assert r["version"] == 1
+
+
+def test_any_fsspec_filesystem_memory(local, tmp_path):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    mem = Store(fs, f"/mlds-{tmp_path.name}", name="mem").init("personal")
+    S.add(write_dataset(tmp_path / "a.h5", 30), "sio")
+    assert S.push("sio", mem)["sent_objects"] == 3
+    fresh = Store.at_path(tmp_path / "fresh").init()
+    S.pull("sio", mem, store=fresh)
+    assert S.fsck(mem)["ok"] and S.fsck(fresh)["ok"]
+    with S.open_ref("sio", store=fresh) as ds:
+        assert len(ds) == 30
+
+
+def test_concurrent_pushes_of_different_datasets_keep_catalog(local, folder_remote, tmp_path):
+    names = [f"d{i}" for i in range(4)]
+    for i, n in enumerate(names):
+        S.add(write_dataset(tmp_path / f"{n}.h5", 5 + i), n)
+    errors = []
+
+    def run(n):
+        try:
+            S.push(n, Store.at_path(folder_remote.root, name="origin"))
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    ts = [threading.Thread(target=run, args=(n,)) for n in names]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    assert not errors
+    assert sorted(folder_remote.read_catalog()["datasets"]) == names
+
+
+def test_two_processes_push_same_tag(local, folder_remote, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    S.add(write_dataset(tmp_path / "a.h5", 20), "sio")
+    S.push("sio", folder_remote)
+    stores = []
+    for who, n in (("alice", 30), ("bob", 33)):
+        st = Store.at_path(tmp_path / who).init()
+        S.pull("sio", folder_remote, store=st)
+        S.add(write_dataset(tmp_path / f"{who}.h5", n), "sio", who, store=st)
+        stores.append(st)
+    code = ("import sys, mlds.store as S; from mlds.store.store import Store; from mlds.errors import ConflictError\n"
+            "try:\n S.push('sio', Store.at_path(sys.argv[1], name='origin'), store=Store.at_path(sys.argv[2]))\n"
+            "except ConflictError as e:\n print(e); sys.exit(3)\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    procs = [subprocess.Popen([sys.executable, "-c", code, folder_remote.root, st.root], env=env,
+                              stdout=subprocess.PIPE, text=True) for st in stores]
+    outs = [p.communicate(timeout=60) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 3], outs
+    loser = [o for (o, _), p in zip(outs, procs) if p.returncode == 3][0]
+    assert "pull, then push again" in loser
+    winner = [st for st, p in zip(stores, procs) if p.returncode == 0][0]
+    assert folder_remote.read_ref("sio", "latest") == winner.read_ref("sio", "latest")
+    assert all(st.has_object(st.read_ref("sio", "latest")) for st in stores)  # no manifest lost
+    assert S.fsck(folder_remote)["ok"]

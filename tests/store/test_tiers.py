@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 import mlds.store as S
@@ -79,3 +77,26 @@ def test_public_requires_group_presence_and_strips_paths(local, tmp_path, config
     S.pull("sio", mirror.url, store=fresh)
     with S.open_ref("sio", store=fresh) as ds:
         assert len(ds) == 10 and ds.metadata["sources"][0]["path"] == "OUTCAR"
+
+
+def test_public_latest_follows_successive_promotions(local, tmp_path, config_home):
+    add_remote("lab", str(tmp_path / "lab"), tier="group")
+    pub = add_remote("pub", str(tmp_path / "pub"), tier="public")
+    S.add(write_dataset(tmp_path / "a.h5", 10, public_meta()), "sio")
+    S.promote("sio@v1", "lab")
+    S.promote("sio@v1", "pub")
+    S.add(write_dataset(tmp_path / "b.h5", 14, public_meta()), "sio")
+    S.push("sio", "lab")
+    S.push("sio", "pub")  # latest: derived v1 -> derived v2 is a fast-forward via promoted_from
+    assert pub.read_ref("sio", "latest") == pub.read_ref("sio", "v2") != pub.read_ref("sio", "v1")
+    assert mf.load(pub, pub.read_ref("sio", "latest"))["promoted_from"] == local.read_ref("sio", "v2")
+    assert S.fsck("pub")["ok"]
+
+
+def test_open_missing_ref_creates_nothing(tmp_path, monkeypatch):
+    from mlds.errors import StoreError
+
+    monkeypatch.setenv("MLDS_STORE", str(tmp_path / "nowhere"))
+    with pytest.raises(StoreError, match="no dataset"):
+        S.open_ref("nothing@v1")
+    assert not (tmp_path / "nowhere").exists()
