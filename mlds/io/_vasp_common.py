@@ -199,3 +199,99 @@ def to_num(text: str | None) -> int | float | str | None:
         return float(t.replace("D", "E").replace("d", "e"))
     except ValueError:
         return t
+
+
+# ---------------------------------------------------------------------------- fixed-format rows
+# VASP writes numeric tables with Fortran fixed formats (``3F13.5, 3F14.6`` for POSITION/TOTAL-FORCE):
+# every row has the same length and every number its decimal point in the same column.  Such a table
+# is parsed column-wise with numpy: each number is ``mantissa / 10**k`` with an integer mantissa of at
+# most 15 digits, and one IEEE division of two exactly representable numbers is correctly rounded,
+# i.e. bit-identical to ``float(token)``.  Anything else (ragged rows, glued numbers, ``****``,
+# exponents, other characters) returns None and the caller's careful parser decides.
+_MAX_DIGITS = 15  # mantissas stay below 2**53, so sums of digit * 10**p are exact in float64
+_SHAPE = bytes.maketrans(b"0123456789-", b" " * 11)  # keeps the columns of the dots
+# character classes: blank 1, '-' 2, '.' 4, digit 8, newline 16, anything else 128 (never allowed)
+_BLANK, _MINUS, _DOT, _DIGIT, _NL, _OTHER = 1, 2, 4, 8, 16, 128
+_CLASS = bytes(_BLANK if c == 32 else _MINUS if c == 45 else _DOT if c == 46 else _DIGIT if 48 <= c <= 57
+               else _NL if c == 10 else _OTHER for c in range(256))
+_layouts: dict[tuple[bytes, int], Any] = {}
+
+
+def _layout(row: bytes, ncols: int):
+    """Column layout of one fixed-format row (with its newline), or None."""
+    width = len(row)
+    dots = [i for i, c in enumerate(row) if c == 46]
+    if len(dots) != ncols or not row.endswith(b"\n"):
+        return None
+    allowed = np.full(width, _BLANK, dtype=np.uint8)  # per column: the classes allowed there
+    allowed[-1] = _NL
+    pairs = np.zeros(width - 1, dtype=bool)  # j: j and j+1 lie in one blank/sign/integer region
+    w = np.zeros((width, 2 * ncols))  # [:, k]: power of ten of a digit of field k; [:, ncols+k]: field k
+    scale = np.empty(ncols)  # 10**(number of fraction digits)
+    lo = 0
+    for k, d in enumerate(dots):
+        end = d + 1
+        while end < width and 48 <= row[end] <= 57:
+            end += 1
+        nfrac = end - d - 1
+        if nfrac == 0 or d - lo < 2 or (d - lo - 1) + nfrac > _MAX_DIGITS:
+            return None
+        # lo: a blank separating the number from what precedes it; then blanks, at most one '-'
+        # and digits, a digit right before the dot, the dot, nfrac digits
+        allowed[lo + 1:d - 1] = _BLANK | _MINUS | _DIGIT
+        allowed[d - 1] = _DIGIT
+        allowed[d] = _DOT
+        allowed[d + 1:end] = _DIGIT
+        pairs[lo:d - 1] = True
+        for j in range(lo, end):
+            if j != d:
+                w[j, k] = 10.0 ** (end - 1 - j - (j < d))
+        w[lo:end, ncols + k] = 1.0
+        scale[k] = 10.0 ** nfrac
+        lo = end
+    return np.bitwise_not(allowed), pairs, w, scale
+
+
+def fixed_rows(text: str, nrows: int, ncols: int) -> np.ndarray | None:
+    """``text`` (exactly ``nrows`` lines, each ending in a newline) as an (nrows, ncols) array when it
+    is a plain fixed-format table: every row as long as the first, ``ncols`` numbers
+    ``[-]digits.digits`` per row, each after at least one blank and with its decimal point in the same
+    column in every row.  None otherwise (nothing is guessed; the caller's careful parser decides).
+
+    Bit-identical to ``float()`` of each token: each number is ``mantissa / 10**k`` with an integer
+    mantissa below 2**53, and one IEEE division of exactly representable numbers is correctly rounded.
+    """
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    n = len(raw)
+    if nrows <= 0 or n % nrows:
+        return None
+    width = n // nrows
+    key = (raw[:width].translate(_SHAPE), ncols)
+    lay = _layouts.get(key, False)
+    if lay is False:
+        if len(_layouts) >= 64:
+            _layouts.clear()
+        lay = _layouts[key] = _layout(raw[:width], ncols)
+    if lay is None:
+        return None
+    forbid, pairs, w, scale = lay
+    cls = np.frombuffer(raw.translate(_CLASS), dtype=np.uint8).reshape(nrows, width)
+    # every character of a class its column allows; in the integer regions the classes never go
+    # down left to right (blanks, then '-', then digits; a second '-' is caught by the count below)
+    if (cls & forbid).any() or ((cls[:, 1:] < cls[:, :-1]) & pairs).any():
+        return None
+    a = np.frombuffer(raw, dtype=np.uint8).reshape(nrows, width)
+    # a & 15: the digit for '0'-'9', 0 for a blank, 13 for '-' (dot and newline columns weigh 0)
+    mant = (a & 15).astype(np.float64) @ w
+    minus = (cls == _MINUS).astype(np.float64) @ w
+    neg = minus[:, ncols:]
+    if (neg > 1.0).any():
+        return None
+    vals = mant[:, :ncols]
+    vals -= 13.0 * minus[:, :ncols]
+    vals /= scale
+    vals[neg > 0.0] *= -1.0
+    return vals

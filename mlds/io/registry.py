@@ -7,6 +7,7 @@ bytes of a file (and its name) so users rarely need ``--from``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,11 +63,18 @@ class Reader:
     name: ClassVar[str] = ""
     extensions: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    # True: ``_frames`` reads the file only through ``_read``/``_readline`` (which feed every byte
+    # into ``self._hasher``), so the SHA-256 comes from that one pass instead of a second read of
+    # the whole file.  Used only when the reader reached end of file; otherwise the file is hashed.
+    hashes_while_reading: ClassVar[bool] = False
 
     def __init__(self, path: str | os.PathLike, **options: Any) -> None:
         self.path = Path(path)
         self.options = options
         self.report = SourceReport(path=str(self.path), format=self.name)
+        self._hasher = hashlib.sha256()
+        self._hash_eof = False
+        self._hashing = False  # _read/_readline feed the hasher (set by __iter__)
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -76,14 +84,51 @@ class Reader:
     def _frames(self) -> Iterator[Frame]:
         raise NotImplementedError
 
+    def _read(self, fh: Any, size: int) -> bytes:
+        """``fh.read(size)`` (size > 0), hashed; notes end of file."""
+        data = fh.read(size)
+        if data:
+            self._hash(data)
+        else:
+            self._hash_eof = True
+        return data
+
+    def _readline(self, fh: Any) -> bytes:
+        """``fh.readline()``, hashed; notes end of file."""
+        data = fh.readline()
+        if data:
+            self._hash(data)
+        else:
+            self._hash_eof = True
+        return data
+
+    def _hash(self, data: bytes) -> None:
+        if self._hashing:
+            self._hasher.update(data)
+
     def __iter__(self) -> Iterator[Frame]:
         from mlds.util import sha256_file
 
-        if not self.report.sha256 and self.path.is_file():
+        if self.report.sha256 or not self.path.is_file():
+            hash_here = False
+        elif self.hashes_while_reading:
+            hash_here = True
+            self._hasher = hashlib.sha256()
+        else:
             self.report.sha256 = sha256_file(self.path)
-        for frame in self._frames():
-            self.report.kept += 1
-            yield frame
+            hash_here = False
+        self._hashing, self._hash_eof = hash_here, False
+        done = False
+        try:
+            for frame in self._frames():
+                self.report.kept += 1
+                yield frame
+            done = True
+        finally:
+            self._hashing = False
+            if hash_here and not self.report.sha256:
+                # the one-pass digest only when the reader went through the whole file
+                self.report.sha256 = self._hasher.hexdigest() if done and self._hash_eof else sha256_file(self.path)
 
 
 class Writer:

@@ -61,8 +61,9 @@ _HEADER_RE = re.compile(r"(?<![A-Za-z_])(" + "|".join(_HEADER_KEYS) + r")\s*=\s*
 _EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NWRITE", "PSTRESS", "EDIFFG",
                "NSW", "POTIM", "ML_LMLFF", "ML_MODE", "LASPH")
 _CHUNK = 1 << 22  # bytes per read (whole lines are appended, so memory stays ~2 chunks)
-# every line the step parser reacts to contains one of these (see the dispatch in _parse)
-_MARKERS = ("Iteration", "in kB", "FORCE on cell", "direct lattice vectors", "TOTAL-FORCE", "magnetization (",
+# every line the step parser reacts to contains one of these (see the dispatch in _parse); "FORCE"
+# covers "FORCE on cell" and "TOTAL-FORCE" in one scan (lines with neither fall through the dispatch)
+_MARKERS = ("Iteration", "in kB", "FORCE", "direct lattice vectors", "magnetization (",
             "FREE ENERGIE OF THE ION-ELECTRON SYSTEM")
 _ENERGY_MARKERS = ("TOTEN", "energy(sigma->0)")
 _ALL_MARKERS = _MARKERS + _ENERGY_MARKERS
@@ -73,6 +74,7 @@ class VaspOutcarReader(Reader):
     name = "vasp-outcar"
     extensions = ("OUTCAR",)
     description = "VASP OUTCAR (all ionic steps; TOTEN energy, forces, stress)"
+    hashes_while_reading = True  # every byte goes through _read/_readline (SHA-256 in the same pass)
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -101,9 +103,9 @@ class VaspOutcarReader(Reader):
     # the skipped newlines for error line numbers.
     def _fill(self) -> bool:
         """Load the next chunk once the current one is used up; False at end of file."""
-        raw = self._fh.read(_CHUNK)
+        raw = self._read(self._fh, _CHUNK)
         if raw and not raw.endswith(b"\n"):
-            raw += self._fh.readline()
+            raw += self._readline(self._fh)
         # what open(path, "r", encoding="utf-8", errors="replace") gives: the chunk ends at a line
         # end, so no UTF-8 sequence or "\r\n" pair is split; universal newlines as in text mode
         chunk = raw.decode("utf-8", "replace")
@@ -305,6 +307,14 @@ class VaspOutcarReader(Reader):
         first = buf.find("\n", pos) + 1
         if not first:
             return None
+        # VASP's fixed-format table (all rows as long as the first): parsed column-wise by numpy
+        end = pos + (first - pos) * nrows
+        if end <= len(buf):
+            data = vc.fixed_rows(buf[pos:end], nrows, ncols)
+            if data is not None:
+                self._pos = end
+                self.lineno += nrows
+                return data
         # fixed-format rows: all lines about as long as the first one; slack for the odd longer one
         seg = buf[pos:pos + (first - pos + 8) * nrows + 64]
         rows = seg.split("\n", nrows)

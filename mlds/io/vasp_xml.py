@@ -29,6 +29,7 @@ import math
 import re
 from itertools import chain
 import xml.etree.ElementTree as ET
+from xml.parsers import expat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -80,6 +81,10 @@ _I_EFR_S = re.compile(r'<i name="e_fr_energy">([^<]*)</i>')
 _XML_ENCODING = re.compile(rb"\s*<\?xml[^>]*?encoding=[\"']([A-Za-z0-9._-]+)[\"']")
 _HEAVY = frozenset({"eigenvalues", "projected", "dos", "eigenvalues_kpoints_opt", "projected_kpoints_opt",
                     "dielectricfunction", "partial"})
+# a start tag of one of them (name then '>' or white space: not a longer name, not self-closing)
+_HEAVY_START = re.compile(rb"<(" + b"|".join(sorted((n.encode() for n in _HEAVY), key=len, reverse=True))
+                          + rb")(?=[ \t\r\n>])")
+_CUT_MIN = 1 << 13  # smaller blocks: ElementTree directly
 _EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NWRITE", "PSTRESS", "EDIFFG",
                "NSW", "POTIM", "ML_LMLFF", "ML_MODE", "LASPH")
 
@@ -89,6 +94,7 @@ class VaspXmlReader(Reader):
     name = "vasp-xml"
     extensions = ("xml",)
     description = "VASP vasprun.xml (all ionic steps; streamed)"
+    hashes_while_reading = True  # every byte goes through _read (SHA-256 in the same pass)
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -129,7 +135,7 @@ class VaspXmlReader(Reader):
             yield from self._feed(parser, stack, data)
 
         with open(self.path, "rb") as fh:
-            buf = fh.read(_CHUNK)
+            buf = self._read(fh, _CHUNK)
             m = _XML_ENCODING.match(buf)
             if m:
                 self._block_encoding = m.group(1).decode("ascii")
@@ -143,7 +149,7 @@ class VaspXmlReader(Reader):
                         break
                     cut = max(pos, len(buf) - (len(_OPEN) - 1))  # keep a possibly split "<calculation>"
                     yield from feed(buf[pos:cut])
-                    more = fh.read(_CHUNK)
+                    more = self._read(fh, _CHUNK)
                     eof = not more
                     buf, pos = buf[cut:] + more, 0
                     continue
@@ -160,7 +166,7 @@ class VaspXmlReader(Reader):
                     continue
                 j = buf.find(_CLOSE, pos)
                 while j < 0 and not eof and len(buf) - pos < _BLOCK_MAX:
-                    more = fh.read(_CHUNK)
+                    more = self._read(fh, _CHUNK)
                     eof = not more
                     buf, pos = buf[pos:] + more, 0
                     j = buf.find(_CLOSE)
@@ -255,10 +261,43 @@ class VaspXmlReader(Reader):
         if m and m.end() == len(block):
             return steps, m
         try:
-            calc = self._xml(_OPEN + block[p:])
-        except ET.ParseError:
+            calc = self._xml_calc(_OPEN + block[p:])
+        except (ET.ParseError, expat.ExpatError):
             return None
         return steps, calc
+
+    def _xml_calc(self, data: bytes) -> ET.Element:
+        """``self._xml(data)`` for a <calculation>, without building the trees of its bulky parts.
+
+        The eigenvalues, DOS and projections (``_HEAVY``) are never looked at, and building their
+        elements is most of the cost of parsing a block that holds them.  When ``data`` has no
+        comments, CDATA, processing instructions or entity references (so every ``<`` starts a
+        tag), expat first checks the whole block exactly as ElementTree would (same encoding,
+        namespace processing; a malformed block raises), then ElementTree parses it with those
+        elements cut out whole: the tree differs only by elements nothing reads.
+        """
+        if len(data) < _CUT_MIN or b"&" in data or b"<!" in data or b"<?" in data:
+            return self._xml(data)
+        pieces = []
+        last = 0
+        for m in _HEAVY_START.finditer(data):
+            start = m.start()
+            if start < last:
+                continue  # inside an element already cut
+            name = m.group(1)
+            close = b"</" + name + b">"
+            end = data.find(close, start)
+            # cut only an element whose end tag is the first one after it (no nested namesake)
+            if end < 0 or data.find(b"<" + name, start + 1, end) >= 0:
+                continue
+            pieces.append(data[last:start])
+            last = end + len(close)
+        if not pieces:
+            return self._xml(data)
+        pieces.append(data[last:])
+        check = expat.ParserCreate(self._block_encoding, "}")  # as ET.XMLParser creates it
+        check.Parse(data, True)
+        return self._xml(b"".join(pieces))
 
     def _xml(self, data: bytes) -> ET.Element:
         parser = ET.XMLParser(encoding=self._block_encoding)

@@ -579,11 +579,19 @@ class Store:
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait
         delay = 0.02
+        broke = False
         while True:
             body = json.dumps({"owner": token, "host": socket.gethostname(), "machine": _machine_identity(),
                                "pid": os.getpid(), "expires": time.time() + ttl}).encode()
             if self._try_create(path, body, token):
-                break
+                if not broke:
+                    break
+                # we broke a stale lock: another breaker may have removed ours meanwhile -- confirm ownership
+                time.sleep(0.05)
+                if (self._read_lock(path) or {}).get("owner") == token:
+                    break
+                broke = False
+                continue
             holder = self._read_lock(path)
             if holder is not None and self._lock_is_stale(holder):
                 with contextlib.suppress(FileNotFoundError):
@@ -591,6 +599,7 @@ class Store:
                     if self._read_lock(path) == holder:
                         self.fs.rm_file(path)
                         _count_write()
+                        broke = True
                 continue
             if time.monotonic() > deadline:
                 until = "" if not holder else f" until {_dt.datetime.fromtimestamp(holder.get('expires', 0), _dt.timezone.utc):%H:%M:%S} UTC"
@@ -628,11 +637,22 @@ class Store:
 
     def _read_lock(self, path: str) -> dict[str, Any] | None:
         try:
-            return json.loads(self.fs.cat_file(path))
+            raw = self.fs.cat_file(path)
         except FileNotFoundError:
             return None
+        try:
+            holder = json.loads(raw)
+            if isinstance(holder, dict):
+                return holder
         except ValueError:
-            return {"expires": 0}  # unreadable lock: treat as stale
+            pass
+        # empty or unreadable: probably being written right now (create, then write).  Held until its
+        # modification time + 30 s, after which a writer that died in between no longer blocks anyone.
+        try:
+            mtime = _mtime(self.fs.info(path)) or time.time()
+        except FileNotFoundError:
+            return None
+        return {"expires": mtime + 30.0, "unreadable": raw[:64].hex()}
 
     @staticmethod
     def _lock_is_stale(holder: dict[str, Any]) -> bool:

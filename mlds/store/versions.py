@@ -7,7 +7,8 @@ Shards
     name); the full metadata -- settings and provenance tables, whose local
     paths the public tier strips -- lives in the manifest, which is what
     ``open_ref``/``checkout`` present as the dataset's metadata.  So a shard is
-    a valid mlds file on its own, and identical frames give identical shard
+    a readable mlds file on its own (its frames' calculation/source indices
+    refer to the manifest's tables), and identical frames give identical shard
     bytes whatever the metadata says.
 Appending
     Each shard also records ``content_sha256``, a digest over the canonical

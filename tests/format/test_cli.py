@@ -66,3 +66,11 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert "demo finished" in out
     with mlds.open(tmp_path / "cu3au-emt.mlds.h5") as ds:
         assert len(ds) == 24 and ds.metadata["license"] == "CC0-1.0"
+    import mlds.store as store
+
+    group = tmp_path / "remotes" / "group"
+    assert {d["dataset"] for d in store.ls(str(group))} == {"cu3au-emt", "nial-emt"}  # 'draft' was refused
+    hits = store.search('elements HAS ANY "Ni"', remotes=[str(group)])
+    assert [h["dataset"] for h in hits] == ["nial-emt"]
+    with store.open_ref("cu3au-emt@v1", store=store.open_store(str(tmp_path / "colleague-store"))) as ds:
+        assert len(ds) == 24

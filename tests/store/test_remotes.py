@@ -89,3 +89,16 @@ def test_http_mirror_pull_and_clone(local, tmp_path, http_mirror_factory, config
     add_remote("mirror-rw", mirror.url, tier="personal", init=False)
     with pytest.raises(RemoteError, match="read-only"):
         S.push("sio", "mirror-rw")
+
+
+def test_sftp_lock_is_exclusive(local, tmp_path, sftp_server, config_home):
+    remote = add_remote("lab", sftp_server.url(f"/stores/{uuid.uuid4().hex[:8]}"), options=sftp_server.remote_options)
+    path = remote.path("locks/x/latest.lock")
+    with remote.lock("x", "latest"):
+        with pytest.raises(OSError):  # SSH_FXF_EXCL
+            with remote.fs.open(path, "xb") as fh:
+                fh.write(b"{}")
+        with pytest.raises(ConflictError, match="locked"):
+            with S.open_store("lab").lock("x", "latest", wait=0.2):
+                pass
+    assert not remote.fs.exists(path)
