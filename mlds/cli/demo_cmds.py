@@ -14,7 +14,7 @@ from mlds.cli.app import app, console
 def demo(
     workdir: Optional[Path] = typer.Option(None, "--workdir", help="Folder to work in (default: a new temporary folder)."),
 ) -> None:
-    """Import example data, validate it, summarise it and read it back through ASE."""
+    """Run the whole loop on bundled data: import, validate, version, push, promote, search, pull."""
     from mlds.demo import run_demo
 
     work = run_demo(workdir, say=lambda msg: console.print(msg, highlight=False))
