@@ -16,8 +16,8 @@ from mlds.errors import MldsError
 _COMMAND_MODULES = [
     "mlds.cli.dataset_cmds",   # info, validate, export, import
     "mlds.cli.convert_cmds",   # convert, ingest
-    "mlds.cli.store_cmds",     # init, add, log, tag, checkout, fsck, gc, ls, search
-    "mlds.cli.remote_cmds",    # remote add/list/remove/check, push, pull, clone, promote
+    "mlds.cli.store_cmds",     # init, add, log, tag, checkout, fsck, gc, ls, search, push, pull, clone, promote
+    "mlds.cli.remote_cmds",    # remote add/list/remove/check
     "mlds.cli.train_cmds",     # train
     "mlds.cli.demo_cmds",      # demo
 ]
@@ -41,24 +41,25 @@ def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this in-process)."""
     _load_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # with standalone_mode off, click returns the code of typer.Exit(code) instead of exiting
+        code = app(args=argv, standalone_mode=False)
     except MldsError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        return (err.exit_code)
+        return err.exit_code
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
-        return (130)
+        return 130
     except SystemExit as exc:  # typer's own exits (--help, usage errors)
-        return (exc.code if isinstance(exc.code, int) else 1)
+        return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
         import click
 
         if isinstance(exc, click.exceptions.ClickException):
             exc.show()
-            return (exc.exit_code)
+            return exc.exit_code
         if isinstance(exc, click.exceptions.Abort):
             err_console.print("aborted")
-            return (1)
+            return 1
         raise
-    return (0)
+    return code if isinstance(code, int) else 0
 

@@ -81,9 +81,9 @@ _I_EFR_S = re.compile(r'<i name="e_fr_energy">([^<]*)</i>')
 _XML_ENCODING = re.compile(rb"\s*<\?xml[^>]*?encoding=[\"']([A-Za-z0-9._-]+)[\"']")
 _HEAVY = frozenset({"eigenvalues", "projected", "dos", "eigenvalues_kpoints_opt", "projected_kpoints_opt",
                     "dielectricfunction", "partial"})
-# a start tag of one of them (name then '>' or white space: not a longer name, not self-closing)
-_HEAVY_START = re.compile(rb"<(" + b"|".join(sorted((n.encode() for n in _HEAVY), key=len, reverse=True))
-                          + rb")(?=[ \t\r\n>])")
+# the bulky ones that _xml_calc cuts out of a <calculation> before building its tree
+_CUT_NAMES = (b"eigenvalues", b"dos", b"projected")
+_TAG_NAME_END = (b">", b" ", b"\t", b"\r", b"\n")
 _CUT_MIN = 1 << 13  # smaller blocks: ElementTree directly
 _EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NWRITE", "PSTRESS", "EDIFFG",
                "NSW", "POTIM", "ML_LMLFF", "ML_MODE", "LASPH")
@@ -117,6 +117,8 @@ class VaspXmlReader(Reader):
         self._sc_count = 0
         self._sc_last: tuple[float, float] | None = None  # (e_fr, e_0) of the last scstep
         self._settings_done = False
+        self._pstress_raw: Any = None
+        self._pstress = vc.to_num(None)
 
         parser = ET.XMLPullParser(events=("start", "end"))
         stack: list[ET.Element] = []
@@ -269,34 +271,45 @@ class VaspXmlReader(Reader):
     def _xml_calc(self, data: bytes) -> ET.Element:
         """``self._xml(data)`` for a <calculation>, without building the trees of its bulky parts.
 
-        The eigenvalues, DOS and projections (``_HEAVY``) are never looked at, and building their
-        elements is most of the cost of parsing a block that holds them.  When ``data`` has no
-        comments, CDATA, processing instructions or entity references (so every ``<`` starts a
-        tag), expat first checks the whole block exactly as ElementTree would (same encoding,
-        namespace processing; a malformed block raises), then ElementTree parses it with those
-        elements cut out whole: the tree differs only by elements nothing reads.
+        The eigenvalues, DOS and projections are never looked at, and building their elements is
+        most of the cost of parsing a block that holds them.  So expat first checks the whole block
+        exactly as ElementTree would (same encoding and namespace processing; a malformed block
+        raises) and reports any comment, CDATA section, processing instruction or DTD; without
+        those every ``<`` in the block starts or ends a tag, and ElementTree parses the block with
+        those elements cut out whole: the tree differs only by elements nothing reads.
         """
-        if len(data) < _CUT_MIN or b"&" in data or b"<!" in data or b"<?" in data:
+        if len(data) < _CUT_MIN:
+            return self._xml(data)
+        cuts = []
+        for name in _CUT_NAMES:
+            start_tag, close = b"<" + name, b"</" + name + b">"
+            i = data.find(start_tag)
+            while i >= 0:
+                j = i + len(start_tag)
+                nxt = data.find(start_tag, j)
+                # a start tag of this very name (not a longer one, not self-closing) whose end tag is
+                # the first one after it and comes before the next namesake start tag (no nesting)
+                if data[j:j + 1] in _TAG_NAME_END:
+                    end = data.find(close, j)
+                    if end >= 0 and (nxt < 0 or end < nxt):
+                        cuts.append((i, end + len(close)))
+                i = nxt
+        if not cuts:
+            return self._xml(data)
+        unusual = []
+        check = expat.ParserCreate(self._block_encoding, "}")  # as ET.XMLParser creates it
+        check.CommentHandler = check.StartCdataSectionHandler = check.StartDoctypeDeclHandler = \
+            check.ProcessingInstructionHandler = lambda *a: unusual.append(1)
+        check.Parse(data, True)
+        if unusual:
             return self._xml(data)
         pieces = []
         last = 0
-        for m in _HEAVY_START.finditer(data):
-            start = m.start()
-            if start < last:
-                continue  # inside an element already cut
-            name = m.group(1)
-            close = b"</" + name + b">"
-            end = data.find(close, start)
-            # cut only an element whose end tag is the first one after it (no nested namesake)
-            if end < 0 or data.find(b"<" + name, start + 1, end) >= 0:
-                continue
-            pieces.append(data[last:start])
-            last = end + len(close)
-        if not pieces:
-            return self._xml(data)
+        for start, end in sorted(cuts):
+            if start >= last:  # not inside an element already cut
+                pieces.append(data[last:start])
+                last = end
         pieces.append(data[last:])
-        check = expat.ParserCreate(self._block_encoding, "}")  # as ET.XMLParser creates it
-        check.Parse(data, True)
         return self._xml(b"".join(pieces))
 
     def _xml(self, data: bytes) -> ET.Element:
@@ -331,12 +344,15 @@ class VaspXmlReader(Reader):
         step = self._calc_start()
         if step is None:
             return None
-        basis, _rec, positions, forces, stress, energy = (None if g is None else g.decode("ascii")
-                                                           for g in m.groups())
-        efr = _I_EFR_S.search(energy)
-        return self._calc_values(step, _V_TEXT.findall(basis), _V_TEXT.findall(positions),
-                                 _V_TEXT.findall(forces), None if stress is None else _V_TEXT.findall(stress),
-                                 _MISSING if efr is None else (efr.group(1) or None))
+        basis, _rec, positions, forces, stress, energy = m.groups()
+        efr = _I_EFR.search(energy)
+        efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
+        n = len(self._numbers)
+        arrays = _plain_arrays((basis, positions, forces, stress), (3, n, n, 3))
+        if arrays is not None:  # every row exactly 3 numbers: nothing to report
+            return self._calc_arrays(step, *arrays, efr)
+        dec = lambda g: None if g is None else _V_TEXT.findall(g.decode("ascii"))  # noqa: E731
+        return self._calc_values(step, dec(basis), dec(positions), dec(forces), dec(stress), efr)
 
     def _scstep(self, elem: ET.Element) -> None:
         self._sc_count += 1
@@ -476,14 +492,19 @@ class VaspXmlReader(Reader):
     def _calc_values(self, step: int, basis, positions, forces_t, stress_t, efr) -> Frame | None:
         """The rest of a <calculation> from the <v> texts of its arrays (None: array absent) and
         the e_fr_energy text (``_MISSING``: absent)."""
-        rep = self.report
         n = len(self._numbers)
         cell = self._rows(basis, 3, "basis")
         frac = self._rows(positions, n, "positions")
         forces = self._rows(forces_t, n, "forces")
+        kb = None if stress_t is None else self._rows(stress_t, 3, "stress")
+        return self._calc_arrays(step, cell, frac, forces, kb, efr)
+
+    def _calc_arrays(self, step: int, cell, frac, forces, kb, efr) -> Frame | None:
+        """The rest of a <calculation> from its arrays (kb: 3x3 stress in kB or None) and the
+        e_fr_energy text (``_MISSING``: absent)."""
+        rep = self.report
         stress = None
-        if stress_t is not None:
-            kb = self._rows(stress_t, 3, "stress")
+        if kb is not None:
             # VASP writes the 3x3 stress slightly asymmetric (~1e-3 kB, numerical noise; observed in
             # vasprun.h2o.md.tribox.xml).  A physical Cauchy stress is symmetric, so we store the
             # symmetric part (s + s.T)/2 (ASE keeps the upper triangle, dpdata the raw matrix).
@@ -494,7 +515,10 @@ class VaspXmlReader(Reader):
             return None
         energy = self._float(efr, "e_fr_energy")
         # calculation/energy/e_fr_energy includes +PSTRESS*V (an enthalpy); TOTEN in OUTCAR does not.
-        pstress = vc.to_num(self._params.get("PSTRESS") or self._incar.get("PSTRESS"))
+        raw = self._params.get("PSTRESS") or self._incar.get("PSTRESS")
+        if raw != self._pstress_raw:  # converted once, not per step
+            self._pstress_raw, self._pstress = raw, vc.to_num(raw)
+        pstress = self._pstress
         if isinstance(pstress, (int, float)) and not isinstance(pstress, bool) and pstress:
             energy -= pstress * vc.KB_TO_EV_A3 * abs(np.linalg.det(cell))
         sigma0 = float("nan")
@@ -510,9 +534,10 @@ class VaspXmlReader(Reader):
             rep.drop("non-finite")
             rep.warn(f"{self.path}: step {step} has NaN/Inf energy, positions, forces or stress; dropped")
             return None
-        return Frame(numbers=self._numbers, positions=positions, cell=cell, pbc=[True] * 3, energy=energy,
-                     forces=forces, stress=stress, energy_sigma0=sigma0, converged=converged,
-                     info={"step": step, "scf_iterations": self._sc_count})
+        # arrays already float64 of the right shapes: what Frame.__post_init__ would make of them
+        return Frame._trusted(numbers=self._numbers, positions=positions, cell=cell, pbc=np.ones(3, dtype=bool),
+                              energy=float(energy), forces=forces, stress=stress, energy_sigma0=float(sigma0),
+                              converged=converged, info={"step": step, "scf_iterations": self._sc_count})
 
     # ------------------------------------------------------------------ helpers
     def _varray(self, el: ET.Element | None, rows: int, what: str) -> np.ndarray:
@@ -631,6 +656,40 @@ def _named(parent: ET.Element, tag: str, name: str) -> ET.Element | None:
         if ch.tag == tag and ch.get("name") == name:
             return ch
     return None
+
+
+def _plain_arrays(groups, rows) -> list | None:
+    """The (rows, 3) float arrays of the ``<v>`` rows in the _REST_PLAIN groups (None: no such
+    array), parsed in one go, when every group has the expected number of rows and every row is
+    exactly 3 numbers; else None (the careful per-row path then names the problem)."""
+    parts = []
+    total = 0
+    for g, r in zip(groups, rows):
+        if g is None:
+            continue
+        if g.count(b"<v>") != r:
+            return None
+        parts.append(g)
+        total += r
+    # each </v> becomes a "<" token ('<' cannot occur in a text): rows of 3 numbers are exactly
+    # token lists whose every 4th token is "<"
+    toks = b"".join(parts).replace(b"<v>", b" ").replace(b"</v>", b" < ").split()
+    if len(toks) != 4 * total or toks[3::4] != [b"<"] * total:
+        return None
+    del toks[3::4]
+    try:
+        vals = np.array(list(map(float, toks)))
+    except ValueError:
+        return None
+    out: list = []
+    pos = 0
+    for g, r in zip(groups, rows):
+        if g is None:
+            out.append(None)
+        else:
+            out.append(vals[pos:pos + 3 * r].reshape(r, 3))
+            pos += 3 * r
+    return out
 
 
 def _placeholder(block: bytes) -> bytes:

@@ -304,9 +304,31 @@ def _open_http(remote: Remote):
     return fs, remote.url.rstrip("/")
 
 
+_RDM_NUMERIC_OPTIONS = {"retries": int, "backoff": float, "max_backoff": float}
+
+
 def _open_rdm(remote: Remote):
+    """GakuNin RDM: the token comes from the environment or the token file (never config);
+    ``api_url`` (and ``retries``/``backoff``/``max_backoff``) are remote options.
+
+    A WaterButler PUT is all-or-nothing (osfstorage commits the file record only after the
+    whole body arrived; an update becomes visible as a new version when complete), so rdm
+    remotes default to ``atomic_put``: objects and refs are written in place (a ref keeps its
+    file id and gains a version per commit) instead of staged in ``tmp/`` and moved.
+    """
+    remote.options.setdefault("atomic_put", True)  # read by the Store built from this Remote
+    opts = {}
+    for k, v in remote.options.items():
+        conv = _RDM_NUMERIC_OPTIONS.get(k)
+        if conv is not None and v is not None:
+            try:
+                v = conv(v)
+            except (TypeError, ValueError):
+                raise RemoteError(remote.name, f"option {k!r} must be a number") from None
+        opts[k] = v
+    opts.setdefault("remote", remote.name)
     try:
-        fs, root = fsspec.core.url_to_fs(remote.url, skip_instance_cache=True, **remote.options)
+        fs, root = fsspec.core.url_to_fs(remote.url, skip_instance_cache=True, **opts)
     except (ImportError, ValueError) as err:
         if isinstance(err, ValueError) and "rdm" not in str(err).lower():
             raise

@@ -6,7 +6,6 @@ import re
 import warnings
 
 import numpy as np
-import pytest
 
 from mlds.io.ase_fallback import AseReader
 from mlds.io.registry import detect, get_reader, open_reader

@@ -8,7 +8,6 @@ CODATA 2018 constants written out here.
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np

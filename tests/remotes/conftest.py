@@ -1,25 +1,13 @@
 """Fixtures for the remote-layer tests.
 
-The server fixtures live in ``tests/servers/fixtures.py``.  They are imported
-here only while the top-level ``tests/conftest.py`` does not already load them
-(``pytest_plugins = ["tests.servers.fixtures"]``), so one set of servers serves
-the whole session.
+The server fixtures live in ``tests/servers/fixtures.py`` and are loaded for
+the whole session by ``pytest_plugins`` in the top-level ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
 import pytest
 
-import tests.conftest as _root
-
-if "tests.servers.fixtures" not in getattr(_root, "pytest_plugins", ()):
-    from tests.servers.fixtures import (  # noqa: F401  (pytest fixtures)
-        http_mirror_factory,
-        s3_bucket,
-        s3_env,
-        s3_server,
-        sftp_server,
-    )
 
 
 @pytest.fixture

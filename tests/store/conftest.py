@@ -8,14 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tests.conftest as _root
-
-# one set of servers per session: the root conftest registers the fixtures as a plugin
-if "tests.servers.fixtures" not in getattr(_root, "pytest_plugins", ()):
-    from tests.servers.fixtures import (  # noqa: F401  (pytest fixtures)
-        http_mirror_factory, s3_bucket, s3_env, s3_server, sftp_server,
-    )
-
 COMPLETE_CALC = {
     "code": "VASP", "code_version": "6.4.2", "functional": "PBE", "plane_wave_cutoff_eV": 520.0,
     "kpoints": {"mesh": [4, 4, 4]}, "smearing": {"method": "gaussian", "width_eV": 0.05},

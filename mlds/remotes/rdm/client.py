@@ -641,6 +641,9 @@ class RDMClient:
         resp = self._send("PUT", url, params=params, body=source)
         if resp.status_code not in ok:
             raise self._error(resp, what)
+        return self._uploaded(resp, source, what)
+
+    def _uploaded(self, resp: httpx.Response, source: _UploadSource, what: str) -> Entry:
         entry = Entry.from_wb(resp.json()["data"])
         if source.sent != source.size:
             raise RDMIntegrityError(f"{self.remote}: {what}: source changed size while uploading")
@@ -654,6 +657,49 @@ class RDMClient:
         url = parent.links.get("upload") or parent.url
         return self._upload(url, {"kind": "file", "name": name}, src,
                             f"upload of {parent.materialized}{name}", (201, 200))
+
+    def create(self, parent: Entry, name: str, data) -> Entry:
+        """Exclusive create of ``parent/name``: the server's 409 for an existing file is the
+        atomic primitive (compare-and-swap for locks and refs), so it is **never** turned into
+        an update; it raises :class:`RDMConflictError` (a ``FileExistsError``).
+
+        A 409 that answers a *retried* PUT may be our own first try, applied but unanswered
+        (dropped connection): it counts as success when the file there has exactly our bytes.
+        For big bodies a server may reset the connection instead of answering 409 (it decides
+        before reading the body); after the retries, an existing file with other bytes is
+        reported as the conflict it is."""
+        src = _UploadSource(data, self.chunk_size)
+        url = parent.links.get("upload") or parent.url
+        what = f"create of {parent.materialized}{name}"
+        try:
+            resp = self._send("PUT", url, params={"kind": "file", "name": name}, body=src)
+        except RemoteError:
+            found = self.find_child(parent, name, kind="file")
+            if found is None:
+                raise
+            if self._same_bytes(found, src):
+                return found
+            raise RDMConflictError(self.remote, f"{what}: already exists") from None
+        if resp.status_code == 409:
+            err = self._error(resp, what)
+            if getattr(resp, "mlds_attempts", 1) > 1:
+                found = self.find_child(parent, name, kind="file")
+                if found is not None and self._same_bytes(found, src):
+                    return found
+            raise err
+        if resp.status_code not in (201, 200):
+            raise self._error(resp, what)
+        return self._uploaded(resp, src, what)
+
+    @staticmethod
+    def _same_bytes(entry: Entry, src: _UploadSource) -> bool:
+        want = entry.hashes.get("sha256")
+        if not want or entry.size != src.size:
+            return False
+        gen, _ = src.body()
+        for _ in gen:  # hashes the source without sending it
+            pass
+        return src.sha256.hexdigest() == want
 
     def update(self, entry: Entry, data) -> Entry:
         """New version of an existing file (200)."""

@@ -18,6 +18,14 @@ or ``client`` (a ready :class:`RDMClient`).
 ``info`` carries ``md5``, ``sha256`` (when the storage reports them), ``version`` (file
 version number) and ``etag`` (changes with each new version) for compare-and-swap.
 Writing an existing path uploads a new version.  Parent folders are created on write.
+``open(path, "xb")`` and ``pipe_file(path, data, mode="create")`` are an atomic
+create-if-absent: the upload is a WaterButler *create* whose 409 (a file of that name
+exists) raises ``FileExistsError``; it never falls back to an update.  That 409 is what
+the store's locks rely on.  ``remote`` (storage option) names the remote in error messages.
+
+Listings are cached per instance (``dircache``); a cached entry that went stale (the file
+was replaced or changed by another writer) is refreshed once on a 404 or a hash mismatch
+when reading.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 from mlds.errors import RemoteError
 
 from .auth import resolve_api_url, resolve_token
-from .client import Entry, Provider, RDMClient, RDMNotFoundError
+from .client import Entry, Provider, RDMClient, RDMIntegrityError, RDMNotFoundError
 
 
 class RDMFileSystem(AbstractFileSystem):
@@ -42,11 +50,12 @@ class RDMFileSystem(AbstractFileSystem):
 
     def __init__(self, token: str | None = None, api_url: str | None = None, *, retries: int = 6,
                  backoff: float = 0.5, max_backoff: float = 30.0, transport=None, client: RDMClient | None = None,
-                 **kwargs):
+                 remote: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if client is None:
-            client = RDMClient(resolve_token(token), resolve_api_url(api_url), retries=retries, backoff=backoff,
-                               max_backoff=max_backoff, transport=transport)
+            client = RDMClient(resolve_token(token), resolve_api_url(api_url), retries=int(retries),
+                               backoff=float(backoff), max_backoff=float(max_backoff), transport=transport,
+                               remote=remote)
         self.client = client
         self._providers: dict[str, dict[str, Provider]] = {}
 
@@ -207,23 +216,43 @@ class RDMFileSystem(AbstractFileSystem):
             raise IsADirectoryError(f"rdm://{info['name']}")
         return self._entry(info)
 
+    def _fresh(self, path, fn):
+        """``fn(entry)`` on the file's entry; if that fails with 404 or a hash mismatch while the
+        entry came from a cached listing (another writer replaced or changed the file since),
+        list again once and retry."""
+        c = self._canon(path)
+        cached = self._parent_c(c) in self.dircache
+        try:
+            return fn(self._file_entry(path))
+        except (RDMNotFoundError, RDMIntegrityError):
+            if not cached:
+                raise
+        self.invalidate_cache(c)
+        return fn(self._file_entry(path))
+
     def cat_file(self, path, start=None, end=None, version=None, **kwargs):
-        e = self._file_entry(path)
-        if version is not None:
-            e = self.client.metadata(e, version)
-        return self.client.read(e, start=start, end=end, version=version)
+        def read(e):
+            if version is not None:
+                e = self.client.metadata(e, version)
+            return self.client.read(e, start=start, end=end, version=version)
+        return self._fresh(path, read)
 
     def get_file(self, rpath, lpath, callback=None, outfile=None, version=None, **kwargs):
         if outfile is None and self.isdir(rpath):
             os.makedirs(lpath, exist_ok=True)
             return
-        e = self._file_entry(rpath)
-        if version is not None:
-            e = self.client.metadata(e, version)
-        if outfile is not None:
-            self.client.download(e, outfile, version=version)
-        else:
-            self.client.download(e, lpath, version=version)
+
+        def fetch(e):
+            if version is not None:
+                e = self.client.metadata(e, version)
+            if outfile is not None:
+                outfile.seek(0)
+                outfile.truncate()
+                self.client.download(e, outfile, version=version)
+            else:
+                self.client.download(e, lpath, version=version)
+            return e
+        e = self._fresh(rpath, fetch)
         if callback is not None:
             callback.set_size(e.size or 0)
             callback.absolute_update(e.size or 0)
@@ -237,6 +266,7 @@ class RDMFileSystem(AbstractFileSystem):
                            cache_options=cache_options, entry=e, version=version)
         if "a" in mode:
             raise NotImplementedError("append is not supported on rdm remotes")
+        mode = "xb" if "x" in mode else "wb"
         return RDMFile(self, self._canon(path), mode, block_size=block_size or 5 * 2**20, autocommit=autocommit)
 
     def checksum(self, path):
@@ -276,13 +306,30 @@ class RDMFileSystem(AbstractFileSystem):
         self.invalidate_cache(self._parent_c(cpath))
         return e
 
-    def _write(self, path, data) -> dict:
+    def _write(self, path, data, exclusive: bool = False) -> dict:
         guid, prov, rel = self._split(path)
         if prov is None or not rel:
             raise IsADirectoryError(f"rdm://{path}: cannot write to a project or provider root")
         c = "/".join([guid, prov, *rel])
         parent_c = self._parent_c(c)
         parent = self._ensure_dir(parent_c)
+        if exclusive:
+            # the server decides (409 -> FileExistsError); no look-up first, that would race
+            if hasattr(data, "seek"):
+                start = data.tell()
+            try:
+                try:
+                    new = self.client.create(parent, rel[-1], data)
+                except RDMNotFoundError:
+                    # a cached parent folder that someone removed meanwhile: make it again, once
+                    self.invalidate_cache(parent_c)
+                    parent = self._ensure_dir(parent_c)
+                    if hasattr(data, "seek"):
+                        data.seek(start)
+                    new = self.client.create(parent, rel[-1], data)
+            finally:
+                self.invalidate_cache(parent_c)
+            return self._info(parent_c, new)
         existing = None
         try:
             info = self._lookup(c, prefer="file")
@@ -302,8 +349,12 @@ class RDMFileSystem(AbstractFileSystem):
             self.invalidate_cache(parent_c)
         return self._info(parent_c, new)
 
-    def pipe_file(self, path, value, **kwargs):
-        self._write(path, value)
+    def pipe_file(self, path, value, mode="overwrite", **kwargs):
+        """Write ``value``; ``mode="create"`` is an atomic create that raises
+        ``FileExistsError`` if the file exists (otherwise a new version is uploaded)."""
+        if mode not in ("overwrite", "create"):
+            raise ValueError(f"pipe_file mode must be 'overwrite' or 'create', not {mode!r}")
+        self._write(path, value, exclusive=mode == "create")
 
     def put_file(self, lpath, rpath, callback=None, **kwargs):
         if os.path.isdir(lpath):
@@ -451,7 +502,7 @@ class RDMFile(AbstractBufferedFile):
             self._spool.flush()
             self._spool.seek(0)
             try:
-                self.fs._write(self.path, self._spool)
+                self.fs._write(self.path, self._spool, exclusive="x" in self.mode)
             finally:
                 self._spool.close()
                 self._spool = None
