@@ -40,7 +40,7 @@ def init_cmd(
     from mlds import store
 
     st = store.init(path, personal=personal, tier=tier)
-    console.print(f"initialised {st.tier} store at {st.url}", highlight=False)
+    console.print(f"initialised store at {st.url} (tier {st.tier})", highlight=False)
 
 
 @app.command("add")

@@ -52,13 +52,18 @@ _SC_OPEN_ANY, _SC_OPEN, _SC_CLOSE = b"<scstep", b"<scstep>", b"</scstep>"
 # printable ASCII without '<', '&', ']' (plus space, tab, newline) in texts and names: such a match
 # is well-formed XML with no entities, CDATA or line-end/attribute normalisation, so its names and
 # texts are exactly what ElementTree would give.  Anything else is parsed by ElementTree.
-_TXT = rb"[\t\n\x20-\x25\x27-\x3b\x3d-\x5c\x5e-\x7e]*"
-_NAME = rb"[\x20\x21\x23-\x25\x27-\x3b\x3d-\x7e]*"
-_SCSTEP_ONE = re.compile(rb'[ \t\r\n]*<scstep>[ \t\r\n]*(?:<time name="' + _NAME + rb'">' + _TXT + rb'</time>[ \t\r\n]*)*'
-                         rb'<energy>((?:[ \t\r\n]*<i name="' + _NAME + rb'">' + _TXT + rb'</i>)*)[ \t\r\n]*</energy>'
-                         rb'[ \t\r\n]*</scstep>')
-_W = rb"[ \t\r\n]*"
-_ROWS = rb"((?:" + _W + rb"<v>" + _TXT + rb"</v>)*)" + _W
+# Possessive quantifiers (*+): every repeated piece ends before a character that cannot start it
+# again ('<' or '"'), so backtracking could never find another match; they only save the work.
+_TXT = rb"[\t\n\x20-\x25\x27-\x3b\x3d-\x5c\x5e-\x7e]*+"
+_NAME = rb"[\x20\x21\x23-\x25\x27-\x3b\x3d-\x7e]*+"
+_W = rb"[ \t\r\n]*+"
+# all leading plain <scstep> elements in one match; then their <scstep> tags and the e_fr_energy /
+# e_0_energy <i> elements (inside a match, <i> only occur in the <energy> of each <scstep>)
+_SCSTEPS = re.compile(rb"(?:" + _W + rb"<scstep>" + _W + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>"
+                      + _W + rb")*+<energy>(?:" + _W + rb'<i name="' + _NAME + rb'">' + _TXT + rb"</i>)*+" + _W
+                      + rb"</energy>" + _W + rb"</scstep>)*+")
+_SC_VALUES = re.compile(rb'<(scstep)>|<i name="(e_fr_energy|e_0_energy)">([^<]*)</i>')
+_ROWS = rb"((?:" + _W + rb"<v>" + _TXT + rb"</v>)*+)" + _W
 
 
 def _va(name: bytes) -> bytes:
@@ -66,18 +71,16 @@ def _va(name: bytes) -> bytes:
 
 
 # VASP's usual rest of an MD/relaxation <calculation> after its <scstep>s (structure, forces,
-# optional stress, energy, timings), same strict texts as _SCSTEP_ONE; anything else: ElementTree
+# optional stress, energy, timings), same strict texts as _SCSTEPS; anything else: ElementTree
 _REST_PLAIN = re.compile(
     _W + rb"<structure>" + _W + rb"<crystal>" + _W + _va(rb"basis")
     + rb'<i name="volume">' + _TXT + rb"</i>" + _W + _va(rb"rec_basis") + rb"</crystal>" + _W
-    + _va(rb"positions") + rb"</structure>" + _W + _va(rb"forces") + rb"(?:" + _va(rb"stress") + rb")?"
-    + rb"<energy>((?:" + _W + rb'<i name="' + _NAME + rb'">' + _TXT + rb"</i>)*)" + _W + rb"</energy>" + _W
-    + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*</calculation>")
+    + _va(rb"positions") + rb"</structure>" + _W + _va(rb"forces") + rb"(?:" + _va(rb"stress") + rb")?+"
+    + rb"<energy>((?:" + _W + rb'<i name="' + _NAME + rb'">' + _TXT + rb"</i>)*+)" + _W + rb"</energy>" + _W
+    + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+</calculation>")
 _V_TEXT = re.compile(r"<v>([^<]*)</v>")
 # first <i> of that name in the (already strictly matched) <energy> body
 _I_EFR = re.compile(rb'<i name="e_fr_energy">([^<]*)</i>')
-_I_E0 = re.compile(rb'<i name="e_0_energy">([^<]*)</i>')
-_I_EFR_S = re.compile(r'<i name="e_fr_energy">([^<]*)</i>')
 _XML_ENCODING = re.compile(rb"\s*<\?xml[^>]*?encoding=[\"']([A-Za-z0-9._-]+)[\"']")
 _HEAVY = frozenset({"eigenvalues", "projected", "dos", "eigenvalues_kpoints_opt", "projected_kpoints_opt",
                     "dielectricfunction", "partial"})
@@ -229,22 +232,34 @@ class VaspXmlReader(Reader):
         ``<calculation>``: then only the streaming path gives the same result).
 
         Returns ``(scsteps, calc)``: the leading ``<scstep>`` children are read straight from the
-        text when they have VASP's usual plain layout (``_SCSTEP_PLAIN``), which saves building
+        text when they have VASP's usual plain layout (``_SCSTEPS``), which saves building
         ~15 elements per SCF step; ``calc`` is the element tree of everything else (ElementTree
         checks it, so a malformed block still goes to the streaming parser).
         """
-        if block.find(_OPEN, 1) >= 0 or any(t in block for t in _BLOCK_UNSAFE):
-            return None
         steps: list = []
         p = len(_OPEN)
-        # VASP's usual plain <scstep> elements, one regex match each ...
-        m = _SCSTEP_ONE.match(block, p)
-        while m:
-            e = m.group(1)
-            fr, z = _I_EFR.search(e), _I_E0.search(e)
-            steps.append((fr.group(1).decode("ascii") if fr else False, z.group(1).decode("ascii") if z else False))
-            p = m.end()
-            m = _SCSTEP_ONE.match(block, p)
+        # VASP's usual plain <scstep> elements, all in one regex match: for each, a list of the texts
+        # of its first e_fr_energy and e_0_energy <i> (False: absent) ...
+        end = _SCSTEPS.match(block, p).end()
+        if end > p:
+            cur: list = []
+            for tag, name, text in _SC_VALUES.findall(block, p, end):
+                if tag:
+                    cur = [False, False]
+                    steps.append(cur)
+                elif name == b"e_fr_energy":
+                    if cur[0] is False:
+                        cur[0] = text.decode("ascii")
+                elif cur[1] is False:
+                    cur[1] = text.decode("ascii")
+            p = end
+        plain_end = p
+        m = _REST_PLAIN.match(block, p)
+        if m and m.end() == len(block):
+            # all plain: no nested <calculation>, no _BLOCK_UNSAFE tag (texts cannot hold a '<')
+            return steps, m
+        if block.find(_OPEN, 1) >= 0 or any(t in block for t in _BLOCK_UNSAFE):
+            return None
         # ... then any other leading <scstep> by ElementTree
         try:
             while True:
@@ -259,9 +274,10 @@ class VaspXmlReader(Reader):
                 p = end + len(_SC_CLOSE)
         except ET.ParseError:
             return None
-        m = _REST_PLAIN.match(block, p)
-        if m and m.end() == len(block):
-            return steps, m
+        if p != plain_end:  # (_REST_PLAIN did not match at plain_end)
+            m = _REST_PLAIN.match(block, p)
+            if m and m.end() == len(block):
+                return steps, m
         try:
             calc = self._xml_calc(_OPEN + block[p:])
         except (ET.ParseError, expat.ExpatError):
@@ -320,8 +336,20 @@ class VaspXmlReader(Reader):
     def _block_calculation(self, parsed: tuple[list, ET.Element]) -> Frame | None:
         """What the end events of a streamed <calculation> do, for a block parsed in one go."""
         steps, calc = parsed
+        # usually all steps are plain: check every number at once, keep the last pair
+        if steps and isinstance(steps[-1], list):
+            texts = [t for st in steps if st[0] is not False and st[1] is not False for t in st]
+            try:
+                vals = list(map(float, texts))
+            except ValueError:  # the loop below names the first bad number
+                pass
+            else:
+                self._sc_count += len(steps)
+                if vals:
+                    self._sc_last = (vals[-2], vals[-1])
+                steps = ()
         for st in steps:
-            if isinstance(st, tuple):  # texts of the first e_fr_energy / e_0_energy <i> (False: absent)
+            if isinstance(st, list):  # texts of the first e_fr_energy / e_0_energy <i> (False: absent)
                 self._sc_count += 1
                 efr, e0 = st
                 if efr is not False and e0 is not False:

@@ -260,7 +260,9 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
     chain = _manifest_chain(local, [h])
     tip = chain[-1][2]
     if not remote.exists():
-        raise StoreError(f"remote {remote.name}: no mlds store at {remote.url} (create one with 'mlds init REMOTE --tier TIER')")
+        if tier is None:
+            raise StoreError(f"remote {remote.name}: no mlds store at {remote.url} (create one with 'mlds init REMOTE --tier TIER')")
+        remote.init(tier)  # first push to a configured remote creates its store, with the configured tier
     eff_tier = stricter(remote.tier, tier)
 
     send_chain = chain

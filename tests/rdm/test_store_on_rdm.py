@@ -23,7 +23,7 @@ import pytest
 
 import mlds
 import mlds.store as S
-from mlds.errors import AuthError, ConflictError
+from mlds.errors import AuthError, ConflictError, StoreError
 from mlds.store import sync
 from mlds.store.store import Store
 from tests.servers.rdm_server import TOKEN_ADMIN, TOKEN_READER
@@ -290,6 +290,14 @@ def test_read_only_contributor_pulls_but_cannot_push(srv, local, tmp_path, monke
     assert "\n" not in msg and msg.startswith("remote 'group':") and "permission denied" in msg
     assert TOKEN_READER not in msg
     assert server_tree(srv) == before  # no stray objects, folders or lock files
+    # only a tag to move (every object already there): fails at the tag lock, also one line.
+    # (StoreError wrapping the 403 today; AuthError once Store._try_create re-raises PermissionError)
+    S.tag("sio@v1", "paper", store=reader)
+    with pytest.raises((AuthError, StoreError)) as info:
+        S.push("sio@paper", "group", store=reader)
+    msg = str(info.value)
+    assert "\n" not in msg and "'group'" in msg and "permission denied" in msg and TOKEN_READER not in msg
+    assert server_tree(srv) == before
 
 
 # ----------------------------------------------------------------- 6. interrupted push

@@ -180,14 +180,17 @@ class RDMFileSystem(AbstractFileSystem):
 
     # ------------------------------------------------------------------ read side
 
-    def ls(self, path, detail=True, refresh=False, **kwargs):
-        if refresh:
-            self.invalidate_cache(path)
+    def ls(self, path, detail=True, refresh=True, **kwargs):
+        """List a folder.  Always asks the server for that folder (another writer's new
+        files must be seen: the store lists refs this way); ``info``/``exists`` resolve
+        paths through the cached listings and re-list on a miss."""
         guid, prov, rel = self._split(path)
         if prov is None:
             out = [self._root_info(guid, name) for name in self._provider_map(guid)]
         else:
             c = "/".join([guid, prov, *rel])
+            if refresh:
+                self.dircache.pop(c, None)
             try:
                 out = list(self._ls_dir(c))
             except NotADirectoryError:
