@@ -18,18 +18,13 @@ _COMMAND_MODULES = [
     "mlds.cli.convert_cmds",   # convert, ingest
     "mlds.cli.store_cmds",     # init, add, log, tag, checkout, fsck, gc, ls, search, push, pull, clone, promote
     "mlds.cli.remote_cmds",    # remote add/list/remove/check
-    "mlds.cli.train_cmds",     # train
     "mlds.cli.demo_cmds",      # demo
 ]
 
 
 def _load_commands() -> None:
     for mod in _COMMAND_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as err:  # a command module not written yet
-            if err.name != mod:
-                raise
+        importlib.import_module(mod)
 
 
 def main() -> None:

@@ -214,6 +214,8 @@ _SHAPE = bytes.maketrans(b"0123456789-", b" " * 11)  # keeps the columns of the 
 _BLANK, _MINUS, _DOT, _DIGIT, _NL, _OTHER = 1, 2, 4, 8, 16, 128
 _CLASS = bytes(_BLANK if c == 32 else _MINUS if c == 45 else _DOT if c == 46 else _DIGIT if 48 <= c <= 57
                else _NL if c == 10 else _OTHER for c in range(256))
+_DIGIT_VALUE = bytes(c - 48 if 48 <= c <= 57 else 0 for c in range(256))
+_MINUS_ONE = bytes(1 if c == 45 else 0 for c in range(256))
 _layouts: dict[tuple[bytes, int], Any] = {}
 
 
@@ -283,15 +285,12 @@ def fixed_rows(text: str, nrows: int, ncols: int) -> np.ndarray | None:
     # down left to right (blanks, then '-', then digits; a second '-' is caught by the count below)
     if (cls & forbid).any() or ((cls[:, 1:] < cls[:, :-1]) & pairs).any():
         return None
-    a = np.frombuffer(raw, dtype=np.uint8).reshape(nrows, width)
-    # a & 15: the digit for '0'-'9', 0 for a blank, 13 for '-' (dot and newline columns weigh 0)
-    mant = (a & 15).astype(np.float64) @ w
-    minus = (cls == _MINUS).astype(np.float64) @ w
-    neg = minus[:, ncols:]
+    # one product for both: rows of digit values (0 elsewhere) give the mantissas, rows with a 1 at
+    # each '-' give the number of '-' per field (one at most)
+    x = np.frombuffer(raw.translate(_DIGIT_VALUE) + raw.translate(_MINUS_ONE), dtype=np.uint8)
+    r = x.reshape(2 * nrows, width).astype(np.float64) @ w
+    neg = r[nrows:, ncols:]
     if (neg > 1.0).any():
         return None
-    vals = mant[:, :ncols]
-    vals -= 13.0 * minus[:, :ncols]
-    vals /= scale
-    vals[neg > 0.0] *= -1.0
-    return vals
+    # mantissa / (+-10**k): one correctly rounded division (-0.0 for a negative zero, like float())
+    return r[:nrows, :ncols] / (scale * (1.0 - 2.0 * neg))

@@ -167,11 +167,7 @@ def _load_builtin_formats() -> None:
     import importlib
 
     for mod in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as err:  # a format module not written yet
-            if err.name != mod:
-                raise
+        importlib.import_module(mod)
 
 
 _BUILTIN_MODULES = [

@@ -60,6 +60,7 @@ _HEADER_KEYS = (
 _HEADER_RE = re.compile(r"(?<![A-Za-z_])(" + "|".join(_HEADER_KEYS) + r")\s*=\s*([-+\w.]+)")
 _EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NWRITE", "PSTRESS", "EDIFFG",
                "NSW", "POTIM", "ML_LMLFF", "ML_MODE", "LASPH")
+_PBC = np.ones(3, dtype=bool)
 _CHUNK = 1 << 22  # bytes per read (whole lines are appended, so memory stays ~2 chunks)
 # every line the step parser reacts to contains one of these (see the dispatch in _parse); "FORCE"
 # covers "FORCE on cell" and "TOTAL-FORCE" in one scan (lines with neither fall through the dispatch)
@@ -67,6 +68,22 @@ _MARKERS = ("Iteration", "in kB", "FORCE", "direct lattice vectors", "magnetizat
             "FREE ENERGIE OF THE ION-ELECTRON SYSTEM")
 _ENERGY_MARKERS = ("TOTEN", "energy(sigma->0)")
 _ALL_MARKERS = _MARKERS + _ENERGY_MARKERS
+# Markers whose str.find is slow (short, or made of characters as common as blanks, digits and '.':
+# the search then advances one character at a time) are found through a rarer character of theirs,
+# located with memchr: (character, its index in the marker).
+_ANCHORS = {"Iteration": ("I", 0), "in kB": ("k", 3), "FORCE": ("F", 0), "magnetization (": ("z", 7)}
+_FINDERS = tuple(_ANCHORS.get(mk) for mk in _ALL_MARKERS)
+assert all(mk[off] == ch for mk, (ch, off) in _ANCHORS.items())
+
+
+def _find_anchored(buf: str, marker: str, ch: str, off: int, pos: int) -> int:
+    """``buf.find(marker, pos)`` by way of the occurrences of ``marker[off] == ch``."""
+    q = buf.find(ch, pos + off)
+    while q >= 0:
+        if buf.startswith(marker, q - off):
+            return q - off
+        q = buf.find(ch, q + 1)
+    return -1
 
 
 @register_reader
@@ -169,7 +186,8 @@ class VaspOutcarReader(Reader):
             for k, mk in enumerate(markers):
                 q = nxt[k]
                 if q < pos:
-                    q = buf.find(mk, pos)
+                    fa = _FINDERS[k]
+                    q = buf.find(mk, pos) if fa is None else _find_anchored(buf, mk, fa[0], fa[1], pos)
                     if q < 0:
                         q = n
                     nxt[k] = q
@@ -190,7 +208,7 @@ class VaspOutcarReader(Reader):
                         if scf > pend.scf_max:
                             pend.scf_max = scf
                         pend.started = True
-                    it = buf.find("Iteration", end)
+                    it = _find_anchored(buf, "Iteration", "I", 0, end)
                     if it < 0:
                         it = n
                 nxt[0] = it
@@ -384,9 +402,11 @@ class VaspOutcarReader(Reader):
         if p.scf_max:
             info["scf_iterations"] = p.scf_max
         magmoms = p.magmoms if (ispin2 and p.magmoms is not None and not p.noncollinear) else None
-        return Frame(
+        # every array already float64 (uint8 numbers) of its final shape, energies Python floats:
+        # what Frame.__post_init__ would make of them, without its per-frame conversions
+        return Frame._trusted(
             numbers=numbers, positions=p.positions, cell=p.cell if p.cell is not None else np.zeros((3, 3)),
-            pbc=[True] * 3, energy=p.energy, forces=p.forces, stress=stress, energy_sigma0=p.sigma0,
+            pbc=_PBC.copy(), energy=p.energy, forces=p.forces, stress=stress, energy_sigma0=p.sigma0,
             magmoms=magmoms, converged=converged, info=info,
         )
 

@@ -133,11 +133,11 @@ class VaspXmlReader(Reader):
         # _BLOCK_MAX, a truncated file) goes through the streaming parser exactly as before.
         pending: list[bytes] = []  # whitespace and placeholders not yet given to the streaming parser
 
-        def feed(data: bytes) -> Iterator[Frame]:
+        def feed(data: bytes, flush: bool = False) -> Iterator[Frame]:
             if pending:
                 data = b"".join(pending) + data
                 pending.clear()
-            yield from self._feed(parser, stack, data)
+            yield from self._feed(parser, stack, data, flush)
 
         with open(self.path, "rb") as fh:
             buf = self._read(fh, _CHUNK)
@@ -165,6 +165,11 @@ class VaspXmlReader(Reader):
                     else:  # whitespace between blocks: cannot change the parser state, feed it later
                         pending.append(gap)
                     pos = i
+                if len(stack) != 1 and hasattr(parser, "flush"):
+                    # expat (>= 2.6, Python >= 3.11.9 / 3.12.3) may hold back the end of what it was
+                    # fed, e.g. the end tags of the header: parse it so that the stack is up to date
+                    # and the first <calculation> can take the fast path too
+                    yield from feed(b"", flush=True)
                 if len(stack) != 1:  # not directly under the root element: stream it
                     yield from feed(buf[pos:pos + len(_OPEN)])
                     pos += len(_OPEN)
@@ -208,11 +213,19 @@ class VaspXmlReader(Reader):
         if self._step == 0:
             self.report.warn(f"{self.path}: no complete ionic step (<calculation>) in the file; 0 frames")
 
-    def _feed(self, parser: ET.XMLPullParser, stack: list[ET.Element], data: bytes) -> Iterator[Frame]:
-        """Stream ``data`` through the pull parser, handling its events (the general path)."""
-        if not data:
+    def _feed(self, parser: ET.XMLPullParser, stack: list[ET.Element], data: bytes,
+              flush: bool = False) -> Iterator[Frame]:
+        """Stream ``data`` through the pull parser, handling its events (the general path).
+        ``flush``: also make expat parse what it may have held back (reparse deferral)."""
+        if not data and not flush:
             return
         parser.feed(data)
+        late: ET.ParseError | None = None
+        if flush:
+            try:
+                parser.flush()
+            except ET.ParseError as err:  # raised after the events before it, as feed() would
+                late = err
         try:
             for event, elem in parser.read_events():
                 if event == "start":
@@ -222,6 +235,8 @@ class VaspXmlReader(Reader):
                     frame = self._end(elem, stack)
                     if frame is not None:
                         yield frame
+            if late is not None:
+                raise late
         except ET.ParseError as err:
             raise FormatError(self.path, f"malformed XML: {err.msg if hasattr(err, 'msg') else err}",
                               line=err.position[0]) from None
@@ -563,7 +578,7 @@ class VaspXmlReader(Reader):
             rep.warn(f"{self.path}: step {step} has NaN/Inf energy, positions, forces or stress; dropped")
             return None
         # arrays already float64 of the right shapes: what Frame.__post_init__ would make of them
-        return Frame._trusted(numbers=self._numbers, positions=positions, cell=cell, pbc=np.ones(3, dtype=bool),
+        return Frame._trusted(numbers=self._numbers, positions=positions, cell=cell, pbc=_PBC.copy(),
                               energy=float(energy), forces=forces, stress=stress, energy_sigma0=float(sigma0),
                               converged=converged, info={"step": step, "scf_iterations": self._sc_count})
 
@@ -671,6 +686,7 @@ class VaspXmlReader(Reader):
 
 
 _MISSING = object()
+_PBC = np.ones(3, dtype=bool)
 
 
 def _texts(el: ET.Element | None) -> list | None:
@@ -701,12 +717,12 @@ def _plain_arrays(groups, rows) -> list | None:
         total += r
     # each </v> becomes a "<" token ('<' cannot occur in a text): rows of 3 numbers are exactly
     # token lists whose every 4th token is "<"
-    toks = b"".join(parts).replace(b"<v>", b" ").replace(b"</v>", b" < ").split()
-    if len(toks) != 4 * total or toks[3::4] != [b"<"] * total:
+    toks = b"".join(parts).decode("ascii").replace("<v>", " ").replace("</v>", " < ").split()
+    if len(toks) != 4 * total or toks[3::4] != ["<"] * total:
         return None
     del toks[3::4]
     try:
-        vals = np.array(list(map(float, toks)))
+        vals = np.fromiter(map(float, toks), dtype=np.float64, count=3 * total)
     except ValueError:
         return None
     out: list = []

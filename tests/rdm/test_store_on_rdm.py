@@ -24,6 +24,7 @@ import pytest
 import mlds
 import mlds.store as S
 from mlds.errors import AuthError, ConflictError, StoreError
+from mlds.store import manifest as mf
 from mlds.store import sync
 from mlds.store.store import Store
 from tests.servers.rdm_server import TOKEN_ADMIN, TOKEN_READER
@@ -118,6 +119,19 @@ def test_exclusive_create_is_atomic_and_plain_writes_update(srv, local):
     srv.faults.lose_next_responses(1)
     with pytest.raises(FileExistsError):
         fs.pipe_file("abcde/osfstorage/race/y.lock", b"other", mode="create")
+
+    # another writer changes (new version) or replaces (new file id) a file this instance has cached:
+    # reads return the new bytes instead of failing on the cached size/hash or the dead id
+    a, b = new_fs(), new_fs()
+    ref = "abcde/osfstorage/race/ref"
+    a.pipe_file(ref, b"1" * 64)
+    assert b.cat(ref) == b"1" * 64
+    a.pipe_file(ref, b"22")
+    assert b.cat(ref) == b"22" and b.info(ref)["size"] == 2
+    a.rm_file(ref)
+    a.pipe_file(ref, b"333", mode="create")
+    assert b.cat(ref) == b"333"
+    assert sorted(b.ls("abcde/osfstorage/race", detail=False))[0] == "abcde/osfstorage/race/ref"
 
     # the store's tag lock on rdm: exclusive, released, nothing left behind
     add_remote("group", GROUP_URL, tier="group", options=rdm_opts(srv))
@@ -373,3 +387,108 @@ def test_push_and_pull_survive_429_and_5xx_storms_and_drops(srv, local, tmp_path
     with S.open_ref("sio@latest", store=fresh) as ds, mlds.open(tmp_path / "a.h5") as src:
         np.testing.assert_array_equal(ds.array("forces"), src.array("forces"))
     assert S.fsck(fresh)["ok"]
+
+
+# ----------------------------------------------------------------- 8. a 200 MB shard, flat memory
+MEASURE = textwrap.dedent("""
+    import json, resource, sys
+    import mlds.store as S
+    from mlds.store.store import Store
+    verb = sys.argv[1]
+    dest = Store.at_path(sys.argv[2]).init() if len(sys.argv) > 2 else None
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    res = S.push("big", "group") if verb == "push" else S.pull("big", "group", store=dest)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"growth_mb": (peak - base) / 1024, "sent_bytes": res["sent_bytes"]}))
+""")
+
+
+@pytest.mark.slow
+def test_200mb_shard_push_pull_flat_memory(srv, local, tmp_path):
+    from mlds.format.frame import Frame
+
+    na, n = 1000, 4300  # ~48 kB per frame in HDF5 -> one shard of ~205 MB
+    rng = np.random.default_rng(0)
+    pos = rng.random((na, 3)) * 20
+    src = tmp_path / "big.h5"
+    with mlds.create(src, public_meta("big")) as w:
+        for start in range(0, n, 250):
+            w.append([Frame(numbers=np.full(na, 14), positions=pos + i * 1e-3, cell=np.eye(3) * 20, pbc=[1, 1, 1],
+                            energy=-5.0 * na, forces=rng.random((na, 3)), stress=np.zeros((3, 3)))
+                      for i in range(start, min(n, start + 250))])
+    r = S.add(src, "big", shard_max_frames=n)
+    src.unlink()
+    sizes = [s["size"] for s in mf.load(local, r["manifest"])["shards"]]
+    assert len(sizes) == 1 and sizes[0] >= 200 * 2**20, sizes
+    add_remote("group", GROUP_URL, tier="group", options=rdm_opts(srv))
+    srv.faults.drop_next_upload(1, after_bytes=50 * 2**20)  # the big body is re-streamed from disk
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = {}
+    for verb, extra in (("push", []), ("pull", [str(tmp_path / "puller")])):
+        p = subprocess.run([sys.executable, "-c", MEASURE, verb, *extra], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=240)
+        assert p.returncode == 0, p.stderr[-2000:]
+        out[verb] = __import__("json").loads(p.stdout.strip().splitlines()[-1])
+    assert out["push"]["sent_bytes"] >= sizes[0] and out["pull"]["sent_bytes"] >= sizes[0]
+    assert srv.faults.drops[0][0] == 0  # the dropped upload was retried
+    print(f"peak RSS growth for a {sizes[0] >> 20} MB shard: push {out['push']['growth_mb']:.1f} MB, "
+          f"pull {out['pull']['growth_mb']:.1f} MB")
+    for verb, res in out.items():
+        assert res["growth_mb"] < 64, f"{verb} grew RSS by {res['growth_mb']:.0f} MB for a {sizes[0] >> 20} MB shard"
+    puller = Store.at_path(tmp_path / "puller")
+    assert puller.read_ref("big", "latest") == r["manifest"] and S.fsck(puller)["ok"]
+
+
+# ----------------------------------------------------------------- 9. the notebook
+NOTEBOOK = REPO / "examples" / "gakunin_rdm.ipynb"
+SMALL_OUTCAR = Path(os.environ.get("MLDS_TESTDATA", REPO.parent / "shared" / "testdata")) / \
+    "custodian/tests/files/potim/OUTCAR"
+
+
+def test_notebook_is_valid_and_runs_against_the_local_server(srv, local, tmp_path, monkeypatch, capsys):
+    import json
+
+    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    assert nb["nbformat"] == 4 and nb["cells"]
+    for c in nb["cells"]:
+        assert c["cell_type"] in ("markdown", "code") and isinstance(c["source"], list)
+        if c["cell_type"] == "code":
+            assert c["outputs"] == [] and c["execution_count"] is None
+    try:
+        import nbformat
+    except ImportError:
+        pass
+    else:
+        nbformat.validate(nbformat.reads(NOTEBOOK.read_text(encoding="utf-8"), as_version=4))
+    # a dataset already in the project, pushed by a colleague
+    add_remote("seed", GROUP_URL, tier="group", options=rdm_opts(srv))
+    S.add(write_dataset(tmp_path / "a.h5", 30, public_meta("sio2")), "sio2")
+    S.push("sio2", "seed")
+    # this user's machine: empty local store, project id and API URL from the environment
+    monkeypatch.setenv("MLDS_STORE", str(tmp_path / "jupyter-store"))
+    monkeypatch.setenv("MLDS_RDM_PROJECT", "abcde")
+    monkeypatch.setenv("MLDS_RDM_API_URL", srv.api_url)
+    monkeypatch.setenv("MLDS_DATASET", "sio2")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    n_new = 0
+    if SMALL_OUTCAR.exists():  # a real VASP run to append (3 frames, complete DFT settings)
+        (work / "new_runs" / "fes").mkdir(parents=True)
+        (work / "new_runs" / "fes" / "OUTCAR").write_bytes(SMALL_OUTCAR.read_bytes())
+        n_new = 3
+    ns: dict = {"__name__": "__main__"}
+    for c in nb["cells"]:
+        if c["cell_type"] == "code":
+            src = "".join(line for line in c["source"] if not line.lstrip().startswith(("%", "!")))
+            exec(compile(src, f"{NOTEBOOK.name}:{c['id']}", "exec"), ns)
+    out = one_line(capsys.readouterr().out)
+    assert "permission: admin" in out and (work / "sio2-distributions.png").stat().st_size > 0
+    latest = S.open_store("group").list_refs("sio2")["latest"]
+    if n_new:
+        assert ns["report"]["version"] == 2 and "meets the group policy" in out
+        with S.open_ref("sio2@latest") as ds:
+            assert len(ds) == 30 + n_new
+        assert latest == ns["report"]["manifest"]
+    else:
+        assert ns["report"]["unchanged"]

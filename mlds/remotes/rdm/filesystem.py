@@ -245,12 +245,15 @@ class RDMFileSystem(AbstractFileSystem):
             os.makedirs(lpath, exist_ok=True)
             return
 
+        start = outfile.tell() if outfile is not None and outfile.seekable() else None
+
         def fetch(e):
             if version is not None:
                 e = self.client.metadata(e, version)
             if outfile is not None:
-                outfile.seek(0)
-                outfile.truncate()
+                if start is not None and outfile.tell() != start:  # a retry after a stale entry
+                    outfile.seek(start)
+                    outfile.truncate()
                 self.client.download(e, outfile, version=version)
             else:
                 self.client.download(e, lpath, version=version)
