@@ -61,7 +61,7 @@ _HEADER_RE = re.compile(r"(?<![A-Za-z_])(" + "|".join(_HEADER_KEYS) + r")\s*=\s*
 _EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NWRITE", "PSTRESS", "EDIFFG",
                "NSW", "POTIM", "ML_LMLFF", "ML_MODE", "LASPH")
 _PBC = np.ones(3, dtype=bool)
-_CHUNK = 1 << 22  # bytes per read (whole lines are appended, so memory stays ~2 chunks)
+_CHUNK = 1 << 19  # bytes per read (whole lines are appended); small enough for malloc to reuse the memory
 # every line the step parser reacts to contains one of these (see the dispatch in _parse); "FORCE"
 # covers "FORCE on cell" and "TOTAL-FORCE" in one scan (lines with neither fall through the dispatch)
 _MARKERS = ("Iteration", "in kB", "FORCE", "direct lattice vectors", "magnetization (",

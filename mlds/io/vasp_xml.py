@@ -41,7 +41,7 @@ from mlds.format.frame import Frame
 from mlds.io import _vasp_common as vc
 from mlds.io.registry import Reader, register_reader
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 19
 _BLOCK_MAX = 1 << 22  # larger <calculation> blocks (DOS, projections...) are streamed event by event
 _OPEN, _CLOSE = b"<calculation>", b"</calculation>"
 # elements that _end handles when they appear anywhere (not only outside <calculation>)
@@ -572,8 +572,9 @@ class VaspXmlReader(Reader):
             rep.drop("scf-unconverged")
             return None
         positions = frac @ cell
-        if not (math.isfinite(energy) and np.isfinite(positions).all() and np.isfinite(forces).all()
-                and (stress is None or np.isfinite(stress).all())):
+        # all (n, 3) or (3, 3): one finiteness check over the rows of all three
+        if not (math.isfinite(energy) and np.isfinite(
+                np.concatenate((positions, forces) if stress is None else (positions, forces, stress))).all()):
             rep.drop("non-finite")
             rep.warn(f"{self.path}: step {step} has NaN/Inf energy, positions, forces or stress; dropped")
             return None

@@ -313,10 +313,9 @@ def _open_rdm(remote: Remote):
 
     A WaterButler PUT is all-or-nothing (osfstorage commits the file record only after the
     whole body arrived; an update becomes visible as a new version when complete), so rdm
-    remotes default to ``atomic_put``: objects and refs are written in place (a ref keeps its
-    file id and gains a version per commit) instead of staged in ``tmp/`` and moved.
+    the store writes objects and refs on rdm in place (a ref keeps its file id and gains a
+    version per commit) instead of staging them in ``tmp/`` and moving them.
     """
-    remote.options.setdefault("atomic_put", True)  # read by the Store built from this Remote
     opts = {}
     for k, v in remote.options.items():
         conv = _RDM_NUMERIC_OPTIONS.get(k)

@@ -48,7 +48,7 @@ CHUNK = 1 << 20
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TIERS = ("personal", "group", "public")
-_ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "memory"}
+_ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "memory", "rdm"}  # a WaterButler PUT is all-or-nothing
 
 DEFAULT_POLICY: dict[str, Any] = {
     "shard_max_frames": 50_000,
@@ -246,6 +246,8 @@ class Store:
                 break
             except (FileExistsError, NotImplementedError):
                 break
+            except PermissionError:
+                raise  # no write access (read-only contributor): retrying cannot help
             except OSError:
                 # another worker created a level between check and mkdir (SFTP says "File exists"): retry
                 if self.fs.isdir(parent):
@@ -624,6 +626,8 @@ class Store:
             return False
         except (ValueError, NotImplementedError, TypeError):
             pass  # backend without exclusive create: write-unique-then-read-back
+        except PermissionError:
+            raise  # no write access: the backend's AuthError, not a lock problem
         except OSError as err:
             if self.fs.exists(path):
                 return False
