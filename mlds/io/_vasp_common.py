@@ -215,7 +215,6 @@ _BLANK, _MINUS, _DOT, _DIGIT, _NL, _OTHER = 1, 2, 4, 8, 16, 128
 _CLASS = bytes(_BLANK if c == 32 else _MINUS if c == 45 else _DOT if c == 46 else _DIGIT if 48 <= c <= 57
                else _NL if c == 10 else _OTHER for c in range(256))
 _DIGIT_VALUE = bytes(c - 48 if 48 <= c <= 57 else 0 for c in range(256))
-_MINUS_ONE = bytes(1 if c == 45 else 0 for c in range(256))
 _layouts: dict[tuple[bytes, int], Any] = {}
 
 
@@ -228,7 +227,8 @@ def _layout(row: bytes, ncols: int):
     allowed = np.full(width, _BLANK, dtype=np.uint8)  # per column: the classes allowed there
     allowed[-1] = _NL
     pairs = np.zeros(width - 1, dtype=bool)  # j: j and j+1 lie in one blank/sign/integer region
-    w = np.zeros((width, 2 * ncols))  # [:, k]: power of ten of a digit of field k; [:, ncols+k]: field k
+    w = np.zeros(width)  # power of ten of a digit in the mantissa of its field
+    starts = np.empty(ncols, dtype=np.intp)  # first column of each field
     scale = np.empty(ncols)  # 10**(number of fraction digits)
     lo = 0
     for k, d in enumerate(dots):
@@ -247,11 +247,11 @@ def _layout(row: bytes, ncols: int):
         pairs[lo:d - 1] = True
         for j in range(lo, end):
             if j != d:
-                w[j, k] = 10.0 ** (end - 1 - j - (j < d))
-        w[lo:end, ncols + k] = 1.0
+                w[j] = 10.0 ** (end - 1 - j - (j < d))
+        starts[k] = lo
         scale[k] = 10.0 ** nfrac
         lo = end
-    return np.bitwise_not(allowed), pairs, w, scale
+    return np.bitwise_not(allowed), pairs, w, starts, scale
 
 
 def fixed_rows(text: str, nrows: int, ncols: int) -> np.ndarray | None:
@@ -279,18 +279,19 @@ def fixed_rows(text: str, nrows: int, ncols: int) -> np.ndarray | None:
         lay = _layouts[key] = _layout(raw[:width], ncols)
     if lay is None:
         return None
-    forbid, pairs, w, scale = lay
+    forbid, pairs, w, starts, scale = lay
     cls = np.frombuffer(raw.translate(_CLASS), dtype=np.uint8).reshape(nrows, width)
     # every character of a class its column allows; in the integer regions the classes never go
     # down left to right (blanks, then '-', then digits; a second '-' is caught by the count below)
     if (cls & forbid).any() or ((cls[:, 1:] < cls[:, :-1]) & pairs).any():
         return None
-    # one product for both: rows of digit values (0 elsewhere) give the mantissas, rows with a 1 at
-    # each '-' give the number of '-' per field (one at most)
-    x = np.frombuffer(raw.translate(_DIGIT_VALUE) + raw.translate(_MINUS_ONE), dtype=np.uint8)
-    r = x.reshape(2 * nrows, width).astype(np.float64) @ w
-    neg = r[nrows:, ncols:]
-    if (neg > 1.0).any():
+    # per field (columns starts[k]:starts[k+1]; the last field's trailing blanks and newline weigh 0):
+    # the sum of digit * 10**p is the mantissa, exact in float64; the number of '-' (one at most).
+    # (add.reduceat, not a matrix product: BLAS may go multi-threaded on large tables)
+    digits = np.frombuffer(raw.translate(_DIGIT_VALUE), dtype=np.uint8).reshape(nrows, width)
+    mant = np.add.reduceat(digits * w, starts, axis=1)
+    neg = np.add.reduceat(cls == _MINUS, starts, axis=1, dtype=np.intp)
+    if (neg > 1).any():
         return None
     # mantissa / (+-10**k): one correctly rounded division (-0.0 for a negative zero, like float())
-    return r[:nrows, :ncols] / (scale * (1.0 - 2.0 * neg))
+    return mant / (scale * (1 - 2 * neg))
