@@ -131,11 +131,12 @@ def export_cmd(
     path: str = typer.Argument(..., help="Dataset file or store version NAME[@TAG]."),
     to: str = typer.Option("extxyz", "--to", help="Output format (extxyz, n2p2, aenet, or an mlds container by suffix)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (or folder for aenet)."),
+    units: Optional[str] = typer.Option(None, "--units", help="n2p2 unit system: angstrom-ev (default) or bohr-hartree."),
 ) -> None:
     """Write a dataset out in another format."""
     from mlds.convert import export_dataset
 
-    n = export_dataset(path, output, to)
+    n = export_dataset(path, output, to, **({"units": units} if units else {}))
     console.print(f"wrote {n} frames to {output}")
 
 
