@@ -26,16 +26,16 @@ Other top-level tables in the files are preserved when mlds rewrites them
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tempfile
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlsplit
+
+import tomli_w
 
 from mlds.errors import MldsError
 
@@ -336,7 +336,7 @@ def remove_remote(name: str, scope: str | None = None, cwd: Path | str | None = 
 
 def write_config(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as TOML atomically (temp file + rename)."""
-    text = dumps_toml(data)
+    text = tomli_w.dumps(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".toml.tmp", dir=path.parent)
     try:
@@ -351,78 +351,6 @@ def write_config(path: Path, data: dict[str, Any]) -> None:
         except OSError:
             pass
         raise
-
-
-# -- a tiny TOML writer ---------------------------------------------------------
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _toml_str(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_key(k: str) -> str:
-    return k if _BARE_KEY.match(k) else _toml_str(k)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return _toml_str(v)
-    if isinstance(v, (datetime, date, time)):
-        return v.isoformat()
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise ConfigError(f"cannot write value of type {type(v).__name__} to TOML")
-
-
-def dumps_toml(data: dict[str, Any]) -> str:
-    lines: list[str] = []
-    _emit_table(lines, [], data)
-    return "\n".join(lines).strip("\n") + "\n"
-
-
-def _emit_table(lines: list[str], path: list[str], table: dict[str, Any]) -> None:
-    scalars = [(k, v) for k, v in table.items() if not isinstance(v, dict)]
-    tables = [(k, v) for k, v in table.items() if isinstance(v, dict)]
-    if path and (scalars or not tables):
-        lines.append("[" + ".".join(_toml_key(p) for p in path) + "]")
-    for k, v in scalars:
-        lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-    if path and (scalars or not tables) or scalars:
-        lines.append("")
-    for k, v in tables:
-        _emit_table(lines, [*path, k], v)
 
 
 def parse_option_values(pairs: Iterable[str], remote: str = "") -> dict[str, Any]:

@@ -94,7 +94,7 @@ def test_pointer_options_allowed(mlds_home: Path):
     assert cfg.get_remote("lab").options == opts
 
 
-def test_toml_writer_round_trip_and_preserves_other_tables(mlds_home: Path):
+def test_config_round_trip_preserves_other_tables(mlds_home: Path):
     path = cfg.user_config_path()
     path.parent.mkdir(parents=True)
     path.write_text('[user]\nname = "Ada"\n\n[store]\npath = "/x"\nlimits = {max = 3}\n')
