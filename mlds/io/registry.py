@@ -31,6 +31,24 @@ class SourceReport:
     kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)   # reason -> count
     warnings: list[str] = field(default_factory=list)
+    # kept step indices as [first, last] runs: O(runs) memory, not O(frames)
+    step_runs: list[list[int]] = field(default_factory=list)
+    steps_in_order: bool = True
+
+    def keep_step(self, step: int) -> None:
+        runs = self.step_runs
+        if runs and step == runs[-1][1] + 1:
+            runs[-1][1] = step
+        else:
+            if runs and step <= runs[-1][1]:
+                self.steps_in_order = False  # e.g. frames gathered from several files
+            runs.append([step, step])
+
+    def steps_kept(self) -> str | None:
+        """Kept ionic steps as ``"0-9,12"`` (the spec's compact form), when known and ascending."""
+        if not self.step_runs or not self.steps_in_order:
+            return None
+        return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in self.step_runs)
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
@@ -48,6 +66,9 @@ class SourceReport:
         }
         if self.code:
             out["code"] = self.code
+        steps = self.steps_kept()
+        if steps is not None and len(self.step_runs) <= 1000:  # beyond that, frames/source_step says it
+            out["steps_kept"] = steps
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out
@@ -120,8 +141,12 @@ class Reader:
         self._hashing, self._hash_eof = hash_here, False
         done = False
         try:
+            report = self.report
             for frame in self._frames():
-                self.report.kept += 1
+                report.kept += 1
+                step = frame.info.get("step")
+                if step is not None and step >= 0:
+                    report.keep_step(int(step))
                 yield frame
             done = True
         finally:

@@ -89,3 +89,26 @@ def test_energies_survive_n2p2_and_aenet_round_trips(tmp_path):
             np.testing.assert_allclose(other.array("energy"), a.array("energy"), rtol=1e-12)
             np.testing.assert_allclose(other.array("forces"), a.array("forces"), rtol=1e-12, atol=1e-12)
             np.testing.assert_allclose(other.array("positions"), a.array("positions"), rtol=1e-12, atol=1e-12)
+
+
+def test_provenance_lists_the_steps_kept(tmp_path):
+    """ch4.unconverged: steps 0 and 1 hit NELM and are dropped, step 2 is kept."""
+    from mlds.convert import convert
+
+    convert([data_file("dpdata/tests/poscars/OUTCAR.ch4.unconverged")], tmp_path / "a.h5")
+    convert([data_file("dpdata/tests/poscars/OUTCAR.h2o.md.10")], tmp_path / "b.h5")
+    with mlds.open(tmp_path / "a.h5") as a, mlds.open(tmp_path / "b.h5") as b:
+        assert a.metadata["sources"][0]["steps_kept"] == "2"
+        assert list(a.array("source_step")) == [2]
+        assert b.metadata["sources"][0]["steps_kept"] == "0-9"
+
+
+def test_steps_kept_compact_ranges():
+    from mlds.io.registry import SourceReport
+
+    r = SourceReport(path="x", format="y")
+    for s in (0, 1, 2, 5, 7, 8):
+        r.keep_step(s)
+    assert r.steps_kept() == "0-2,5,7-8"
+    r.keep_step(3)  # out of order: no compact form claimed
+    assert r.steps_kept() is None
