@@ -21,7 +21,7 @@ def open(target: str | os.PathLike, **options: Any) -> Any:  # noqa: A001 - mirr
     if path.exists():
         return Dataset(path, **options)
     text = os.fspath(target)
-    if _REF.match(text) and not path.suffix in (".h5", ".hdf5", ".zarr", ".zip"):
+    if _REF.match(text) and path.suffix not in (".h5", ".hdf5", ".zarr", ".zip"):
         from mlds.store import open_ref
 
         return open_ref(text, **options)

@@ -101,7 +101,7 @@ def convert(
                 for_reader = open_reader(path, from_fmt, **ropts)
                 w.append_from(_tap(for_reader, on_frame, tag))
                 result.reports.append(for_reader.report)
-            result.n_frames = w.n_frames + len(w._buf)
+        result.n_frames = w.n_frames  # counted by close(), after the last flush
         return result
     if to_fmt is None:
         raise FormatError(out, "cannot tell the output format from the name; pass --to (extxyz, n2p2, aenet, mlds)")

@@ -33,13 +33,6 @@ class ConcatDataset(FramesAPI):
         return self._metadata
 
     @property
-    def arrays_present(self) -> list[str]:
-        return [a.name for a in spec.ARRAYS if a.name in self._present]
-
-    def has(self, name: str) -> bool:
-        return name in self._present
-
-    @property
     def n_atoms_total(self) -> int:
         return sum(p.n_atoms_total for p in self.parts)
 

@@ -128,13 +128,6 @@ class Dataset(FramesAPI):
         return str(self._attrs.get("mlds_spec_version"))
 
     @property
-    def arrays_present(self) -> list[str]:
-        return [a.name for a in spec.ARRAYS if a.name in self._present]
-
-    def has(self, name: str) -> bool:
-        return name in self._present
-
-    @property
     def n_atoms_total(self) -> int:
         return self._c.length("atoms/numbers")
 

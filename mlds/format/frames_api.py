@@ -19,6 +19,7 @@ from mlds.format.frame import Frame
 
 class FramesAPI:
     metadata: dict[str, Any]
+    _present: set[str]  # names of the spec arrays this collection holds
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -34,10 +35,13 @@ class FramesAPI:
 
     @property
     def arrays_present(self) -> list[str]:
-        raise NotImplementedError
+        """Present arrays, in the spec's order."""
+        from mlds.format import spec
+
+        return [a.name for a in spec.ARRAYS if a.name in self._present]
 
     def has(self, name: str) -> bool:
-        return name in self.arrays_present
+        return name in self._present
 
     def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Frame | list[Frame]:
         if isinstance(index, slice):

@@ -203,10 +203,8 @@ class DatasetWriter:
 
 
 def _validate_metadata(meta: dict[str, Any], path: Path) -> None:
-    try:
-        from mlds.format.schema import validate_metadata
-    except ImportError:  # schema module not available: structural checks still ran
-        return
+    from mlds.format.schema import validate_metadata
+
     validate_metadata(meta, level="base", path=str(path))
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,23 +334,13 @@ def remove_remote(name: str, scope: str | None = None, cwd: Path | str | None = 
 
 
 def write_config(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as TOML atomically (temp file + rename)."""
-    text = tomli_w.dumps(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".toml.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+    """Write ``data`` as TOML atomically, keeping the file's permissions."""
+    from mlds.util import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
         if path.exists():
             os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
 
 def parse_option_values(pairs: Iterable[str], remote: str = "") -> dict[str, Any]:
     """``["k=v", ...]`` from the command line to an options dict.

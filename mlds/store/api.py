@@ -218,13 +218,18 @@ def clone(remote: "str | Store", dest: "str | os.PathLike | Store | None" = None
         return _sync.clone(src, dst, datasets, workers=workers, progress=progress)
 
 
+def _version(local: Store, ref: str) -> tuple[str, str, str, dict[str, Any]]:
+    """(name, tag, manifest hash, manifest) of ``ref`` in ``local``."""
+    name, tg = _v.parse_ref(ref)
+    h = _v.resolve(local, name, tg)
+    return name, tg, h, mf.load(local, h)
+
+
 def check_promotion(ref: str, remote: "str | Store", store: Store | None = None) -> list[str]:
     """Every reason ``ref`` cannot go to ``remote`` (empty when it can), one line each."""
     local = store or local_store()
     dst = open_store(remote)
-    name, tg = _v.parse_ref(ref)
-    h = _v.resolve(local, name, tg)
-    m = mf.load(local, h)
+    name, _, h, m = _version(local, ref)
     with _errors(dst):
         tier = _effective_tier(dst)
         problems = missing_fields(m["metadata"], tier)
@@ -243,9 +248,7 @@ def promote(ref: str, remote: "str | Store", *, store: Store | None = None, work
     """Check ``remote``'s tier policy for ``ref`` (listing everything missing), then copy it there."""
     local = store or local_store()
     dst = open_store(remote)
-    name, tg = _v.parse_ref(ref)
-    h = _v.resolve(local, name, tg)
-    m = mf.load(local, h)
+    name, tg, _, m = _version(local, ref)
     with _errors(dst):
         tier = _effective_tier(dst)
         check_metadata(m["metadata"], tier, ref, dst.name)

@@ -36,7 +36,7 @@ from mlds.errors import ConflictError, IntegrityError, PolicyError, StoreError
 from mlds.store import manifest as mf
 from mlds.store.policy import RANK, check_metadata, check_tag_move, strip_paths, stricter
 from mlds.store.store import CHUNK, Store, local_temp_dir
-from mlds.store.versions import VERSION_TAG, commit_refs, is_version_tag, parse_ref
+from mlds.store.versions import VERSION_TAG, commit_refs, is_version_tag, parse_ref, read_ref_or_raise
 
 DEFAULT_WORKERS = 4
 
@@ -230,12 +230,7 @@ def _manifest_chain(store: Store, tips: list[str]) -> list[tuple[str, bytes, dic
 def _tags_for(store: Store, dataset: str, tag: str | None) -> dict[str, str]:
     """{tag: manifest} to move: the tag itself plus the version tag it points to."""
     tag = tag or "latest"
-    h = store.read_ref(dataset, tag)
-    if h is None:
-        tags = sorted(store.list_refs(dataset))
-        if not tags:
-            raise StoreError(f"{store.name}: no dataset named {dataset!r}")
-        raise StoreError(f"{store.name}: {dataset} has no tag {tag!r} (tags: {', '.join(tags)})")
+    h = read_ref_or_raise(store, dataset, tag)
     m = mf.load(store, h)
     out = {VERSION_TAG.format(m["version"]): h}
     out[tag] = h

@@ -62,6 +62,11 @@ def resolve(store: Store, dataset: str, tag: str) -> str:
         if not store.has_object(tag):
             raise StoreError(f"{store.name}: no version {tag} of {dataset}")
         return tag
+    return read_ref_or_raise(store, dataset, tag)
+
+
+def read_ref_or_raise(store: Store, dataset: str, tag: str) -> str:
+    """Manifest hash a tag points to; a missing one names the tags that do exist."""
     h = store.read_ref(dataset, tag)
     if h is None:
         tags = sorted(store.list_refs(dataset))

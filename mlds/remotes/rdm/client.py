@@ -614,20 +614,12 @@ class RDMClient:
             raise RDMIntegrityError(f"{self.remote}: {what}: md5 mismatch (got {md5}, expected {want['md5']})")
 
     def download(self, entry: Entry, dest: str | os.PathLike | BinaryIO, **kw) -> int:
-        """Stream to a path (written to ``<path>.part`` then renamed) or a binary file."""
+        """Stream to a path (written beside it, renamed into place when complete) or a binary file."""
         if isinstance(dest, (str, os.PathLike)):
-            tmp = os.fspath(dest) + ".part"
-            try:
-                with open(tmp, "wb") as f:
-                    n = self.download(entry, f, **kw)
-                os.replace(tmp, dest)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-            return n
+            from mlds.util import atomic_path
+
+            with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+                return self.download(entry, f, **kw)
         n = 0
         for chunk in self.iter_download(entry, **kw):
             dest.write(chunk)
