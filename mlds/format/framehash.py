@@ -1,0 +1,104 @@
+"""The frame content hash of spec §16: one identity for "the same labelled configuration".
+
+Duplicate detection (import, add, ingest, ``info``) needs an identity that does
+not depend on the container, the file a frame came from, or its metadata.  The
+algorithm is fixed by the spec and named (``mlds-frame-v1``) so a stored hash
+never has to be recomputed: a different algorithm would get a different name.
+
+Canonical bytes (all little-endian, C order), hashed with SHA-256:
+
+    b"mlds-frame-v1\\0"
+    n_atoms            int64
+    numbers            uint8[n]
+    positions          float64[n, 3]
+    cell               float64[3, 3]
+    pbc                uint8[3]          (0 or 1)
+    energy             float64
+    b"F" + forces float64[n, 3]   or  b"-"   (absent or all missing)
+    b"S" + stress float64[3, 3]   or  b"-"   (absent or all missing)
+
+Floats are canonical: -0.0 is written as +0.0 and every NaN as the quiet NaN
+0x7FF8000000000000, so the same values always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterator
+
+import numpy as np
+
+ALGORITHM = "mlds-frame-v1"
+_PREFIX = ALGORITHM.encode() + b"\0"
+_QNAN = np.array([0x7FF8000000000000], dtype="<u8").view("<f8")[0]
+
+
+def _canon(values: Any, shape: tuple[int, ...]) -> bytes:
+    a = np.array(values, dtype="<f8").reshape(shape)  # a copy: canonicalising must not touch the caller's array
+    a[a == 0.0] = 0.0          # -0.0 -> +0.0
+    a[np.isnan(a)] = _QNAN     # any NaN payload -> one bit pattern
+    return a.tobytes()
+
+
+def _optional(tag: bytes, values: Any, shape: tuple[int, ...]) -> bytes:
+    if values is None:
+        return b"-"
+    a = np.asarray(values, dtype="<f8")
+    if a.size == 0 or np.isnan(a).all():
+        return b"-"
+    return tag + _canon(a, shape)
+
+
+def hash_arrays(numbers: Any, positions: Any, cell: Any, pbc: Any, energy: float,
+                forces: Any = None, stress: Any = None) -> str:
+    """Hex digest of one frame given as arrays (spec units)."""
+    z = np.asarray(numbers, dtype="u1").reshape(-1)
+    n = z.shape[0]
+    h = hashlib.sha256(_PREFIX)
+    h.update(np.int64(n).astype("<i8").tobytes())
+    h.update(z.tobytes())
+    h.update(_canon(positions, (n, 3)))
+    h.update(_canon(cell, (3, 3)))
+    h.update(np.asarray(pbc, dtype=bool).reshape(3).astype("u1").tobytes())
+    h.update(_canon(energy, ()))
+    h.update(_optional(b"F", forces, (n, 3)))
+    h.update(_optional(b"S", stress, (3, 3)))
+    return h.hexdigest()
+
+
+def frame_hash(frame: Any) -> str:
+    """Hex digest of an :class:`~mlds.format.frame.Frame`."""
+    return hash_arrays(frame.numbers, frame.positions, frame.cell, frame.pbc, frame.energy,
+                       frame.forces, frame.stress)
+
+
+def iter_dataset_hashes(ds: Any, start: int = 0, stop: int | None = None, block: int = 4096) -> Iterator[str]:
+    """Hashes of frames ``start:stop`` of a dataset, read in bulk blocks (no per-frame objects)."""
+    stop = len(ds) if stop is None else stop
+    has_forces, has_stress = ds.has("forces"), ds.has("stress")
+    for b0 in range(start, stop, block):
+        b1 = min(stop, b0 + block)
+        n_atoms = ds.array("n_atoms", b0, b1)
+        offsets = np.concatenate([[0], np.cumsum(n_atoms)])
+        numbers = ds.array("numbers", b0, b1)
+        positions = ds.array("positions", b0, b1)
+        forces = ds.array("forces", b0, b1) if has_forces else None
+        cell, pbc, energy = ds.array("cell", b0, b1), ds.array("pbc", b0, b1), ds.array("energy", b0, b1)
+        stress = ds.array("stress", b0, b1) if has_stress else None
+        for j in range(b1 - b0):
+            a, b = offsets[j], offsets[j + 1]
+            yield hash_arrays(numbers[a:b], positions[a:b], cell[j], pbc[j], energy[j],
+                              None if forces is None else forces[a:b], None if stress is None else stress[j])
+
+
+def dataset_hashes(ds: Any, start: int = 0, stop: int | None = None) -> list[str]:
+    """All frame hashes of a dataset (or a range of it), in frame order."""
+    return list(iter_dataset_hashes(ds, start, stop))
+
+
+def duplicate_groups(hashes: list[str]) -> list[list[int]]:
+    """Indices of frames sharing a hash, one list per repeated hash (first occurrence first)."""
+    seen: dict[str, list[int]] = {}
+    for i, h in enumerate(hashes):
+        seen.setdefault(h, []).append(i)
+    return [idx for idx in seen.values() if len(idx) > 1]
