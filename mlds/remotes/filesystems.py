@@ -116,9 +116,70 @@ def _open_local(remote: Remote):
     return fs, fs._strip_protocol(str(root))
 
 
+@functools.cache
+def _s3_class():
+    import s3fs
+
+    class MldsS3FileSystem(s3fs.S3FileSystem):
+        """s3fs plus what the store needs on an object store: conditional replace for compare-and-swap
+        on refs, a size probe that is one HEAD (s3fs's ``info`` lists the prefix on a miss, to look for
+        a "directory"), and ``mlds_multipart``: the transfer engine drives multipart uploads itself, so
+        an object's hash is checked before the upload is completed."""
+
+        mlds_multipart = True
+
+        async def _cat_file(self, path, version_id=None, start=None, end=None, **kwargs):
+            # a whole small object in one GET (s3fs asks for its size first, to split big reads)
+            if start is not None or end is not None or kwargs:
+                return await super()._cat_file(path, version_id=version_id, start=start, end=end, **kwargs)
+            data, _ = await self._mlds_get(path, version_id)
+            return data
+
+        async def _mlds_get(self, path: str, version_id=None) -> tuple[bytes, str | None]:
+            from s3fs.core import version_id_kw
+
+            bucket, key, vers = self.split_path(path)
+            resp = await self._call_s3("get_object", Bucket=bucket, Key=key, **version_id_kw(version_id or vers))
+            try:
+                return await resp["Body"].read(), resp.get("ETag")
+            finally:
+                resp["Body"].close()
+
+        def mlds_cat_etag(self, path: str) -> tuple[bytes, str | None]:
+            """Content and ETag of a small object, from one GET (``FileNotFoundError`` if absent)."""
+            from fsspec.asyn import sync
+
+            return sync(self.loop, self._mlds_get, path)
+
+        def mlds_size(self, path: str) -> int | None:
+            bucket, key, _ = self.split_path(path)
+            try:
+                out = self.call_s3("head_object", Bucket=bucket, Key=key)
+            except FileNotFoundError:
+                return None
+            return int(out["ContentLength"])
+
+        def mlds_put_if(self, path: str, data: bytes, etag: str | None) -> None:
+            """Write ``path`` only if its ETag is still ``etag`` (``If-Match``), or, with ``etag=None``,
+            only if it does not exist (``If-None-Match: *``); ``FileExistsError`` otherwise (412).
+            A server without conditional writes ignores the headers (see :mod:`mlds.store.locks`)."""
+            kw = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            try:
+                self.pipe_file(path, data, **kw)
+            except FileExistsError:
+                raise
+            except OSError as err:
+                text = f"{err} {err.__cause__ or ''}"
+                if "Precondition" in text or "412" in text or "ConditionalRequestConflict" in text:
+                    raise FileExistsError(errno.EEXIST, "changed concurrently (precondition failed)", path) from err
+                raise
+
+    return MldsS3FileSystem
+
+
 def _open_s3(remote: Remote):
     try:
-        import s3fs
+        cls = _s3_class()
     except ImportError:
         raise RemoteError(remote.name, "s3:// remotes need s3fs: pip install 'mlds[s3]'") from None
     parts = urlsplit(remote.url)
@@ -148,7 +209,7 @@ def _open_s3(remote: Remote):
         kwargs["config_kwargs"] = config_kwargs
     if o.get("requester_pays") is not None:
         kwargs["requester_pays"] = _opt_bool(remote, "requester_pays")
-    fs = s3fs.S3FileSystem(**kwargs)
+    fs = cls(**kwargs)
     root = "/".join(p for p in (bucket, parts.path.strip("/")) if p)
     return fs, root
 

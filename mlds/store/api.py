@@ -19,7 +19,7 @@ from mlds.store import query as _query
 from mlds.store import sync as _sync
 from mlds.store import versions as _v
 from mlds.store.local import init_store, local_store
-from mlds.store.policy import check_metadata, missing_fields, stricter
+from mlds.store.policy import check_metadata, effective_tier, missing_fields
 from mlds.store.store import Store
 
 
@@ -220,11 +220,7 @@ def push(dataset: str, remote: "str | Store", tag: str | None = None, *, store: 
 
 
 def _effective_tier(st: Store) -> str:
-    try:
-        own = st.tier
-    except StoreError:
-        own = None
-    return stricter(own, _tier_of(st))
+    return effective_tier(st)
 
 
 def pull(dataset: str, remote: "str | Store", tag: str | None = None, *, store: Store | None = None,

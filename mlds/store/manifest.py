@@ -24,6 +24,7 @@ from mlds.errors import IntegrityError, StoreError
 from mlds.store.store import HEX64, Store, check_hash, sha256_bytes
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # far above any real manifest; a bigger "manifest" is refused unread
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,10 +99,10 @@ def parse(data: bytes, key: str) -> dict[str, Any]:
 
 def load(store: Store, key: str) -> dict[str, Any]:
     """Read, verify and validate manifest ``key`` from ``store``."""
-    try:
-        data = store.read_object(key)
-    except IntegrityError:
-        raise IntegrityError(f"{store.name}: manifest {key} is corrupt (sha256 mismatch)") from None
+    check_hash(key, "manifest")
+    data = store.read_object(key, verify=False, limit=MAX_MANIFEST_BYTES)
+    if sha256_bytes(data) != key:
+        raise IntegrityError(f"{store.name}: manifest {key} is corrupt (sha256 mismatch)")
     return parse(data, key)
 
 

@@ -299,7 +299,8 @@ def _commit_new_version(store: Store, name: str, prev_hash: str | None, prev: di
         **body,
     })
     h = mf.put(store, manifest)
-    commit_refs(store, name, h, manifest, tags=[VERSION_TAG.format(version), "latest"], expect={"latest": prev_hash})
+    commit_refs(store, name, {VERSION_TAG.format(version): h, "latest": h}, {h: manifest},
+                expect={"latest": prev_hash, VERSION_TAG.format(version): None}, op="add")
     return h, version
 
 
@@ -439,38 +440,74 @@ def _merge_summary(prev: dict[str, Any], new: dict[str, Any], meta: dict[str, An
     return out
 
 
-def commit_refs(store: Store, dataset: str, h: str, manifest: dict[str, Any], tags: list[str],
-                expect: dict[str, str | None] | None = None, remote_label: str | None = None,
+def commit_refs(store: Store, dataset: str, updates: dict[str, str], manifests: dict[str, dict[str, Any]], *,
+                expect: dict[str, str | None] | None = None, op: str = "push", remote_label: str | None = None,
                 force: bool = False) -> None:
-    """Write refs (compare-and-swap under each tag's lock) and update the catalog.
+    """Move every tag of ``updates`` ({tag: manifest hash}) together, or none of them.
 
-    ``expect[tag]`` is the value the caller saw before; if the ref moved since,
-    :class:`ConflictError` is raised and nothing is written for that tag.
-    Version tags ``vN`` may only ever point to one manifest.
+    The commit point of every route that publishes a version (add, add_files,
+    tag, push, pull, clone).  First the destination's tier policy must accept
+    each manifest (:func:`mlds.store.policy.check_admission`).  Then the locks
+    of all tags are taken (sorted order), every tag is checked -- ``expect[tag]``
+    is the value the caller saw before (compare-and-swap), ``vN`` tags name one
+    manifest forever, group/public tags are immutable -- and only if all pass
+    are the refs written (version tags before ``latest``).  A conflict on any
+    tag raises :class:`ConflictError` with nothing written; ``op`` ("push",
+    "pull", "add", "tag") picks advice that fits what the caller was doing.
     """
     from mlds.errors import ConflictError
     from mlds.store import catalog
-    from mlds.store.policy import check_tag_move
+    from mlds.store.policy import check_admission, check_tag_move
 
     expect = expect or {}
     label = remote_label or store.name
-    for tag in tags:
-        with store.lock(dataset, tag):
-            cur = store.read_ref(dataset, tag)
+    for h in dict.fromkeys(updates.values()):
+        tags = sorted(t for t, x in updates.items() if x == h)
+        check_admission(store, manifests[h], f"{dataset}@{tags[0]}")
+    with store.lock_tags(dataset, list(updates)):
+        read = {t: store.read_ref_for_update(dataset, t) for t in updates}
+        current = {t: v for t, (v, _) in read.items()}
+        for tag, h in updates.items():
+            cur = current[tag]
             if cur == h:
                 continue
             if tag in expect and cur != expect[tag]:
-                raise ConflictError(
-                    f"tag {tag} of {dataset} on remote {label} moved from {_short(expect[tag])} to {_short(cur)} "
-                    f"since you pulled; pull, then push again")
+                raise ConflictError(_moved(op, dataset, tag, label, expect[tag], cur))
             if is_version_tag(tag) and cur is not None and not force:
-                raise ConflictError(
-                    f"tag {tag} of {dataset} on remote {label} already points to {_short(cur)}, not {_short(h)} "
-                    f"(someone else made {tag} first); pull, then push again")
+                raise ConflictError(_taken(op, dataset, tag, label, cur, h))
             if not force:
                 check_tag_move(store, dataset, tag, cur, h)
-            store.write_ref(dataset, tag, h)
-    catalog.update_entry(store, dataset)
+        for tag in sorted(updates, key=lambda t: (t == "latest", t)):
+            if current[tag] != updates[tag]:
+                store.write_ref(dataset, tag, updates[tag], token=read[tag][1])
+    catalog.update_entry(store, dataset, updates, manifests)
+
+
+def _moved(op: str, dataset: str, tag: str, label: str, was: str | None, now: str | None) -> str:
+    change = f"moved from {_short(was)} to {_short(now)}"
+    if op == "push":
+        return (f"tag {tag} of {dataset} on remote {label} {change} since you pulled; nothing was published; "
+                f"pull, then push again")
+    if op == "pull":
+        return f"local tag {tag} of {dataset} {change} while pulling from {label}; nothing was changed; pull again"
+    if op == "add":
+        return (f"{dataset} in store {label} changed while adding (latest {change}: another add, pull or ingest "
+                f"committed first); nothing was committed; run the add again")
+    return f"tag {tag} of {dataset} in store {label} {change} meanwhile; nothing was changed; try again"
+
+
+def _taken(op: str, dataset: str, tag: str, label: str, cur: str, h: str) -> str:
+    if op == "push":
+        return (f"tag {tag} of {dataset} on remote {label} already points to {_short(cur)}, not {_short(h)} "
+                f"(someone else pushed {tag} first); nothing was published; pull, then push again")
+    if op == "add":
+        return (f"{tag} of {dataset} in store {label} was just made by another add ({_short(cur)}); "
+                f"nothing was committed; run the add again")
+    if op == "pull":
+        return (f"local tag {tag} of {dataset} points to {_short(cur)} but remote {label} has {_short(h)}; "
+                f"nothing was changed; keep yours under a new tag ('mlds tag {dataset}@{tag} NEWTAG') "
+                f"and pull with --force")
+    return f"tag {tag} of {dataset} in store {label} already points to {_short(cur)}; nothing was changed"
 
 
 def _short(h: str | None) -> str:
@@ -557,7 +594,7 @@ def tag(store: Store, ref: str, new_tag: str, *, force: bool = False) -> str:
     cur = store.read_ref(name, new_tag)
     if cur is not None and cur != h and new_tag != "latest" and not force:
         raise StoreError(f"tag {name}@{new_tag} already points to {cur[:12]}; use --force to move it")
-    commit_refs(store, name, h, m, tags=[new_tag], expect={new_tag: cur})
+    commit_refs(store, name, {new_tag: h}, {h: m}, expect={new_tag: cur}, op="tag")
     return h
 
 

@@ -651,9 +651,15 @@ class RDMClient:
                             f"upload of {parent.materialized}{name}", (201, 200))
 
     def create(self, parent: Entry, name: str, data) -> Entry:
-        """Exclusive create of ``parent/name``: the server's 409 for an existing file is the
-        atomic primitive (compare-and-swap for locks and refs), so it is **never** turned into
-        an update; it raises :class:`RDMConflictError` (a ``FileExistsError``).
+        """Create ``parent/name``, never turning an existing file into an update on purpose:
+        a 409 (the name exists) raises :class:`RDMConflictError` (a ``FileExistsError``).
+
+        This is **not** an atomic exclusive create on the real service: WaterButler decides the
+        409 before reading the body, and a create that loses a race at commit becomes a new
+        version of the other's file, answered 200 (RDM-osf.io ``osfstorage_create_child``).  A
+        200 is therefore reported as the lost race it is (``RDMConflictError``) -- but the other
+        file has gained our bytes as its latest version.  Locks use folder creation instead
+        (409 at commit time), see :mod:`mlds.store.locks`.
 
         A 409 that answers a *retried* PUT may be our own first try, applied but unanswered
         (dropped connection): it counts as success when the file there has exactly our bytes.
@@ -679,7 +685,11 @@ class RDMClient:
                 if found is not None and self._same_bytes(found, src):
                     return found
             raise err
-        if resp.status_code not in (201, 200):
+        if resp.status_code == 200:
+            resp.read()
+            raise RDMConflictError(self.remote, f"{what}: another writer created it first (the service kept our "
+                                                f"bytes as a new version of that file)")
+        if resp.status_code != 201:
             raise self._error(resp, what)
         return self._uploaded(resp, src, what)
 

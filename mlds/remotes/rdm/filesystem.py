@@ -373,18 +373,32 @@ class RDMFileSystem(AbstractFileSystem):
             callback.absolute_update(size)
 
     def mkdir(self, path, create_parents=True, **kwargs):
+        """Create a folder; ``FileExistsError`` if it exists.  The server decides (409 at commit time,
+        unlike a file create), which makes this the atomic primitive of the store's locks."""
         guid, prov, rel = self._split(path)
         if prov is None or not rel:
             return
         c = "/".join([guid, prov, *rel])
-        if not create_parents:
-            self._dir_entry(self._parent_c(c))
-        self._ensure_dir(c)
+        parent_c = self._parent_c(c)
+        parent = self._ensure_dir(parent_c) if create_parents else self._dir_entry(parent_c)
+        try:
+            self.client.create_folder(parent, rel[-1], exist_ok=False)
+        except RDMNotFoundError:
+            if not create_parents:
+                raise
+            # a cached parent folder that someone removed meanwhile: make it again, once
+            self.invalidate_cache(parent_c)
+            self.client.create_folder(self._ensure_dir(parent_c), rel[-1], exist_ok=False)
+        finally:
+            self.invalidate_cache(parent_c)
 
     def makedirs(self, path, exist_ok=False):
         if not exist_ok and self.exists(path):
             raise FileExistsError(f"rdm://{self._canon(path)}")
-        self.mkdir(path, create_parents=True)
+        guid, prov, rel = self._split(path)
+        if prov is None or not rel:
+            return
+        self._ensure_dir("/".join([guid, prov, *rel]))
 
     def rm_file(self, path):
         e = self._file_entry(path)
