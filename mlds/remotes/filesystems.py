@@ -116,6 +116,31 @@ def _open_local(remote: Remote):
     return fs, fs._strip_protocol(str(root))
 
 
+class _S3Stream:
+    """File-like ``read`` over the body of one ``GetObject``, driven from a synchronous caller."""
+
+    def __init__(self, fs, path: str) -> None:
+        from fsspec.asyn import sync
+
+        self._sync, self._loop = sync, fs.loop
+        bucket, key, _ = fs.split_path(path)
+        resp = sync(fs.loop, fs._call_s3, "get_object", Bucket=bucket, Key=key)
+        self._body = resp["Body"]
+
+    def read(self, n: int = -1) -> bytes:
+        return self._sync(self._loop, self._body.read, n if n >= 0 else None)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._body.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @functools.cache
 def _s3_class():
     import s3fs
@@ -127,6 +152,7 @@ def _s3_class():
         an object's hash is checked before the upload is completed."""
 
         mlds_multipart = True
+        mlds_thread_safe = True  # one event loop serves every thread
 
         async def _cat_file(self, path, version_id=None, start=None, end=None, **kwargs):
             # a whole small object in one GET (s3fs asks for its size first, to split big reads)
@@ -150,6 +176,10 @@ def _s3_class():
             from fsspec.asyn import sync
 
             return sync(self.loop, self._mlds_get, path)
+
+        def mlds_open_stream(self, path: str) -> "_S3Stream":
+            """A sequential reader over one streaming GET (s3fs's ``open`` issues a ranged GET per block)."""
+            return _S3Stream(self, path)
 
         def mlds_size(self, path: str) -> int | None:
             bucket, key, _ = self.split_path(path)
@@ -365,7 +395,7 @@ def _open_http(remote: Remote):
     return fs, remote.url.rstrip("/")
 
 
-_RDM_NUMERIC_OPTIONS = {"retries": int, "backoff": float, "max_backoff": float}
+_RDM_NUMERIC_OPTIONS = {"retries": int, "backoff": float, "max_backoff": float, "listing_ttl": float}
 
 
 def _open_rdm(remote: Remote):
@@ -387,6 +417,9 @@ def _open_rdm(remote: Remote):
                 raise RemoteError(remote.name, f"option {k!r} must be a number") from None
         opts[k] = v
     opts.setdefault("remote", remote.name)
+    # the store re-reads what must be fresh (under its locks); within one operation a folder listing is
+    # trusted for a minute, so a push does not list the same folder again for every object it checks
+    opts.setdefault("listing_ttl", 60.0)
     try:
         fs, root = fsspec.core.url_to_fs(remote.url, skip_instance_cache=True, **opts)
     except (ImportError, ValueError) as err:

@@ -61,7 +61,7 @@ def update_entry(store: Store, dataset: str, moved: dict[str, str] | None = None
     entry's known refs, so a commit costs no listing of refs; a dataset without an
     entry yet is listed in full.  One catalog write per commit.
     """
-    with store.lock_key("locks/catalog.lock", "catalog.json"):
+    with store.lock_key("locks/catalog.lock", "catalog.json", fresh=("catalog.json",)):
         cat = store.read_catalog()
         old = cat["datasets"].get(dataset)
         if moved is not None and isinstance(old, dict) and isinstance(old.get("refs"), dict) and not old.get("broken"):
@@ -82,7 +82,7 @@ def rebuild(store: Store) -> dict[str, Any]:
         entry = entry_for(store, ds)
         if entry is not None:
             cat["datasets"][ds] = entry
-    with store.lock_key("locks/catalog.lock", "catalog.json"):
+    with store.lock_key("locks/catalog.lock", "catalog.json", fresh=("catalog.json",)):
         store.write_catalog(cat)
     return cat
 

@@ -190,8 +190,10 @@ def try_create(store: "Store", path: str, body: bytes, token: str) -> bool:
 
 
 def read_holder(store: "Store", path: str) -> dict[str, Any] | None:
-    """The lock's owner record; None when there is no lock."""
+    """The lock's owner record; None when there is no lock.  Always asks the backend (no cached listing)."""
     owner = _owner_path(store, path)
+    with contextlib.suppress(Exception):
+        store.fs.invalidate_cache(path)
     try:
         raw = store.read_small(owner, 1 << 16)
     except FileNotFoundError:
@@ -246,15 +248,21 @@ def release(store: "Store", path: str, token: str, attempts: int = 4, surely_our
             return
         except Exception as err:  # noqa: BLE001 - retried, then reported
             last = err
-            time.sleep(min(2.0, 0.2 * 2 ** i))
+            if i + 1 < attempts:
+                time.sleep(min(2.0, float(store.policy("lock_release_backoff_seconds")) * 2 ** i))
     warnings.warn(f"remote {store.name}: could not remove lock {path} after {attempts} tries ({last}); "
                   f"it blocks other writers until it expires", LockReleaseWarning, stacklevel=3)
 
 
 # ----------------------------------------------------------------- the lock
 @contextlib.contextmanager
-def hold(store: "Store", key: str, what: str, ttl: float | None = None, wait: float | None = None) -> Iterator[None]:
-    """Hold the lock ``key`` (a store key under ``locks/``) for the block; ConflictError after ``wait`` seconds."""
+def hold(store: "Store", key: str, what: str, ttl: float | None = None, wait: float | None = None,
+         fresh: tuple[str, ...] = ()) -> Iterator[None]:
+    """Hold the lock ``key`` (a store key under ``locks/``) for the block; ConflictError after ``wait`` seconds.
+
+    ``fresh``: store keys whose cached listings are dropped once the lock is held, so what is read
+    under the lock is what the previous holder wrote.
+    """
     ttl = float(ttl if ttl is not None else store.policy("lock_ttl_seconds"))
     wait = float(wait if wait is not None else store.policy("lock_wait_seconds"))
     path = store.path(key)
@@ -297,6 +305,9 @@ def hold(store: "Store", key: str, what: str, ttl: float | None = None, wait: fl
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
     acquired = time.monotonic()
+    for k in fresh:  # what we read under the lock must be what the last holder wrote
+        with contextlib.suppress(Exception):
+            store.fs.invalidate_cache(store.path(k))
     try:
         yield
     finally:
@@ -305,9 +316,9 @@ def hold(store: "Store", key: str, what: str, ttl: float | None = None, wait: fl
 
 @contextlib.contextmanager
 def hold_all(store: "Store", keys: list[tuple[str, str]], ttl: float | None = None,
-             wait: float | None = None) -> Iterator[None]:
+             wait: float | None = None, fresh: tuple[str, ...] = ()) -> Iterator[None]:
     """Hold several locks ((key, what) pairs), taken in sorted key order so two writers never deadlock."""
     with contextlib.ExitStack() as stack:
         for key, what in sorted(set(keys)):
-            stack.enter_context(hold(store, key, what, ttl=ttl, wait=wait))
+            stack.enter_context(hold(store, key, what, ttl=ttl, wait=wait, fresh=fresh))
         yield

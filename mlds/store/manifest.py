@@ -24,7 +24,10 @@ from mlds.errors import IntegrityError, StoreError
 from mlds.store.store import HEX64, Store, check_hash, sha256_bytes
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
-MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # far above any real manifest; a bigger "manifest" is refused unread
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+# identical shards can repeat (the same frames stored twice with --keep-duplicates), but a version listing one
+# shard thousands of times is an attack on every reader (info would read it thousands of times)
+MAX_SHARD_REPEATS = 64  # far above any real manifest; a bigger "manifest" is refused unread
 
 
 @functools.lru_cache(maxsize=None)
@@ -58,6 +61,14 @@ def validate(manifest: Any, key: str = "?") -> dict[str, Any]:
             h = shard.get("sha256")
             if not isinstance(h, str) or not HEX64.match(h):
                 raise IntegrityError(f"manifest {key}: shard {i} key {h!r} is not a sha256 digest (it could escape the store)")
+    counts: dict[str, int] = {}
+    for o in (manifest.get("shards") if isinstance(manifest.get("shards"), list) else []):
+        if isinstance(o, dict) and isinstance(o.get("sha256"), str):
+            counts[o["sha256"]] = counts.get(o["sha256"], 0) + 1
+    worst = max(counts.items(), key=lambda kv: kv[1], default=(None, 0))
+    if worst[1] > MAX_SHARD_REPEATS:
+        raise IntegrityError(f"manifest {key}: shard {worst[0]} is listed {worst[1]} times "
+                             f"(at most {MAX_SHARD_REPEATS}); refusing it")
     for p in manifest.get("parents") or []:
         if not isinstance(p, str) or not HEX64.match(p):
             raise IntegrityError(f"manifest {key}: parent {p!r} is not a sha256 digest (it could escape the store)")

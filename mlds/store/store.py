@@ -58,6 +58,7 @@ DEFAULT_POLICY: dict[str, Any] = {
     "lock_ttl_seconds": 600.0,
     "lock_wait_seconds": 30.0,
     "lock_settle_seconds": 0.5,
+    "lock_release_backoff_seconds": 0.2,
 }
 
 # ----------------------------------------------------------------- test hook
@@ -139,23 +140,30 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.name!r}, {self.url!r})"
 
-    def clone(self) -> "Store":
-        """The same store over a fresh filesystem instance (one per worker thread).
+    def clone(self, independent: bool = False) -> "Store":
+        """The same store for another worker thread.
 
         Not every fsspec backend is safe to share between threads (paramiko's
         SFTP client is not), so parallel transfers give each worker its own
-        instance -- and, for SFTP, its own connection.  Falls back to sharing
+        instance -- and, for SFTP, its own connection -- unless the backend says
+        it is thread-safe (``mlds_thread_safe``: local, S3, RDM), whose instance
+        (and its caches) is shared.  ``independent=True`` always makes a new one
+        (another client, as a second process would be).  Falls back to sharing
         the instance when it cannot be re-created.
         """
         fs = self.fs
+        protos = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+        shareable = getattr(fs, "mlds_thread_safe", False) or "file" in protos or "local" in protos
         try:
+            if shareable and not independent:
+                raise StopIteration
             kwargs = dict(getattr(fs, "storage_options", {}) or {})
             kwargs["skip_instance_cache"] = True
             fs = type(fs)(*getattr(fs, "storage_args", ()), **kwargs)
             for attr in ("_mlds_remote",):
                 if hasattr(self.fs, attr):
                     setattr(fs, attr, getattr(self.fs, attr))
-        except Exception:  # noqa: BLE001 - sharing is still correct for thread-safe backends
+        except (StopIteration, Exception):  # noqa: BLE001 - sharing is still correct for thread-safe backends
             fs = self.fs
         other = Store(fs, self.root, name=self.name, options=self.options, url=self.url)
         other.atomic_put = self.atomic_put
@@ -168,6 +176,17 @@ class Store:
             if hasattr(self, attr):
                 setattr(other, attr, getattr(self, attr))
         return other
+
+    def map(self, fn: Callable[[Any], Any], items: list) -> list:
+        """``[fn(x) for x in items]``, concurrently when the backend is thread-safe (S3, RDM: each small
+        request is a round trip; independent ones need not wait for each other)."""
+        items = list(items)
+        if len(items) < 2 or not getattr(self.fs, "mlds_thread_safe", False):
+            return [fn(x) for x in items]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(items)), thread_name_prefix="mlds-req") as pool:
+            return list(pool.map(fn, items))
 
     def release(self) -> None:
         """Close the connection of a :meth:`clone` (no-op for the original)."""
@@ -403,6 +422,7 @@ class Store:
         os.replace(tmp, final)
         _fsync_dir(os.path.dirname(final))  # the name is durable before any ref names it
         _count_write()
+        self.remember_verified(h)
 
     def adopt_file(self, lpath: str | os.PathLike, h: str | None = None) -> str:
         """Move a finished local file into the store as an object (consumes ``lpath``).
@@ -456,14 +476,65 @@ class Store:
         """A sequential reader of an object (large blocks on remote backends: few requests)."""
         if self.is_local:
             return open(self.object_path(h), "rb")
+        stream = getattr(self.fs, "mlds_open_stream", None)  # one request for the whole object (S3)
+        if stream is not None:
+            return stream(self.object_path(h))
         return self.fs.open(self.object_path(h), "rb", block_size=STREAM_BLOCK)
 
-    def hash_object(self, h: str) -> str:
+    def hash_object(self, h: str, limit: int | None = None) -> str:
+        """sha256 of an object's bytes (of at most ``limit + 1`` bytes: an endless object stops there)."""
         hasher = hashlib.sha256()
+        n = 0
         with self.open_object(h) as fh:
-            for block in iter(lambda: fh.read(CHUNK), b""):
+            while limit is None or n <= limit:
+                block = fh.read(CHUNK if limit is None else min(CHUNK, limit + 1 - n))
+                if not block:
+                    break
                 hasher.update(block)
+                n += len(block)
         return hasher.hexdigest()
+
+    # ------------------------------------------------------------- local verification stamps
+    def _stamp_path(self, h: str) -> str:
+        return self.path(f"cache/verified/{h[:2]}/{h[2:]}")
+
+    @staticmethod
+    def _stamp_of(st: os.stat_result) -> str:
+        return f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+    def remember_verified(self, h: str) -> None:
+        """Record that local object ``h`` hashed correctly, as it is now (size, mtime, inode)."""
+        with contextlib.suppress(OSError):
+            st = os.stat(self.object_path(h))
+            path = self._stamp_path(h)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as fh:
+                fh.write(self._stamp_of(st))
+
+    def verify_local_object(self, h: str, size: int, what: str | None = None) -> None:
+        """Check a local object before it is read in place: a regular file of ``size`` bytes whose sha256 is
+        its name.  The hash is computed again only when the file changed since it was last verified
+        (on arrival, by fsck or by an earlier open), so repeated opens cost a stat."""
+        import stat as _stat
+
+        what = what or f"object {h}"
+        p = self.object_path(h)
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            raise StoreError(f"{self.name}: {what} is missing") from None
+        if not _stat.S_ISREG(st.st_mode):
+            raise IntegrityError(f"{self.name}: {what} is not a regular file; run 'mlds fsck'")
+        if st.st_size != size:
+            raise IntegrityError(f"{self.name}: {what} has the wrong size ({st.st_size}, manifest: {size}); "
+                                 f"run 'mlds fsck'")
+        with contextlib.suppress(OSError):
+            with open(self._stamp_path(h)) as fh:
+                if fh.read(200) == self._stamp_of(st):
+                    return
+        if self.hash_object(h, limit=size) != h:
+            raise IntegrityError(f"{self.name}: {what} is corrupt (sha256 mismatch); run 'mlds fsck'")
+        self.remember_verified(h)
 
     def delete_object(self, h: str) -> None:
         self.fs.rm_file(self.object_path(h))
@@ -623,7 +694,8 @@ class Store:
         """Hold ``locks/<dataset>/<tag>.lock`` (see :mod:`mlds.store.locks`)."""
         from mlds.store import locks
 
-        with locks.hold(self, self.lock_key_for(dataset, tag), f"tag {dataset}@{tag}", ttl=ttl, wait=wait):
+        with locks.hold(self, self.lock_key_for(dataset, tag), f"tag {dataset}@{tag}", ttl=ttl, wait=wait,
+                        fresh=(f"refs/{check_name(dataset)}",)):
             yield
 
     @staticmethod
@@ -637,15 +709,16 @@ class Store:
         from mlds.store import locks
 
         keys = [(self.lock_key_for(dataset, t), f"tag {dataset}@{t}") for t in tags]
-        with locks.hold_all(self, keys, ttl=ttl, wait=wait):
+        with locks.hold_all(self, keys, ttl=ttl, wait=wait, fresh=(f"refs/{check_name(dataset)}",)):
             yield
 
     @contextlib.contextmanager
-    def lock_key(self, key: str, what: str, ttl: float | None = None, wait: float | None = None) -> Iterator[None]:
+    def lock_key(self, key: str, what: str, ttl: float | None = None, wait: float | None = None,
+                 fresh: tuple[str, ...] = ()) -> Iterator[None]:
         """Hold the lock object ``key`` (see :mod:`mlds.store.locks`)."""
         from mlds.store import locks
 
-        with locks.hold(self, key, what, ttl=ttl, wait=wait):
+        with locks.hold(self, key, what, ttl=ttl, wait=wait, fresh=fresh):
             yield
 
 

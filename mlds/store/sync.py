@@ -173,16 +173,18 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
             tags["latest"] = h
 
     # read the refs we are about to move (compare-and-swap "old" values) before sending anything
-    old = {t: remote.read_ref(dataset, t) for t in tags}
+    old = dict(zip(tags, remote.map(lambda t: remote.read_ref(dataset, t), list(tags))))
     for t, cur in old.items():
         if cur is None or cur == h:
             continue
         if is_version_tag(t):
             raise ConflictError(f"tag {t} of {dataset} on remote {remote.name} already points to {_short(cur)}, "
-                                f"not {_short(h)} (someone else pushed {t} first); pull, then push again")
+                                f"not {_short(h)} (someone else pushed {t} first); nothing was published; "
+                                f"pull, then push again")
         if t == "latest" and not _fast_forward(local, remote, cur, orig):
             raise ConflictError(f"tag latest of {dataset} on remote {remote.name} moved from "
-                                f"{_short(_base(send_chain))} to {_short(cur)} since you pulled; pull, then push again")
+                                f"{_short(_base(send_chain))} to {_short(cur)} since you pulled; nothing was "
+                                f"published; pull, then push again")
         if t != "latest":
             check_tag_move(remote, dataset, t, cur, h)  # group/public: named tags are immutable; fail before sending
     shards = mf.objects(send_chain[-1][2])
@@ -224,19 +226,57 @@ def _base(chain: list[tuple[str, bytes, dict[str, Any]]]) -> str | None:
     return parents[0] if parents else None
 
 
-def _require_group_presence(dataset: str, h: str, group_stores: list[Store], remote: str) -> None:
+def group_vouch_problems(dataset: str, h: str, group_stores: list) -> list[str]:
+    """Empty when a reachable group-tier remote holds version ``h``; else every reason, one line each.
+
+    ``group_stores`` holds :class:`Store` objects, or ``(name, error)`` pairs for remotes that
+    could not be opened.  Each is asked in its own error context, so an unreachable one is
+    named as such and does not block when another one vouches.
+    """
     if not group_stores:
-        raise PolicyError(f"public remote {remote} accepts only versions already in a group-tier remote, "
-                          f"and no group-tier remote is configured")
+        return ["no group-tier remote is configured to vouch for this version"]
+    unreachable: list[str] = []
+    names = []
     for g in group_stores:
-        try:
-            if h in g.list_refs(dataset).values():
-                return
-        except Exception:  # noqa: BLE001 - an unreachable group remote just does not vouch
+        if isinstance(g, tuple):
+            name, err = g
+            names.append(name)
+            unreachable.append(f"group remote {name} is unreachable: {_reason(err, name)}")
             continue
-    names = ", ".join(g.name for g in group_stores)
-    raise PolicyError(f"{dataset} version {h[:12]} is not in any group-tier remote ({names}); "
-                      f"promote it to a group remote first")
+        names.append(g.name)
+        try:
+            with _translated(g):
+                refs = g.list_refs(dataset)
+        except Exception as err:  # noqa: BLE001 - an unreachable group remote just does not vouch
+            unreachable.append(f"group remote {g.name} is unreachable: {_reason(err, g.name)}")
+            continue
+        if h in refs.values():
+            return []
+    return [f"{dataset} version {h[:12]} is not in any reachable group-tier remote ({', '.join(names)}); "
+            f"promote it to a group remote first"] + unreachable
+
+
+def _reason(err: Exception, name: str) -> str:
+    text = " ".join(str(err).split())
+    prefix = f"remote {name!r}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+@contextlib.contextmanager
+def _translated(store: Store):
+    try:
+        from mlds.remotes.filesystems import translate_errors
+    except ImportError:
+        yield
+        return
+    with translate_errors(store.name, store.url):
+        yield
+
+
+def _require_group_presence(dataset: str, h: str, group_stores: list, remote: str) -> None:
+    problems = group_vouch_problems(dataset, h, group_stores)
+    if problems:
+        raise PolicyError("; ".join(problems))
 
 
 # ----------------------------------------------------------------- pull
@@ -263,7 +303,9 @@ def pull(remote: Store, local: Store, dataset: str, tag: str | None = None, *, f
     for mh, _, m in chain:
         if mh in tip_set:
             for o, size in mf.objects(m):
-                shards[o] = size
+                if shards.setdefault(o, size) != size:
+                    raise IntegrityError(f"remote {remote.name}: versions of {dataset} disagree on the size of "
+                                         f"object {o} ({shards[o]} and {size} bytes); refusing them")
     # decide the ref updates before moving bytes, so a conflict costs nothing
     local_old = {t: local.read_ref(dataset, t) for t in tags}
     updates: dict[str, str] = {}

@@ -35,12 +35,17 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO, Callable, Iterable
 
 from mlds.errors import IntegrityError, StoreError
-from mlds.store.store import CHUNK, Store, _count_write
+from mlds.store.store import Store, _count_write
 
 DEFAULT_WORKERS = 4
-PART_SIZE = 16 * 1024 * 1024     # multipart part size (S3 minimum is 5 MiB)
-PART_CONCURRENCY = 8             # parts in flight per object
+# S3 uploads: like s3fs, one PutObject below 100 MiB, above that 50 MiB parts -- but pipelined: parts go up
+# while the next ones are read and hashed, at most PART_CONCURRENCY in flight (bounded memory)
+PART_SIZE = 50 * 1024 * 1024
+SINGLE_PUT_MAX = 2 * PART_SIZE
+PART_CONCURRENCY = 8
 SPOOL_IN_MEMORY = 64 * 1024 * 1024
+COPY_BLOCK = 4 * 1024 * 1024     # read size while copying
+FLUSH_EVERY = 64 * 1024 * 1024   # local staging files: start writing back to disk while the copy goes on
 
 
 # ----------------------------------------------------------------- sinks
@@ -49,22 +54,42 @@ class _LocalSink:
         self.dst, self.h = dst, h
         self.tmp = dst.staging_path(f"{h[:12]}-", ".part")
         self.fh = open(self.tmp, "wb")
+        self.unflushed = 0
+        self.flusher: threading.Thread | None = None
 
     def write(self, block: bytes) -> None:
         self.fh.write(block)
+        self.unflushed += len(block)
+        if self.unflushed >= FLUSH_EVERY and (self.flusher is None or not self.flusher.is_alive()):
+            # write back what is there so far in the background: the fsync before the rename then has
+            # little left to do (a large object's fsync would otherwise come after the whole transfer)
+            self.fh.flush()
+            self.unflushed = 0
+            fd = self.fh.fileno()
+            self.flusher = threading.Thread(target=_quiet_fdatasync, args=(fd,), daemon=True)
+            self.flusher.start()
 
     def commit(self) -> None:
         self.fh.flush()
+        if self.flusher is not None:
+            self.flusher.join()
         os.fsync(self.fh.fileno())
         self.fh.close()
         _count_write()
         self.dst.adopt_verified(self.tmp, self.h)
 
     def abort(self) -> None:
+        if self.flusher is not None:
+            self.flusher.join()
         with contextlib.suppress(OSError):
             self.fh.close()
         with contextlib.suppress(OSError):
             os.unlink(self.tmp)
+
+
+def _quiet_fdatasync(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.fdatasync(fd)
 
 
 class _MultipartSink:
@@ -76,6 +101,7 @@ class _MultipartSink:
         self.bucket, self.key, _ = self.fs.split_path(self.path)
         self.size = size
         self.buf = bytearray()
+        self.small: list[bytes] | None = [] if size < SINGLE_PUT_MAX else None  # one PUT: blocks, joined once
         self.mpu: dict | None = None
         self.parts: list[tuple[int, Any]] = []
         self.inflight: list[Any] = []
@@ -96,14 +122,17 @@ class _MultipartSink:
             self.inflight = [f for f in self.inflight if not f.done()]
 
     def write(self, block: bytes) -> None:
+        if self.small is not None:
+            self.small.append(block)
+            return
         self.buf += block
-        if len(self.buf) >= PART_SIZE and self.size >= 2 * PART_SIZE:
+        if len(self.buf) >= PART_SIZE:
             self._submit(bytes(self.buf[:PART_SIZE]))
             del self.buf[:PART_SIZE]
 
     def commit(self) -> None:
         if self.mpu is None:  # small object: one PUT
-            self.fs.pipe_file(self.path, bytes(self.buf))
+            self.fs.pipe_file(self.path, b"".join(self.small) if self.small is not None else bytes(self.buf))
             _count_write()
             return
         if self.buf:
@@ -207,7 +236,7 @@ def copy_stream(reader: BinaryIO, dst: Store, h: str, size: int, *, what: str,
     n = 0
     try:
         while n <= size:
-            block = reader.read(min(CHUNK, size + 1 - n))
+            block = reader.read(min(COPY_BLOCK, size + 1 - n))
             if not block:
                 break
             hasher.update(block)

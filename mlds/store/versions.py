@@ -174,9 +174,28 @@ def _open_input(source: str | os.PathLike, store: Store) -> Iterator[Any]:
             shutil.rmtree(tmpdir, ignore_errors=True)
         return
     try:
+        _validate_source(p)
         yield ds
     finally:
         ds.close()
+
+
+def _validate_source(path: Path) -> None:
+    """Refuse an mlds file that breaks the spec before any of it is stored (shapes are compared with the
+    file's other arrays before anything is read, so a declared (10^12, 3) array is refused, not allocated)."""
+    from mlds.errors import ValidationError
+    from mlds.format.validate import validate_dataset
+
+    try:
+        problems = validate_dataset(path)
+    except MemoryError:
+        problems = ["an array is declared larger than this machine's memory"]
+    except (TypeError, ValueError, IndexError, KeyError, OSError) as err:
+        # arrays inconsistent enough to break the checker itself (mlds.format reads them by the offsets)
+        problems = [f"inconsistent arrays ({type(err).__name__}: {' '.join(str(err).split())[:200]})"]
+    if problems:
+        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        raise ValidationError(path, f"not a valid mlds dataset, nothing was stored: {problems[0]}{more}")
 
 
 def default_author() -> str:
@@ -465,7 +484,7 @@ def commit_refs(store: Store, dataset: str, updates: dict[str, str], manifests: 
         tags = sorted(t for t, x in updates.items() if x == h)
         check_admission(store, manifests[h], f"{dataset}@{tags[0]}")
     with store.lock_tags(dataset, list(updates)):
-        read = {t: store.read_ref_for_update(dataset, t) for t in updates}
+        read = dict(zip(updates, store.map(lambda t: store.read_ref_for_update(dataset, t), list(updates))))
         current = {t: v for t, (v, _) in read.items()}
         for tag, h in updates.items():
             cur = current[tag]
@@ -531,18 +550,24 @@ def open_ref(ref: str, store: Store | None = None, **options: Any):
         raise StoreError(f"{store.name}: {name}@{tag} is a {mf.kind(m)}, not a dataset; "
                          f"use checkout_files (mlds.store.checkout_files) to get its files")
     parts = []
+    opened: dict[str, Any] = {}
     try:
         for s in m["shards"]:
-            p = store.local_object_path(s["sha256"])
-            if p is None:
-                raise StoreError(f"{store.name}: open_ref needs a local store (pull {name}@{tag} first)")
-            if not os.path.exists(p):
-                raise StoreError(f"{store.name}: shard {s['sha256']} of {name}@{tag} is missing; run 'mlds pull {name}'")
-            if os.path.getsize(p) != int(s["size"]):
-                raise IntegrityError(f"{store.name}: shard {s['sha256']} of {name}@{tag} has the wrong size; run 'mlds fsck'")
-            parts.append(Dataset(p, **options))
+            h, size = s["sha256"], int(s["size"])
+            if h not in opened:
+                if store.local_object_path(h) is None:
+                    raise StoreError(f"{store.name}: open_ref needs a local store (pull {name}@{tag} first)")
+                if not store.has_object(h):
+                    raise StoreError(f"{store.name}: shard {h} of {name}@{tag} is missing; run 'mlds pull {name}'")
+                store.verify_local_object(h, size, what=f"shard {h} of {name}@{tag}")  # size, and sha256 unless stamped
+                d = Dataset(store.local_object_path(h), **options)
+                opened[h] = d
+                if len(d) != int(s["n_frames"]):
+                    raise IntegrityError(f"{store.name}: shard {h} of {name}@{tag} holds {len(d)} frames, "
+                                         f"its manifest says {s['n_frames']}; run 'mlds fsck'")
+            parts.append(opened[h])
     except BaseException:
-        for d in parts:
+        for d in opened.values():
             d.close()
         raise
     return ConcatDataset(parts, metadata=m["metadata"])
@@ -599,12 +624,15 @@ def tag(store: Store, ref: str, new_tag: str, *, force: bool = False) -> str:
 
 
 # ----------------------------------------------------------------- maintenance
-def reachable(store: Store) -> tuple[set[str], set[str], list[tuple[str, str]], set[str]]:
-    """(manifests, shards, problems, tip_shards) reachable from every ref.
+def reachable(store: Store, declared: dict[str, dict[int, str]] | None = None
+              ) -> tuple[set[str], set[str], list[tuple[str, str]], set[str]]:
+    """(manifests, objects, problems, tip_objects) reachable from every ref.
 
     Parents are followed; a pulled version's ancestors may be present as
-    manifests only, so only the shards of tagged versions (``tip_shards``)
-    must be present for the store to be complete.
+    manifests only, so only the objects of tagged versions (``tip_objects``)
+    must be present for the store to be complete.  A ref must point at a
+    manifest of its own dataset.  ``declared`` (if given) is filled with the
+    size each referenced object should have, and which version says so.
     """
     manifests: set[str] = set()
     shards: set[str] = set()
@@ -615,8 +643,11 @@ def reachable(store: Store) -> tuple[set[str], set[str], list[tuple[str, str]], 
         for t, h in store.list_refs(ds).items():
             stack.append((h, f"{ds}@{t}", True))
     tips_done: set[str] = set()
+    dataset_of: dict[str, str] = {}
     while stack:
         h, via, is_tip = stack.pop()
+        if is_tip and h in dataset_of and dataset_of[h] != via.split("@")[0]:
+            problems.append((h, f"ref {via} points at a manifest of another dataset ({dataset_of[h]!r})"))
         if h in manifests and (not is_tip or h in tips_done):
             continue
         manifests.add(h)
@@ -629,8 +660,13 @@ def reachable(store: Store) -> tuple[set[str], set[str], list[tuple[str, str]], 
         except (IntegrityError, StoreError) as err:
             problems.append((h, str(err)))
             continue
-        for o, _ in mf.objects(m):
+        dataset_of[h] = m["dataset"]
+        if is_tip and m["dataset"] != via.split("@")[0]:
+            problems.append((h, f"ref {via} points at a manifest of another dataset ({m['dataset']!r})"))
+        for o, size in mf.objects(m):
             shards.add(o)
+            if declared is not None:
+                declared.setdefault(o, {}).setdefault(size, via)
             if is_tip:
                 tip_shards.add(o)
         if is_tip:
@@ -641,32 +677,39 @@ def reachable(store: Store) -> tuple[set[str], set[str], list[tuple[str, str]], 
 
 
 def fsck(store: Store, progress=None) -> dict[str, Any]:
-    """Verify every object's sha256 and every ref's manifest; list each bad object by key."""
+    """Verify every object's sha256 and size, and every ref's manifest; list each bad object by key."""
     bad: list[tuple[str, str]] = []
     checked = 0
-    present: set[str] = set()
+    present: dict[str, int] = {}
+    declared: dict[str, dict[int, str]] = {}
+    manifests, shards, problems, tip_shards = reachable(store, declared)
     for h, size, _ in store.iter_objects():
         if not HEX64.match(h):
             bad.append((f"objects/sha256/{h}", "unexpected file name (not a sha256 digest)"))
             continue
         checked += 1
         key = Store.object_key(h)
-        present.add(h)
+        present[h] = size
+        wrong = [(n, via) for n, via in declared.get(h, {}).items() if n != size]
+        if wrong:
+            bad.append((key, f"{size} bytes, but {wrong[0][1]} says {wrong[0][0]}"))
+            continue
         try:
-            got = store.hash_object(h)
+            got = store.hash_object(h, limit=size)
         except Exception as err:  # noqa: BLE001 - report and go on
             bad.append((key, f"unreadable: {err}"))
             continue
         if got != h:
             bad.append((key, f"sha256 mismatch (content hashes to {got[:12]}...)"))
+        elif store.is_local:
+            store.remember_verified(h)
         if progress:
             progress(size)
     bad_keys = {k for k, _ in bad}
-    manifests, shards, problems, tip_shards = reachable(store)
     for h, why in problems:
         if Store.object_key(h) not in bad_keys:
             bad.append((Store.object_key(h), why))
-    for h in sorted(tip_shards - present):
+    for h in sorted(tip_shards - set(present)):
         bad.append((Store.object_key(h), "missing (a shard of a tagged version)"))
     return {"store": store.name, "objects": checked, "bad": bad, "ok": not bad}
 

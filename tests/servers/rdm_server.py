@@ -547,12 +547,33 @@ class _Handler(BaseHTTPRequestHandler):
                 self._wb(method, path[len("/v1/resources/"):])
             elif path.startswith("/_blob/"):
                 self._blob(method, path[len("/_blob/"):])
+            elif path.startswith("/api/v1/project/"):
+                self._web_quota(method, path)
             else:
                 raise api_error(404, "Not found.")
         except HTTPFail as f:
             self._send_json(f.status, f.body, f.headers)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _web_quota(self, method: str, path: str) -> None:
+        """``/api/v1/project/<guid>/get_creator_quota/`` of the *web app* (RDM-osf.io
+        ``website/project/views/quota.py``, ``@must_be_contributor_or_public``): the web app
+        authenticates by session cookie or HTTP Basic login (``framework/sessions``
+        ``before_request``) and ignores a bearer token, so a private project answers with a
+        redirect to the login page; a public one with ``{"max": bytes, "used": bytes}``."""
+        parts = path.strip("/").split("/")
+        if method != "GET" or len(parts) != 5 or parts[4] != "get_creator_quota":
+            raise HTTPFail(404, {"message_short": "Not found", "code": 404})
+        node = self.rdm.nodes.get(parts[3])
+        if node is None or node.deleted:
+            raise HTTPFail(404, {"message_short": "Not found", "message_long": "The requested resource could not "
+                                 "be found.", "code": 404})
+        if not node.public:
+            return self._send_json(302, None, {"Location": f"{self.rdm.url}/login/?next={quote(path)}"})
+        with self.rdm.lock:
+            used = self.rdm.quota_used(node)
+        self._send_json(200, {"max": node.quota if node.quota is not None else 100 * 1024 ** 3, "used": used})
 
     def _finish_body(self) -> None:
         """Before an error answer: drain a small unread body, or close the connection."""

@@ -34,7 +34,7 @@ def _contenders(tmp_path, n=N_PUSHERS):
 
 
 def _race_rounds(base: Store, locals_: list[Store], rounds: int = ROUNDS) -> None:
-    fss = [base.clone().fs for _ in locals_]  # one connection per pusher, kept for every round
+    fss = [base.clone(independent=True).fs for _ in locals_]  # one client per pusher, as in separate processes
     for k in range(rounds):
         root = f"{base.root}/round{k}"
         Store(base.fs, root, name=base.name, options=base.options).init("personal")
@@ -174,3 +174,29 @@ def test_local_add_race_gives_add_advice(local, tmp_path, monkeypatch):
     msg = str(info.value)
     assert "run the add again" in msg and "push" not in msg and "remote" not in msg
     assert [e["message"] for e in S.log("sio")] == ["the other add", ""]
+
+
+def test_s3_server_without_conditional_writes_is_detected(local, tmp_path, s3_env, s3_bucket, config_home,
+                                                           monkeypatch):
+    """An S3-compatible server that ignores If-None-Match/If-Match: the store notices (probe), warns once,
+    and falls back to write-wait-read-back locks, which still leave one winner per race here."""
+    from mlds.remotes.filesystems import _s3_class
+    from mlds.store import locks
+
+    cls = _s3_class()
+    real_open, real_put_if = cls._open, cls.mlds_put_if
+
+    def ignoring_open(self, path, mode="rb", *a, **kw):  # If-None-Match dropped on the floor
+        return real_open(self, path, mode.replace("x", "w"), *a, **kw)
+
+    def ignoring_put_if(self, path, data, etag):
+        self.pipe_file(path, data)
+
+    monkeypatch.setattr(cls, "_open", ignoring_open)
+    monkeypatch.setattr(cls, "mlds_put_if", ignoring_put_if)
+    monkeypatch.setattr(locks, "_probe_cache", {})
+    monkeypatch.setattr(locks, "_warned", set())
+    base = add_remote("race", s3_env.url(s3_bucket, "store"), options={"lock_settle_seconds": 0.2})
+    assert not locks.exclusive_create_works(base)
+    with pytest.warns(locks.UnsafeLockWarning, match="best-effort"):
+        _race_rounds(base, _contenders(tmp_path), rounds=3)
