@@ -1,0 +1,124 @@
+"""Where conversions run: in this process, a local process pool, or a Dask cluster.
+
+The default is the standard library's :class:`concurrent.futures.ProcessPoolExecutor`
+(one process per core): at the scale of one user's run tree on one machine this
+suffices.  For hundreds of thousands of runs, ``dask=`` sends the same task
+function to a Dask cluster instead of a pool of our own:
+
+* ``"local"``: a :class:`distributed.LocalCluster` on this machine;
+* ``"tcp://host:8786"`` (any scheduler address): an existing cluster;
+* ``"slurm"``, ``"pbs"``, ``"sge"``, ``"lsf"``: workers from the batch system via
+  ``dask-jobqueue``, configured the usual way (``~/.config/dask/jobqueue.yaml``:
+  queue, cores, memory, walltime), scaled to ``workers`` jobs.
+
+Workers write staging files into a folder next to the store; Dask workers on
+other nodes need it on a shared filesystem (the store on ``$HOME`` or a project
+directory usually is).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from mlds.errors import MldsError
+
+T = TypeVar("T")
+R = TypeVar("R")
+JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
+            "htcondor": "HTCondorCluster", "oar": "OARCluster", "moab": "MoabCluster"}
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def run_all(fn: Callable[[T], R], items: list[T], *, workers: int | None = None, dask: str | None = None,
+            ) -> Iterator[tuple[T, R | BaseException]]:
+    """``(item, fn(item))`` in completion order; an exception is returned, not raised, per item."""
+    if not items:
+        return iter(())
+    if dask:
+        return _run_dask(fn, items, dask, workers)
+    n = min(workers or default_workers(), len(items))
+    if n <= 1:
+        return _run_inline(fn, items)
+    return _run_pool(fn, items, n)
+
+
+def _run_inline(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R | BaseException]]:
+    for item in items:
+        try:
+            yield item, fn(item)
+        except Exception as err:  # noqa: BLE001 - reported per item by the caller
+            yield item, err
+
+
+def _run_pool(fn: Callable[[T], R], items: list[T], n: int) -> Iterator[tuple[T, R | BaseException]]:
+    import multiprocessing as mp
+
+    # forkserver: workers do not inherit the parent's threads (an SSH transport, Rich's refresher)
+    ctx = mp.get_context("forkserver") if "forkserver" in mp.get_all_start_methods() else None
+    pending = iter(items)
+    with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+        # a bounded window of submitted tasks: memory for the futures stays flat on huge trees
+        running: dict[Any, T] = {}
+        for item in pending:
+            running[pool.submit(fn, item)] = item
+            if len(running) >= 4 * n:
+                break
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                item = running.pop(fut)
+                try:
+                    yield item, fut.result()
+                except Exception as err:  # noqa: BLE001
+                    yield item, err
+                nxt = next(pending, None)
+                if nxt is not None:
+                    running[pool.submit(fn, nxt)] = nxt
+
+
+def _run_dask(fn: Callable[[T], R], items: list[T], target: str, workers: int | None
+              ) -> Iterator[tuple[T, R | BaseException]]:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise MldsError("--dask needs Dask: pip install 'mlds[dask]'") from None
+    cluster = None
+    if target == "local":
+        cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    elif target in JOBQUEUE:
+        try:
+            import dask_jobqueue
+        except ImportError:
+            raise MldsError(f"--dask {target} needs dask-jobqueue: pip install 'mlds[dask]'") from None
+        cluster = getattr(dask_jobqueue, JOBQUEUE[target])()
+        cluster.scale(jobs=workers or 1)
+        client = Client(cluster)
+    elif "://" in target:
+        client = Client(target)
+    else:
+        raise MldsError(f"--dask {target!r}: use local, a scheduler address (tcp://host:8786) or one of "
+                        f"{', '.join(sorted(JOBQUEUE))}")
+    try:
+        futures = {}
+        for item in items:
+            futures[client.submit(fn, item, pure=False)] = item
+        for fut in as_completed(futures):
+            item = futures[fut]
+            try:
+                yield item, fut.result()
+            except Exception as err:  # noqa: BLE001
+                yield item, err
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
