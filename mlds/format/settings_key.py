@@ -152,6 +152,9 @@ def settings_fields(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     s = settings or {}
     code = _norm_text(s.get("code"))
     functional = _norm_text(s.get("functional"))
+    extra = s.get("extra") if isinstance(s.get("extra"), Mapping) else {}
+    if functional and extra.get("vdw_correction") and "+" not in functional:
+        functional += "+VDW"  # a dispersion correction the reader saw but could not name (VASP without IVDW echo)
     spin = s.get("spin_polarized")
     return {
         "code": code.lower() if code else None,

@@ -446,7 +446,7 @@ class _Pass:
                                                        ingested_of=lambda n: ingested_sha256s(self.store, self.idx, n))
             for r in already:
                 self.outcome(r.loc, UP_TO_DATE, format=r.fmt, dataset=base, frames=r.n_frames,
-                             reason="committed meanwhile by another ingest")
+                             reason="a file with the same content (sha256) is already in the dataset")
             for p in placements:
                 rep = reports.get(p.dataset, {})
                 self.forget_ingested(p.dataset)

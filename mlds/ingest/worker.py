@@ -111,10 +111,9 @@ def convert_run(task: RunTask) -> list[SourceResult]:
                 results[chosen.loc] = SourceResult(chosen.loc, chosen.fmt, task.folder, UNCHANGED, sha256=sha,
                                                    size=chosen.size, mtime=chosen.mtime)
                 continue
-            res = _convert_one(chosen, local[chosen.loc], sha, task)
+            not_read = [{"path": d.loc, "format": d.fmt, "sha256": shas[d.loc]} for d in dups]
+            res = _convert_one(chosen, local[chosen.loc], sha, task, not_read)
             res.same_run = [d.loc for d in dups]
-            if res.provenance is not None and dups:
-                res.provenance["same_run_not_read"] = [{"path": d.loc, "format": d.fmt, "sha256": shas[d.loc]} for d in dups]
             results[chosen.loc] = res
     return [results[f.loc] for f in task.files if f.loc in results]
 
@@ -168,7 +167,7 @@ def _one_source_per_run(files: list[CandidateFile], local: dict[str, Path]) -> l
     return [(by_local[g.chosen], [by_local[p] for p, _ in g.duplicates]) for g in groups]
 
 
-def _convert_one(f: CandidateFile, local: Path, sha: str, task: RunTask) -> SourceResult:
+def _convert_one(f: CandidateFile, local: Path, sha: str, task: RunTask, not_read: list[dict[str, str]]) -> SourceResult:
     from mlds.format.writer import create
     from mlds.io.registry import get_reader
 
@@ -182,6 +181,13 @@ def _convert_one(f: CandidateFile, local: Path, sha: str, task: RunTask) -> Sour
         facts = _Facts()
         writer = create(out, {}, validate=False)
         writer.append_from(facts.tap(reader))
+        prov = writer.metadata["sources"][-1]
+        prov["path"] = f.loc
+        if not_read:  # which copies of this calculation were left out (provenance of the choice)
+            prov["same_run_not_read"] = not_read
+        prov["warnings"] = [w.replace(str(local), f.loc) for w in prov.get("warnings", [])]
+        if not prov["warnings"]:
+            del prov["warnings"]
         writer.close()
         n = writer.n_frames
         writer = None
@@ -195,10 +201,7 @@ def _convert_one(f: CandidateFile, local: Path, sha: str, task: RunTask) -> Sour
         res.status = CONVERTED
         res.n_frames = n
         res.staging_file = str(out)
-        res.provenance = rep.to_provenance()
-        res.provenance["path"] = f.loc
-        if res.warnings:
-            res.provenance["warnings"] = res.warnings
+        res.provenance = prov
         res.settings = dict(rep.settings) if rep.settings else None
         res.elements, res.formula = facts.elements(), facts.formula
         return res
