@@ -101,12 +101,17 @@ def _report(result, *, quiet: bool, as_json: bool, header: str | None = None) ->
             "push_errors": result.push_errors, "problems": [asdict(p) for p in result.problems],
             "elapsed_s": round(result.elapsed, 3)}, default=str))
         return
+    if header:
+        import time
+
+        console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {header}: {len(result.versions)} new version(s), "
+                      f"{result.count(C.RUNNING)} running, {len(result.failed)} failed", highlight=False)
     listed = [o for o in result.outcomes if o.status not in C.QUIET]
     if quiet:
         listed = [o for o in listed if o.status in (C.FAILED, C.VANISHED)]
     if listed:
         base = _common_folder([o.path for o in listed])
-        table = Table(title=header or "ingest", show_edge=False, title_justify="left")
+        table = Table(title="ingest", show_edge=False, title_justify="left")
         table.add_column("source", overflow="fold", min_width=16)
         table.add_column("format", no_wrap=True)
         table.add_column("dataset", no_wrap=True)

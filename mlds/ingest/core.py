@@ -476,8 +476,8 @@ class _Pass:
         for k, name in enumerate(names, 1):
             try:
                 self.result.pushed[name] = api.push(name, remote, store=self.store)
-            except MldsError as err:
-                self.result.push_errors[name] = str(err)
+            except (MldsError, OSError) as err:  # the version is safe locally; the next ingest pushes it again
+                self.result.push_errors[name] = " ".join(str(err).split())
                 failed.append(name)
             note("pushing", k, len(names))
         if failed:
