@@ -23,7 +23,6 @@ version is complete.  There is never a version with half of a batch.
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import tempfile
@@ -132,89 +131,10 @@ def build_batch(dataset: str, results: list[SourceResult], path: Path) -> Path:
 
 
 def append_version(store: Store, dataset: str, batch: Path, message: str) -> dict[str, Any]:
-    """Append ``batch`` to ``dataset`` as one new version (store contract §2)."""
-    from mlds.store import api, versions
+    """Append ``batch`` to ``dataset`` as one new version (store contract §2: shards reused, duplicates skipped)."""
+    from mlds.store import api
 
-    if "append" in inspect.signature(versions.add).parameters:
-        return api.add(batch, dataset, message, store=store, append=True, dedupe=True)
-    return _append_by_rewrite(store, dataset, batch, message)
-
-
-def _append_by_rewrite(store: Store, dataset: str, batch: Path, message: str) -> dict[str, Any]:
-    """Until the store's ``append=True`` lands: previous frames + new ones, deduplicated, as one file.
-
-    ``add`` then reuses the previous shards (they are a prefix of the new
-    content) and writes only the new frames' shards, as the contract's append does.
-    """
-    from mlds.format.dataset import Dataset
-    from mlds.format.framehash import frame_hash
-    from mlds.format.writer import create
-    from mlds.store import versions
-
-    prev = versions.open_ref(f"{dataset}@latest", store=store) if store.read_ref(dataset, "latest") else None
-    tmpdir = tempfile.mkdtemp(prefix="ingest-append-", dir=versions._staging_dir(store))  # noqa: SLF001
-    try:
-        seen: set[str] = set()
-        meta: dict[str, Any] = {"name": dataset, "calculations": [], "sources": []}
-        if prev is not None:
-            meta = {k: v for k, v in prev.metadata.items() if k != "created_with"}
-            meta["calculations"] = list(meta.get("calculations", []))
-            meta["sources"] = list(meta.get("sources", []))
-        full = Path(tmpdir) / "full.h5"
-        added = dupes = 0
-        with create(full, meta) as w:
-            if prev is not None:
-                for frame in prev.iter_frames():
-                    seen.add(frame_hash(frame))
-                    w.append_frame(frame)
-            with Dataset(batch) as b:
-                bm = b.metadata
-                c0, s0 = len(w.metadata["calculations"]), len(w.metadata["sources"])
-                w.metadata["calculations"].extend(bm.get("calculations", []))
-                counts = [0] * len(bm.get("sources", []))
-                dup_counts = [0] * len(counts)
-                for frame in b.iter_frames():
-                    h = frame_hash(frame)
-                    if h in seen:
-                        dupes += 1
-                        if 0 <= frame.source < len(counts):
-                            dup_counts[frame.source] += 1
-                        continue
-                    seen.add(h)
-                    if 0 <= frame.source < len(counts):
-                        counts[frame.source] += 1
-                        frame.source += s0
-                    if frame.calculation >= 0:
-                        frame.calculation += c0
-                    w.append_frame(frame)
-                    added += 1
-                for i, s in enumerate(bm.get("sources", [])):
-                    s = dict(s)
-                    if isinstance(s.get("calculation"), int):
-                        s["calculation"] += c0
-                    if dup_counts[i]:
-                        s["frames_kept"] = counts[i]
-                        s["duplicates_skipped"] = dup_counts[i]
-                    w.metadata["sources"].append(s)
-            if added == 0:
-                w.abort()
-        if prev is not None:
-            prev.close()
-            prev = None
-        if added == 0:
-            h = store.read_ref(dataset, "latest")
-            return {"manifest": h, "version": None, "unchanged": True, "n_frames_added": 0, "duplicates_skipped": dupes}
-        with Dataset(full) as ds:
-            final_meta = ds.metadata
-        rep = versions.add(full, dataset, message=message, store=store, metadata=final_meta)
-        rep.update({"n_frames_added": added, "duplicates_skipped": dupes})
-        return rep
-    finally:
-        if prev is not None:
-            prev.close()
-        import shutil
-
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    return api.add(batch, dataset, message, store=store, append=True, dedupe=True)
 
 
 def commit_base(store: Store, base: str, results: list[SourceResult], *, message: str, staging: str,
