@@ -106,27 +106,53 @@ def place(base: str, results: list[SourceResult], existing: dict[str, list[dict[
 
 
 def build_batch(dataset: str, results: list[SourceResult], path: Path) -> Path:
-    """One mlds file holding every source's frames, with their tables concatenated."""
+    """One mlds file holding every source's frames, in the order of ``results``, tables concatenated.
+
+    Several sources share a staging file (one per worker chunk); only the
+    frames of the given sources are copied, so a source that failed half-way or
+    was placed in another dataset leaves nothing behind here.
+    """
     from mlds.format.dataset import Dataset
     from mlds.format.writer import create
 
+    files: dict[str, list[SourceResult]] = {}
+    for r in results:
+        files.setdefault(r.staging_file, []).append(r)
     with create(path, {"name": dataset}) as w:
-        for r in results:
-            with Dataset(r.staging_file) as ds:
+        for staging, rs in files.items():
+            with Dataset(staging) as ds:
                 meta = ds.metadata
-                calc_map = [w.add_calculation(c) for c in meta.get("calculations", [])]
-                src_map = []
-                for s in meta.get("sources", []):
-                    s = dict(s)
-                    if isinstance(s.get("calculation"), int) and 0 <= s["calculation"] < len(calc_map):
-                        s["calculation"] = calc_map[s["calculation"]]
-                    src_map.append(w.add_source(s))
-                for frame in ds.iter_frames():
-                    if 0 <= frame.source < len(src_map):
-                        frame.source = src_map[frame.source]
-                    if 0 <= frame.calculation < len(calc_map):
-                        frame.calculation = calc_map[frame.calculation]
-                    w.append_frame(frame)
+                calcs = meta.get("calculations", [])
+                sources = meta.get("sources", [])
+                calc_map: dict[int, int] = {}
+                src_map: dict[int, int] = {}
+                for r in sorted(rs, key=lambda r: r.staging_source):
+                    s = dict(sources[r.staging_source])
+                    c = s.get("calculation")
+                    if isinstance(c, int) and 0 <= c < len(calcs):
+                        if c not in calc_map:
+                            calc_map[c] = w.add_calculation(calcs[c])
+                        s["calculation"] = calc_map[c]
+                    src_map[r.staging_source] = w.add_source(s)
+                src = ds.array("source") if ds.has("source") else None
+                if src is None:
+                    continue
+                wanted = sorted(src_map)
+                # the frames of one source are contiguous: copy each wanted source's block
+                for s_idx in wanted:
+                    rows = (src == s_idx).nonzero()[0]
+                    if rows.size == 0:
+                        continue
+                    for frame in ds.iter_frames(int(rows[0]), int(rows[-1]) + 1):
+                        if frame.source != s_idx:
+                            continue
+                        frame.source = src_map[s_idx]
+                        c = frame.calculation
+                        if c >= 0:
+                            if c not in calc_map:
+                                calc_map[c] = w.add_calculation(calcs[c])
+                            frame.calculation = calc_map[c]
+                        w.append_frame(frame)
     return path
 
 

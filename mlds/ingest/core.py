@@ -48,6 +48,7 @@ UNROUTED = "no rule"            # no [ingest] rule matches the run
 QUIET = (UP_TO_DATE, FAILED_BEFORE)  # counted, not listed, in the summary
 
 ProgressFn = Callable[[str, int, "int | None"], None]
+CHUNK_RUNS = 32  # run folders per worker task (and per staging file)
 
 
 @dataclass
@@ -377,18 +378,30 @@ class _Pass:
     # ------------------------------------------------------------------ 3. convert
     def convert(self, tasks: list[W.RunTask], *, workers: int | None, dask: str | None,
                 note: ProgressFn) -> list[W.SourceResult]:
-        from mlds.ingest.executors import run_all
+        from mlds.ingest.executors import default_workers, run_all
 
         converted: list[W.SourceResult] = []
         total = len(tasks)
         note("converting", 0, total)
-        for k, (task, out) in enumerate(run_all(W.convert_run, tasks, workers=workers, dask=dask), 1):
-            note("converting", k, total)
+        # consecutive runs share a staging file; chunks small enough that every worker stays busy
+        n_workers = workers or default_workers()
+        size = CHUNK_RUNS if n_workers == 1 and not dask else max(1, min(CHUNK_RUNS, total // (4 * n_workers)))
+        chunks = [W.Chunk(tasks[i:i + size], tasks[i].staging) for i in range(0, total, size)]
+        done = 0
+        for chunk, out in run_all(W.convert_chunk, chunks, workers=workers, dask=dask):
+            done += len(chunk.tasks)
+            note("converting", done, total)
             if isinstance(out, BaseException):
-                for f in task.files:  # our own bug or a lost worker: not cached, tried again next time
-                    self.outcome(f.loc, FAILED, format=f.fmt, reason=f"worker error: {type(out).__name__}: {out}")
+                for task in chunk.tasks:  # our own bug or a lost worker: not cached, tried again next time
+                    for f in task.files:
+                        self.outcome(f.loc, FAILED, format=f.fmt, reason=f"worker error: {type(out).__name__}: {out}")
                 continue
-            self._record(task, out, converted)
+            by_task: dict[str, list[W.SourceResult]] = {}
+            for r in out:
+                by_task.setdefault(r.folder, []).append(r)
+            for task in chunk.tasks:
+                self._record(task, by_task.get(task.folder, []), converted)
+        converted.sort(key=lambda r: r.loc)
         return converted
 
     def _record(self, task: W.RunTask, results: list[W.SourceResult], converted: list[W.SourceResult]) -> None:

@@ -1,12 +1,16 @@
-"""Convert one run folder: the unit of work a worker process (or Dask worker) does.
+"""Convert run folders: the unit of work a worker process (or Dask worker) does.
 
-A task names the candidate files of one run folder.  The worker fetches them
-(remote trees: a temporary local copy of each file, nothing else of the
-folder), hashes them, picks one source per calculation with
-:func:`mlds.io.runs.group_runs`, and streams each chosen source into its own
-small staging dataset next to the store.  Memory stays that of one reader
-batch whatever the size of the run, and the result sent back is a few
-kilobytes of facts, never frames.
+A :class:`RunTask` names the candidate files of one run folder; a
+:class:`Chunk` is a few consecutive tasks.  For each task the worker fetches
+the files (remote trees: a temporary local copy of each file, nothing else of
+the folder), hashes them, picks one source per calculation with
+:func:`mlds.io.runs.group_runs`, and streams each chosen source into the
+chunk's staging dataset next to the store (one HDF5 file per chunk, not per
+run: creating a file costs more than parsing a small OUTCAR).  Memory stays
+that of one reader batch whatever the size of a run, and the result sent back
+is a few kilobytes of facts, never frames.  A source that fails half-way
+leaves frames in the staging file under its own source index; they are never
+copied out (only converted sources' frames are).
 """
 
 from __future__ import annotations
@@ -52,6 +56,12 @@ class RunTask:
 
 
 @dataclass
+class Chunk:
+    tasks: list[RunTask]
+    staging: str              # folder for the chunk's staging file
+
+
+@dataclass
 class SourceResult:
     loc: str
     fmt: str
@@ -61,6 +71,7 @@ class SourceResult:
     reason: str = ""
     n_frames: int = 0
     staging_file: str | None = None
+    staging_source: int = -1          # index of this source in the staging file's sources table
     provenance: dict[str, Any] | None = None
     settings: dict[str, Any] | None = None
     elements: list[str] = field(default_factory=list)
@@ -84,8 +95,51 @@ def _tree(spec: TreeSpec) -> Tree:
     return tree
 
 
-def convert_run(task: RunTask) -> list[SourceResult]:
-    """Every candidate file of one run folder, each with its outcome."""
+def convert_chunk(chunk: Chunk) -> list[SourceResult]:
+    """Every candidate file of the chunk's run folders, each with its outcome."""
+    sink = _Sink(Path(chunk.staging) / f"{uuid.uuid4().hex}.h5")
+    results: list[SourceResult] = []
+    try:
+        for task in chunk.tasks:
+            results.extend(convert_run(task, sink))
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    if sink.n_frames == 0:
+        sink.path.unlink(missing_ok=True)
+    return results
+
+
+class _Sink:
+    """The chunk's staging dataset, created on the first converted source."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer: Any = None
+        self.n_frames = 0
+
+    def open(self) -> Any:
+        if self.writer is None:
+            from mlds.format.writer import create
+
+            self.writer = create(self.path, {}, validate=False)
+        return self.writer
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.n_frames = self.writer.n_frames
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def convert_run(task: RunTask, sink: "_Sink | None" = None) -> list[SourceResult]:
+    """Every candidate file of one run folder, each with its outcome (frames go to ``sink``)."""
+    if sink is None:  # one run on its own (tests, tools): its own staging file
+        return convert_chunk(Chunk([task], task.staging))
     tree = _tree(task.tree)
     results: dict[str, SourceResult] = {}
     local: dict[str, Path] = {}
@@ -112,7 +166,7 @@ def convert_run(task: RunTask) -> list[SourceResult]:
                                                    size=chosen.size, mtime=chosen.mtime)
                 continue
             not_read = [{"path": d.loc, "format": d.fmt, "sha256": shas[d.loc]} for d in dups]
-            res = _convert_one(chosen, local[chosen.loc], sha, task, not_read)
+            res = _convert_one(chosen, local[chosen.loc], sha, task, not_read, sink)
             res.same_run = [d.loc for d in dups]
             results[chosen.loc] = res
     return [results[f.loc] for f in task.files if f.loc in results]
@@ -167,40 +221,36 @@ def _one_source_per_run(files: list[CandidateFile], local: dict[str, Path]) -> l
     return [(by_local[g.chosen], [by_local[p] for p, _ in g.duplicates]) for g in groups]
 
 
-def _convert_one(f: CandidateFile, local: Path, sha: str, task: RunTask, not_read: list[dict[str, str]]) -> SourceResult:
-    from mlds.format.writer import create
+def _convert_one(f: CandidateFile, local: Path, sha: str, task: RunTask, not_read: list[dict[str, str]],
+                 sink: _Sink) -> SourceResult:
     from mlds.io.registry import get_reader
 
     res = SourceResult(f.loc, f.fmt, task.folder, FAILED, sha256=sha, size=f.size, mtime=f.mtime)
-    out = Path(task.staging) / f"{uuid.uuid4().hex}.h5"
-    writer = None
     try:
         reader = get_reader(f.fmt)(local, **task.reader_options)
         reader.report.sha256 = sha          # hashed already: the reader need not hash again
         reader.report.path = f.loc          # provenance names the real file, not a temporary copy
         facts = _Facts()
-        writer = create(out, {}, validate=False)
+        writer = sink.open()
         writer.append_from(facts.tap(reader))
-        prov = writer.metadata["sources"][-1]
+        index = len(writer.metadata["sources"]) - 1
+        prov = writer.metadata["sources"][index]
         prov["path"] = f.loc
         if not_read:  # which copies of this calculation were left out (provenance of the choice)
             prov["same_run_not_read"] = not_read
         prov["warnings"] = [w.replace(str(local), f.loc) for w in prov.get("warnings", [])]
         if not prov["warnings"]:
             del prov["warnings"]
-        writer.close()
-        n = writer.n_frames
-        writer = None
         rep = reader.report
         res.warnings = [w.replace(str(local), f.loc) for w in rep.warnings]
         res.dropped = dict(rep.dropped)
-        if n == 0:
-            out.unlink(missing_ok=True)
+        if rep.kept == 0:
             res.reason = _empty_reason(rep, res.warnings)
             return res
         res.status = CONVERTED
-        res.n_frames = n
-        res.staging_file = str(out)
+        res.n_frames = rep.kept
+        res.staging_file = str(sink.path)
+        res.staging_source = index
         res.provenance = prov
         res.settings = dict(rep.settings) if rep.settings else None
         res.elements, res.formula = facts.elements(), facts.formula
@@ -213,10 +263,7 @@ def _convert_one(f: CandidateFile, local: Path, sha: str, task: RunTask, not_rea
         res.reason = _strip_path(str(err), (str(local), f.loc))
     except Exception as err:  # noqa: BLE001 - a reader crash on a broken file is that file's failure, not the batch's
         res.reason = f"reader error: {type(err).__name__}: {_one_line(err)}"
-    if writer is not None:
-        writer.abort()
-    out.unlink(missing_ok=True)
-    return res
+    return res  # frames it may have appended stay under its source index and are never copied out
 
 
 class _Facts:

@@ -135,6 +135,26 @@ def test_broken_file_listed_once_and_retried_only_when_changed(store, tree):
     assert _status(r5, garbage) == C.UP_TO_DATE and r5.versions == {}
 
 
+def test_file_failing_half_way_leaves_no_frames(store, tree):
+    """A reader error after some frames (VASP's '****' overflow in a force table): the file fails as a whole,
+    and its first frames, already streamed to the shared staging file, never reach the version."""
+    a = make_run(tree, "a", "h2o_novirial")
+    bad = make_run(tree, "b", "h2o_pair")
+    c = make_run(tree, "c", "h2o_tribox")
+    (bad / "vasprun.xml").unlink()
+    data = (bad / "OUTCAR").read_bytes()
+    i = 0
+    for _ in range(6):
+        i = data.index(b"TOTAL-FORCE", i + 1)
+    j = data.index(b"\n", data.index(b"-----", i)) + 1  # first row of the 6th force table
+    (bad / "OUTCAR").write_bytes(data[:j + 40] + b"*" * 13 + data[j + 53:])
+    os.utime(bad / "OUTCAR", (OLD, OLD))
+    r = ingest([tree], "w", store=store, **FAST)
+    assert _status(r, bad / "OUTCAR") == C.FAILED and "corrupt number" in r.failed[0].reason
+    assert version_hashes("w@v1", store) == source_hashes(a / "vasprun.xml") + source_hashes(c / "vasprun.xml")
+    assert [s["path"] for s in sources_of("w@v1", store)] == [str(a / "vasprun.xml"), str(c / "vasprun.xml")]
+
+
 def test_same_file_in_two_runs_is_stored_once(store, tree):
     a = make_run(tree, "a", "lips_md")
     make_run(tree, "b", "lips_md")
@@ -242,10 +262,10 @@ def test_file_removed_between_walk_and_conversion(store, tree, monkeypatch):
     gone = make_run(tree, "b", "tio_pair")
     real = W.convert_run
 
-    def convert_after_removal(task):
+    def convert_after_removal(task, *args):
         if task.folder == str(gone):
             shutil.rmtree(gone)
-        return real(task)
+        return real(task, *args)
 
     monkeypatch.setattr(W, "convert_run", convert_after_removal)
     r = ingest([tree], "d", store=store, **FAST)
