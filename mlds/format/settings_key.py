@@ -180,7 +180,11 @@ def compatible(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> tupl
     Scalar fields must be equal; per-element pseudopotentials and +U must agree
     on the elements both contain (an element without +U has U = 0).
     """
-    fa, fb = settings_fields(a), settings_fields(b)
+    return fields_compatible(settings_fields(a), settings_fields(b))
+
+
+def fields_compatible(fa: Mapping[str, Any], fb: Mapping[str, Any]) -> tuple[bool, str]:
+    """:func:`compatible` on fields already made by :func:`settings_fields` (for callers comparing many)."""
     for name in _SCALARS:
         if fa[name] != fb[name]:
             return False, f"{_LABELS[name]} {_show(name, fa[name])} vs {_show(name, fb[name])}"

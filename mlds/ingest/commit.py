@@ -23,6 +23,7 @@ version is complete.  There is never a version with half of a batch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -30,8 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+
 from mlds.errors import ConflictError
-from mlds.format.settings_key import compatible, settings_key
+from mlds.format.settings_key import settings_key
 from mlds.ingest.worker import SourceResult
 from mlds.store.store import Store
 
@@ -70,33 +73,55 @@ def calculations_of(store: Store, dataset: str) -> list[dict[str, Any]]:
 
 
 def place(base: str, results: list[SourceResult], existing: dict[str, list[dict[str, Any]]]) -> list[Placed]:
-    """Assign each source to the base dataset or a settings sibling (deterministic: sources sorted by path)."""
-    profiles = {name: list(calcs) for name, calcs in existing.items()}
+    """Assign each source to the base dataset or a settings sibling (deterministic: sources sorted by path).
+
+    A dataset accepts a source when its settings are compatible with every
+    distinct settings key the dataset holds.
+    """
+    import json
+
+    from mlds.format.settings_key import fields_compatible, settings_fields
+
+    def canon(settings: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+        f = settings_fields(settings)
+        return json.dumps(f, sort_keys=True), f
+
+    profiles: dict[str, dict[str, dict[str, Any]]] = {}   # dataset -> {canonical fields: fields}
+    for name, calcs in existing.items():
+        profiles[name] = dict(canon(c) for c in calcs)
     order = [n for n in profiles if profiles[n] or n == base]
+    verdicts: dict[tuple[str, str], tuple[bool, str]] = {}
     out: dict[str, Placed] = {}
     for r in sorted(results, key=lambda r: r.loc):
-        settings = r.settings or {}
+        key, fields = canon(r.settings)
         target = None
         why = ""
         for name in order:
-            calcs = profiles.get(name) or []
-            if not calcs:
+            prof = profiles.get(name) or {}
+            if not prof:
                 if name == base:
                     target = name
                     break
                 continue
-            verdict = [compatible(c, settings) for c in calcs]
-            if all(ok for ok, _ in verdict):
+            bad = ""
+            for pk, pf in prof.items():
+                v = verdicts.get((pk, key))
+                if v is None:
+                    v = verdicts[(pk, key)] = fields_compatible(pf, fields)
+                if not v[0]:
+                    bad = v[1]
+                    break
+            if not bad:
                 target = name
                 break
             if name == base:
-                why = next(reason for ok, reason in verdict if not ok)
+                why = bad
         if target is None:
-            target = sibling_name(base, settings)
+            target = sibling_name(base, r.settings)
             if target not in profiles:
-                profiles[target] = []
+                profiles[target] = {}
                 order.append(target)
-        profiles.setdefault(target, []).append(settings)
+        profiles.setdefault(target, {})[key] = fields
         p = out.setdefault(target, Placed(target))
         p.results.append(r)
         if target != base:
@@ -105,55 +130,56 @@ def place(base: str, results: list[SourceResult], existing: dict[str, list[dict[
     return list(out.values())
 
 
-def build_batch(dataset: str, results: list[SourceResult], path: Path) -> Path:
-    """One mlds file holding every source's frames, in the order of ``results``, tables concatenated.
+def build_batches(placements: list[Placed], folder: Path) -> dict[str, Path]:
+    """One mlds file per placement with its sources' frames (in path order), tables concatenated.
 
-    Several sources share a staging file (one per worker chunk); only the
-    frames of the given sources are copied, so a source that failed half-way or
-    was placed in another dataset leaves nothing behind here.
+    Sources share staging files (one per worker chunk) and one chunk may feed
+    several datasets, so each staging file is read once and its frames routed
+    to the batch of their source's dataset.  Frames of sources that are not
+    placed (failed half-way, already committed) are not copied.
     """
     from mlds.format.dataset import Dataset
     from mlds.format.writer import create
 
-    files: dict[str, list[SourceResult]] = {}
-    for r in results:
-        files.setdefault(r.staging_file, []).append(r)
-    with create(path, {"name": dataset}) as w:
-        for staging, rs in files.items():
+    route: dict[str, dict[int, tuple[str, SourceResult]]] = {}   # staging file -> source index -> (dataset, result)
+    first: dict[str, str] = {}                                   # staging file -> smallest path it holds
+    for p in placements:
+        for r in p.results:
+            route.setdefault(r.staging_file, {})[r.staging_source] = (p.dataset, r)
+            first[r.staging_file] = min(first.get(r.staging_file, r.loc), r.loc)
+    paths = {p.dataset: folder / f"{p.dataset}.h5" for p in placements}
+    with contextlib.ExitStack() as stack:
+        writers = {name: stack.enter_context(create(path, {"name": name})) for name, path in paths.items()}
+        for staging in sorted(route, key=lambda f: first[f]):
             with Dataset(staging) as ds:
                 meta = ds.metadata
-                calcs = meta.get("calculations", [])
-                sources = meta.get("sources", [])
-                calc_map: dict[int, int] = {}
-                src_map: dict[int, int] = {}
-                for r in sorted(rs, key=lambda r: r.staging_source):
-                    s = dict(sources[r.staging_source])
-                    c = s.get("calculation")
+                calcs, sources = meta.get("calculations", []), meta.get("sources", [])
+                calc_maps: dict[str, dict[int, int]] = {name: {} for name in writers}
+                src_map: dict[int, tuple[Any, int, dict[int, int]]] = {}
+                for s_idx in sorted(route[staging]):
+                    name, _ = route[staging][s_idx]
+                    w, cmap = writers[name], calc_maps[name]
+                    entry = dict(sources[s_idx])
+                    c = entry.get("calculation")
                     if isinstance(c, int) and 0 <= c < len(calcs):
-                        if c not in calc_map:
-                            calc_map[c] = w.add_calculation(calcs[c])
-                        s["calculation"] = calc_map[c]
-                    src_map[r.staging_source] = w.add_source(s)
-                src = ds.array("source") if ds.has("source") else None
-                if src is None:
+                        if c not in cmap:
+                            cmap[c] = w.add_calculation(calcs[c])
+                        entry["calculation"] = cmap[c]
+                    src_map[s_idx] = (w, w.add_source(entry), cmap)
+                if not src_map or not ds.has("source"):
                     continue
-                wanted = sorted(src_map)
-                # the frames of one source are contiguous: copy each wanted source's block
-                for s_idx in wanted:
-                    rows = (src == s_idx).nonzero()[0]
-                    if rows.size == 0:
+                for frame in ds.iter_frames():
+                    target = src_map.get(frame.source)
+                    if target is None:
                         continue
-                    for frame in ds.iter_frames(int(rows[0]), int(rows[-1]) + 1):
-                        if frame.source != s_idx:
-                            continue
-                        frame.source = src_map[s_idx]
-                        c = frame.calculation
-                        if c >= 0:
-                            if c not in calc_map:
-                                calc_map[c] = w.add_calculation(calcs[c])
-                            frame.calculation = calc_map[c]
-                        w.append_frame(frame)
-    return path
+                    w, frame.source, cmap = target
+                    c = frame.calculation
+                    if c >= 0:
+                        if c not in cmap:
+                            cmap[c] = w.add_calculation(calcs[c])
+                        frame.calculation = cmap[c]
+                    w.append_frame(frame)
+    return paths
 
 
 def append_version(store: Store, dataset: str, batch: Path, message: str) -> dict[str, Any]:
@@ -182,12 +208,12 @@ def commit_base(store: Store, base: str, results: list[SourceResult], *, message
             existing = {n: calculations_of(store, n) for n in names}
             placements = place(base, todo, existing)
             reports: dict[str, dict[str, Any]] = {}
+            folder = Path(tempfile.mkdtemp(prefix="batch-", dir=staging))
+            batches = build_batches(placements, folder)
             try:
                 for p in placements:
-                    batch = Path(tempfile.mkdtemp(prefix="batch-", dir=staging)) / f"{p.dataset}.h5"
-                    build_batch(p.dataset, p.results, batch)
-                    reports[p.dataset] = append_version(store, p.dataset, batch, message)
-                    os.unlink(batch)
+                    reports[p.dataset] = append_version(store, p.dataset, batches[p.dataset], message)
+                    os.unlink(batches[p.dataset])
             except ConflictError:
                 if attempt == retries - 1:
                     raise

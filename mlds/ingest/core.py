@@ -49,6 +49,7 @@ QUIET = (UP_TO_DATE, FAILED_BEFORE)  # counted, not listed, in the summary
 
 ProgressFn = Callable[[str, int, "int | None"], None]
 CHUNK_RUNS = 32  # run folders per worker task (and per staging file)
+SMALL_TASKS, SMALL_BYTES = 16, 32 << 20  # below both, no worker pool (its start-up costs ~1 s)
 
 
 @dataclass
@@ -199,6 +200,8 @@ class _Pass:
         self.store, self.idx, self.router, self.result, self.trees = store, idx, router, result, trees
         self._datasets: list[str] | None = None
         self._ingested: dict[str, set[str]] = {}
+        self._family: dict[str, list[str]] = {}
+        self._family_done: dict[str, set[str]] = {}
         self.tree_of_folder: dict[str, Tree] = {}
         self.prev_state: dict[str, str] = {}
 
@@ -214,19 +217,26 @@ class _Pass:
     def forget_ingested(self, name: str) -> None:
         self._ingested.pop(name, None)
         self._datasets = None
+        self._family.clear()
+        self._family_done.clear()
 
     def family(self, base: str) -> list[str]:
         from mlds.ingest.commit import family
 
-        if self._datasets is None:
-            self._datasets = self.store.list_datasets()
-        return family(self.store, base, self._datasets)
+        if base not in self._family:
+            if self._datasets is None:
+                self._datasets = self.store.list_datasets()
+            self._family[base] = family(self.store, base, self._datasets)
+        return self._family[base]
 
     def family_done(self, base: str) -> set[str]:
-        out: set[str] = set()
-        for n in self.family(base):
-            out |= self.ingested(n)
-        return out
+        """sha256 of every source in ``base`` and its settings siblings (computed once per pass)."""
+        if base not in self._family_done:
+            out: set[str] = set()
+            for n in self.family(base):
+                out |= self.ingested(n)
+            self._family_done[base] = out
+        return self._family_done[base]
 
     def base_of(self, tree: Tree, folder: str, sha: str | None) -> str | None:
         """The rule's dataset for a run, or None; raises LookupError when its content must be read first."""
@@ -383,6 +393,10 @@ class _Pass:
         converted: list[W.SourceResult] = []
         total = len(tasks)
         note("converting", 0, total)
+        # a few small runs are converted here: starting worker processes would cost more than it saves
+        if workers is None and not dask and total <= SMALL_TASKS and \
+                sum(f.size for t in tasks for f in t.files) <= SMALL_BYTES:
+            workers = 1
         # consecutive runs share a staging file; chunks small enough that every worker stays busy
         n_workers = workers or default_workers()
         size = CHUNK_RUNS if n_workers == 1 and not dask else max(1, min(CHUNK_RUNS, total // (4 * n_workers)))

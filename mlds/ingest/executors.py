@@ -19,6 +19,7 @@ directory usually is).
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -47,7 +48,28 @@ def run_all(fn: Callable[[T], R], items: list[T], *, workers: int | None = None,
     n = min(workers or default_workers(), len(items))
     if n <= 1:
         return _run_inline(fn, items)
-    return _run_pool(fn, items, n)
+    return _run_pool_or_inline(fn, items, n)
+
+
+def _run_pool_or_inline(fn: Callable[[T], R], items: list[T], n: int) -> Iterator[tuple[T, R | BaseException]]:
+    """The pool; if its workers cannot even start, everything here instead (slower, still correct).
+
+    Workers fail at start-up when the calling script re-runs itself on import
+    (no ``if __name__ == "__main__":`` guard, which forkserver/spawn need) or the
+    system refuses new processes.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    got_one = False
+    for item, out in _run_pool(fn, items, n):
+        if isinstance(out, BrokenProcessPool) and not got_one:
+            import warnings
+
+            warnings.warn(f"worker processes could not start ({out}); converting in this process", stacklevel=3)
+            yield from _run_inline(fn, items)
+            return
+        got_one = True
+        yield item, out
 
 
 def _run_inline(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R | BaseException]]:
@@ -58,30 +80,50 @@ def _run_inline(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R
             yield item, err
 
 
-def _run_pool(fn: Callable[[T], R], items: list[T], n: int) -> Iterator[tuple[T, R | BaseException]]:
+def _mp_context():
+    """forkserver: workers do not inherit the parent's threads (an SSH transport, Rich's refresher).
+
+    forkserver and spawn re-import the main script in each worker; when it is not
+    a file (``python - < script``, some embedding hosts) that fails, so fork is
+    used there instead.
+    """
     import multiprocessing as mp
 
-    # forkserver: workers do not inherit the parent's threads (an SSH transport, Rich's refresher)
-    ctx = mp.get_context("forkserver") if "forkserver" in mp.get_all_start_methods() else None
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file and not os.path.exists(main_file):
+        return mp.get_context("fork")
+    return mp.get_context("forkserver") if "forkserver" in mp.get_all_start_methods() else None
+
+
+def _run_pool(fn: Callable[[T], R], items: list[T], n: int) -> Iterator[tuple[T, R | BaseException]]:
+    from concurrent.futures.process import BrokenProcessPool
+
     pending = iter(items)
-    with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=n, mp_context=_mp_context()) as pool:
         # a bounded window of submitted tasks: memory for the futures stays flat on huge trees
         running: dict[Any, T] = {}
-        for item in pending:
-            running[pool.submit(fn, item)] = item
-            if len(running) >= 4 * n:
-                break
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in done:
-                item = running.pop(fut)
-                try:
-                    yield item, fut.result()
-                except Exception as err:  # noqa: BLE001
-                    yield item, err
-                nxt = next(pending, None)
-                if nxt is not None:
-                    running[pool.submit(fn, nxt)] = nxt
+        broken: BaseException | None = None
+        try:
+            for item in pending:
+                running[pool.submit(fn, item)] = item
+                if len(running) >= 4 * n:
+                    break
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    item = running.pop(fut)
+                    try:
+                        yield item, fut.result()
+                    except Exception as err:  # noqa: BLE001
+                        yield item, err
+                    nxt = next(pending, None)
+                    if nxt is not None:
+                        running[pool.submit(fn, nxt)] = nxt
+        except BrokenProcessPool as err:  # a worker died (killed, out of memory): the rest is tried next time
+            broken = err
+        if broken is not None:
+            for item in [*running.values(), *pending]:
+                yield item, broken
 
 
 def _run_dask(fn: Callable[[T], R], items: list[T], target: str, workers: int | None

@@ -133,7 +133,7 @@ def _write(store: Store, data: dict[str, Any]) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.part"
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, separators=(",", ":"), sort_keys=True)
+        fh.write(json.dumps(data, separators=(",", ":"), sort_keys=True))  # dumps: the C encoder (dump is pure Python)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
