@@ -248,19 +248,43 @@ class _Pass:
     # ------------------------------------------------------------------ 1. walk
     def scan(self, note: ProgressFn) -> list[_Candidate]:
         cands: list[_Candidate] = []
-        seen = 0
+        seen: set[str] = set()
         for ti, tree in enumerate(self.trees):
+            walked: set[str] = set()
             for e in tree.walk():
-                seen += 1
-                if seen % 500 == 0:
-                    note("scanning", seen, None)
+                walked.add(e.loc)
+                if e.loc in seen:  # the same file through two of the given paths (nested or repeated)
+                    continue
+                seen.add(e.loc)
+                if len(seen) % 500 == 0:
+                    note("scanning", len(seen), None)
                 c = self._classify(tree, ti, e)
                 if c is not None:
                     cands.append(c)
             self.result.problems.extend(tree.problems)
-        note("scanning", seen, seen)
+            self._forget_removed(tree, walked)
+        note("scanning", len(seen), len(seen))
         self.result.n_candidates = len(cands)
         return cands
+
+    def _forget_removed(self, tree: Tree, walked: set[str]) -> None:
+        """Drop index entries of files under this tree that no longer exist (the index stays the tree's size).
+
+        Entries below a folder the walk could not list are kept: absent from the
+        walk is not the same as removed.
+        """
+        if tree.root_dir != tree.loc(tree.root):
+            return  # a single file was given: its folder was not walked
+        root = tree.root_dir.rstrip("/") + "/"
+        unlisted = [p.loc.rstrip("/") + "/" for p in tree.problems]
+        for section in ("files", "failed"):
+            for loc in [k for k in getattr(self.idx, section) if k.startswith(root) and k not in walked]:
+                if not any(loc.startswith(u) or loc == u[:-1] for u in unlisted):
+                    self.idx.drop(section, loc)
+        for folder in [k for k in self.idx.runs if (k + "/").startswith(root)]:
+            files = (self.idx.runs.get(folder) or {}).get("files") or {}
+            if files and not any(f in walked for f in files) and not any((folder + "/").startswith(u) for u in unlisted):
+                self.idx.drop("runs", folder)
 
     def _classify(self, tree: Tree, ti: int, e: FileEntry) -> _Candidate | None:
         cached = self.idx.files.get(e.loc)

@@ -19,7 +19,7 @@ again and cannot be wrong about versions:
     sha256 -> elements and formula of the file's frames (pure functions of its
     content), so routing rules can name the target dataset without re-reading.
 ``ingested``
-    dataset -> {manifest, sha256s}: the derived set, cached under the manifest
+    dataset -> {head, sha256s}: the derived set, cached under the manifest
     hash it was derived from (immutable, so the cache cannot go stale).
 ``lineage``
     dataset -> the manifest hashes on the first-parent chain of its latest
@@ -139,33 +139,37 @@ def _write(store: Store, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _at_head(store: Store, idx: IngestIndex, section: str, dataset: str, values: str
+             ) -> tuple[str | None, dict[str, Any], set[str] | None]:
+    """(latest manifest hash, cached entry, cached values if they were derived from that very manifest)."""
+    h = store.read_ref(dataset, "latest")
+    cached = getattr(idx, section).get(dataset)
+    cached = cached if isinstance(cached, dict) else {}
+    hit = set(cached.get(values) or []) if h is not None and cached.get("head") == h else None
+    return h, cached, (set() if h is None else hit)
+
+
 def ingested_sha256s(store: Store, idx: IngestIndex, dataset: str) -> set[str]:
     """sha256 of every source file in ``dataset``'s latest version (derived, cached by manifest hash)."""
-    h = store.read_ref(dataset, "latest")
-    if h is None:
-        return set()
-    cached = idx.ingested.get(dataset)
-    if isinstance(cached, dict) and cached.get("manifest") == h:
-        return set(cached.get("sha256s") or [])
+    h, _, hit = _at_head(store, idx, "ingested", dataset, "sha256s")
+    if hit is not None:
+        return hit
     from mlds.store import manifest as mf
 
     m = mf.load(store, h)
     shas = sorted({s["sha256"] for s in m.get("metadata", {}).get("sources", []) if isinstance(s, dict) and s.get("sha256")})
-    idx.set("ingested", dataset, {"manifest": h, "sha256s": shas})
+    idx.set("ingested", dataset, {"head": h, "sha256s": shas})
     return set(shas)
 
 
 def lineage(store: Store, idx: IngestIndex, dataset: str, limit: int = 100_000) -> set[str]:
     """Manifest hashes of ``dataset@latest`` and its first-parent ancestors (cached, extended incrementally)."""
-    h = store.read_ref(dataset, "latest")
-    if h is None:
-        return set()
-    cached = idx.lineage.get(dataset)
-    if isinstance(cached, dict) and cached.get("head") == h:
-        return set(cached.get("hashes") or [])
+    h, cached, hit = _at_head(store, idx, "lineage", dataset, "hashes")
+    if hit is not None:
+        return hit
     from mlds.store import manifest as mf
 
-    known = list(cached.get("hashes") or []) if isinstance(cached, dict) else []
+    known = list(cached.get("hashes") or [])
     known_set = set(known)
     new: list[str] = []
     cur: str | None = h

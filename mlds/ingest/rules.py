@@ -103,9 +103,10 @@ class Router:
         return [r.dataset for r in self.rules if not _fields(r.dataset)]
 
 
-def _fields(template: str) -> list[str]:
+@functools.lru_cache(maxsize=256)
+def _fields(template: str) -> tuple[str, ...]:
     try:
-        return [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        return tuple(f for _, f, _, _ in string.Formatter().parse(template) if f is not None)
     except ValueError as err:
         raise RuleError(f"dataset template {template!r}: {err}") from None
 
@@ -118,6 +119,8 @@ def check_template(template: str) -> None:
 
 
 def render(template: str, facts: RunFacts) -> str:
+    if not _fields(template):
+        return _checked(template)
     parts = facts.rel_folder.split("/") if facts.rel_folder else []
     values = {
         "system": "-".join(sorted(facts.elements or ())) or "unknown",
@@ -125,10 +128,15 @@ def render(template: str, facts: RunFacts) -> str:
         "folder": parts[-1] if parts else "root",
         "parent": parts[-2] if len(parts) > 1 else "root",
     }
-    name = template.format(**values) if _fields(template) else template
-    name = _NAME_BAD.sub("_", name).strip("._-") or "unnamed"
+    return _checked(template.format(**values))
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked(name: str) -> str:
+    """A valid dataset name from a rendered template (unusable characters become '_')."""
     from mlds.store.store import check_name
 
+    name = _NAME_BAD.sub("_", name).strip("._-") or "unnamed"
     return check_name(name[:128])
 
 

@@ -88,9 +88,12 @@ class Tree:
     @property
     def root_dir(self) -> str:
         """Location of the folder walked (the parent folder when a single file was given)."""
-        single = os.path.isfile(self.root) if self.fs is None else self._info_type(self.root) == "file"
-        root = self.loc(self.root)
-        return root.rsplit("/", 1)[0] if single else root
+        cached = self.__dict__.get("_root_dir")
+        if cached is None:
+            single = os.path.isfile(self.root) if self.fs is None else self._info_type(self.root) == "file"
+            root = self.loc(self.root)
+            cached = self.__dict__["_root_dir"] = root.rsplit("/", 1)[0] if single else root
+        return cached
 
     def rel(self, loc: str) -> str:
         """``loc`` relative to :attr:`root_dir`, "/"-separated ("" for the root itself)."""

@@ -62,7 +62,7 @@ def _check_consistent(store_root: Path, expected: dict[str, list[str]]) -> None:
     idx = store_root / "ingest" / "index.json"
     if idx.exists():  # the index's derived claims point at committed versions only
         for name, entry in json.loads(idx.read_text()).get("ingested", {}).items():
-            assert entry["manifest"] in st.list_refs(name).values()
+            assert entry["head"] in st.list_refs(name).values()
 
 
 # Kills ingests at chosen store writes.  Imports once, then forks one child per kill point (the driver is a

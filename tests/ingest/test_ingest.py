@@ -290,3 +290,21 @@ def test_index_lives_in_the_store_and_claims_nothing(store, tree):
         store.delete_ref("d", tag)
     r = ingest([tree], "d", store=store, **FAST)
     assert version_hashes("d@latest", store) == source_hashes(run / "OUTCAR") and r.versions["d"]["version"] == 1
+
+
+def test_nested_paths_read_once_and_removed_runs_leave_the_index(store, tree):
+    import json
+
+    a = make_run(tree, "a", "h2o_novirial")
+    b = make_run(tree, "b", "h2o_tribox")
+    r = ingest([tree, tree / "a", tree / "a" / "vasprun.xml"], "w", store=store, **FAST)
+    assert version_hashes("w@v1", store) == source_hashes(a / "vasprun.xml") + source_hashes(b / "vasprun.xml")
+    assert len(sources_of("w@v1", store)) == 2
+    index = os.path.join(store.root, "ingest", "index.json")
+    assert str(b / "vasprun.xml") in json.loads(open(index).read())["files"]
+    shutil.rmtree(b)  # the run folder is deleted: its entries leave the index; its frames stay in v1
+    ingest([tree], "w", store=store, **FAST)
+    data = json.loads(open(index).read())
+    assert str(b / "vasprun.xml") not in data["files"] and str(b) not in data["runs"]
+    assert str(a / "vasprun.xml") in data["files"]
+    assert r.ok and version_hashes("w@latest", store) == version_hashes("w@v1", store)
