@@ -20,6 +20,7 @@ next pass converts whatever is not in a version yet.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -200,6 +201,7 @@ class _Pass:
         self.store, self.idx, self.router, self.result, self.trees = store, idx, router, result, trees
         self._datasets: list[str] | None = None
         self._ingested: dict[str, set[str]] = {}
+        self._settings: dict[str, dict[str, Any]] = {}
         self._family: dict[str, list[str]] = {}
         self._family_done: dict[str, set[str]] = {}
         self.tree_of_folder: dict[str, Tree] = {}
@@ -301,7 +303,7 @@ class _Pass:
         else:
             prev = cached.get("sha256") if isinstance(cached, dict) else None
             try:
-                head, tail = tree.head_tail(e.path, e.size)
+                fmt, tail = tree.recognise(e.path, e.size, sniff)
             except FileNotFoundError:
                 return None  # removed since the listing: nothing to ingest
             except PermissionError:
@@ -311,7 +313,6 @@ class _Pass:
             except OSError as err:
                 self.outcome(e.loc, VANISHED, reason=f"could not read ({err.strerror or err}); tried again next time")
                 return None
-            fmt = sniff(e.path.rsplit("/", 1)[-1], head)
             finished = bool(fmt) and is_finished(fmt, tail)
             sha = None
             self.idx.set("files", e.loc, {"size": e.size, "mtime": e.mtime, "fmt": fmt, "finished": finished,
@@ -456,6 +457,9 @@ class _Pass:
                 continue
             self.idx.set("files", r.loc, entry)
             if r.status == W.CONVERTED:
+                if r.settings is not None:  # thousands of runs share a few settings: keep one copy of each
+                    r.settings = self._settings.setdefault(json.dumps(r.settings, sort_keys=True), r.settings)
+                r.warnings = []
                 self.idx.set("facts", r.sha256, {**self.idx.facts.get(r.sha256, {}), "elements": r.elements,
                                                 "formula": r.formula})
                 self.idx.drop("failed", r.loc)

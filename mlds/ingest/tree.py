@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 from mlds.errors import FormatError
 
 HEAD_BYTES = 64 * 1024   # what the registry's sniffers look at (mlds.io.registry.SNIFF_BYTES)
+FIRST_HEAD = 16 * 1024   # enough for every DFT output's signature; the rest of HEAD_BYTES only when needed
 TAIL_BYTES = 8 * 1024    # holds VASP's timing block, pw.x's "JOB DONE" and a closing XML tag
 
 # Files and folders a calculation writes that are never a source of frames: skipped by name so
@@ -219,16 +220,26 @@ class Tree:
         info = self._info(path)
         return None if info is None else (int(info.get("size") or 0), _mtime(info))
 
-    def head_tail(self, path: str, size: int) -> tuple[bytes, bytes]:
-        """The first :data:`HEAD_BYTES` and last :data:`TAIL_BYTES` of a file, in one open."""
+    def recognise(self, path: str, size: int, sniff: Callable[[str, bytes], str | None]) -> tuple[str | None, bytes]:
+        """(format, last :data:`TAIL_BYTES`) of a file, in one open.
+
+        ``sniff(name, head)`` first sees :data:`FIRST_HEAD` bytes, and the full
+        :data:`HEAD_BYTES` only if that was not enough: a walk over thousands of
+        outputs reads a few kilobytes of each, not 64 KiB.
+        """
+        name = path.rsplit("/", 1)[-1]
         opener = open if self.fs is None else self.fs.open
         with opener(path, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
-            if size <= HEAD_BYTES:
-                return head, head[-TAIL_BYTES:]
+            head = fh.read(FIRST_HEAD)
+            fmt = sniff(name, head)
+            if fmt is None and len(head) == FIRST_HEAD:
+                head += fh.read(HEAD_BYTES - FIRST_HEAD)
+                fmt = sniff(name, head)
+            if size <= len(head):
+                return fmt, head[-TAIL_BYTES:]
             fh.seek(max(0, size - TAIL_BYTES))
             tail = fh.read(TAIL_BYTES)
-        return head, tail
+        return fmt, tail
 
     def fetch(self, path: str, dest: Path) -> None:
         """Copy one remote file to ``dest`` (local trees are read in place and never copied)."""

@@ -72,7 +72,6 @@ class SourceResult:
     n_frames: int = 0
     staging_file: str | None = None
     staging_source: int = -1          # index of this source in the staging file's sources table
-    provenance: dict[str, Any] | None = None
     settings: dict[str, Any] | None = None
     elements: list[str] = field(default_factory=list)
     formula: str | None = None
@@ -251,7 +250,6 @@ def _convert_one(f: CandidateFile, local: Path, sha: str, task: RunTask, not_rea
         res.n_frames = rep.kept
         res.staging_file = str(sink.path)
         res.staging_source = index
-        res.provenance = prov
         res.settings = dict(rep.settings) if rep.settings else None
         res.elements, res.formula = facts.elements(), facts.formula
         return res
