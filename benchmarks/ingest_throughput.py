@@ -103,6 +103,12 @@ def _peak_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024.0  # Linux: kB
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (less sensitive to a busy machine than wall time)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _all_frames(store) -> int:
     from mlds.store import manifest as mf
 
@@ -147,9 +153,9 @@ def main() -> int:
         store = Store.at_path(store_root).init("personal")
 
         # -- first pass
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
         r1 = ingest([tree], "bench", store=store, workers=args.workers, settle=0.0)
-        t_first = time.perf_counter() - t
+        t_first, c_first = time.perf_counter() - t, _cpu() - c
         read = [o for o in r1.outcomes if o.status in (C.ADDED, C.NO_NEW_FRAMES)]
         read_bytes = sum(os.path.getsize(o.path) for o in read)
         frames_read = sum(o.frames for o in read)
@@ -157,15 +163,15 @@ def main() -> int:
         stored = _all_frames(store)
         print(f"first pass: {t_first:.1f} s  {args.runs / t_first:.1f} runs/s  {read_bytes / 1e6 / t_first:.1f} MB/s "
               f"of sources read ({n_bytes / 1e6 / t_first:.1f} MB/s of the tree); {frames_read} frames read, "
-              f"{stored} stored in {len(r1.versions)} dataset(s): {', '.join(sorted(r1.versions))}")
+              f"{stored} stored in {len(r1.versions)} dataset(s): {', '.join(sorted(r1.versions))}; CPU {c_first:.1f} s")
 
         # -- plain convert of the same source files
         conv_out = work / "convert.h5"
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
         res = convert([o.path for o in sorted(read, key=lambda o: o.path)], conv_out)
-        t_conv = time.perf_counter() - t
+        t_conv, c_conv = time.perf_counter() - t, _cpu() - c
         print(f"mlds convert of the same {len(read)} files (1 process): {t_conv:.1f} s  {len(read) / t_conv:.1f} runs/s  "
-              f"{read_bytes / 1e6 / t_conv:.1f} MB/s; {res.n_frames} frames")
+              f"{read_bytes / 1e6 / t_conv:.1f} MB/s; {res.n_frames} frames; CPU {c_conv:.1f} s")
         assert res.n_frames == frames_read, (res.n_frames, frames_read)
         if not args.link:
             assert stored == frames_read, (stored, frames_read)  # every frame of every run stored once
@@ -199,11 +205,13 @@ def main() -> int:
         }
         ratio = t_conv / t_first
         print(f"ingest first pass vs mlds convert: {ratio:.2f}x the speed "
-              f"(ingest: {args.workers or os.cpu_count()} worker processes + walk/pair/commit; convert: 1 process)")
+              f"(ingest: {args.workers or os.cpu_count()} worker processes + walk/pair/commit; convert: 1 process); "
+              f"CPU time {c_first / c_conv:.2f}x convert's (pairing OUTCAR/vasprun.xml, hashing, staging, dedupe, "
+              f"versioning)")
         for name, ok in targets.items():
             print(f"{'PASS' if ok else 'FAIL'}  {name}")
         out.update({"files": n_files, "bytes": n_bytes, "read_bytes": read_bytes, "frames": frames_read,
-                    "stored_frames": stored, "first_s": t_first, "convert_s": t_conv, "second_s": t_second,
+                    "stored_frames": stored, "first_s": t_first, "convert_s": t_conv, "first_cpu_s": c_first, "convert_cpu_s": c_conv, "second_s": t_second,
                     "new_runs": n_new, "new_s": t_new, "peak_parent_mb": peak_parent, "peak_worker_mb": peak_child,
                     "targets": targets, "uptime_end": _uptime()})
         print(f"machine: {out['uptime_end']}")

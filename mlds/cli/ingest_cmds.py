@@ -19,7 +19,7 @@ def ingest(
     dataset: Optional[str] = typer.Option(
         None, "-d", "--dataset",
         help="Target dataset; may be a template ({formula}, {system}, {folder}, {parent}). "
-             "Default: the [ingest] rules of the mlds config."),
+             "Default: the \\[ingest] rules of the mlds config."),
     push: Optional[str] = typer.Option(None, "--push", help="Remote that receives every new version (e.g. your group remote)."),
     watch: bool = typer.Option(False, "--watch", help="Keep going: ingest again every --interval seconds (polling, so it works on Lustre/GPFS)."),
     interval: float = typer.Option(60.0, "--interval", help="Seconds between passes with --watch."),
@@ -72,8 +72,11 @@ class _progress:
     """A Rich progress bar fed by the library's ``progress(phase, done, total)`` callback."""
 
     def __init__(self, disabled: bool) -> None:
+        # refreshed on each update, not by Rich's timer thread: with no other thread running, the
+        # conversion pool can fork (see mlds.ingest.executors)
         self.bar = Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err_console, disable=disabled, transient=True)
+                            TimeElapsedColumn(), console=err_console, disable=disabled, transient=True,
+                            auto_refresh=False)
         self.tasks: dict[str, int] = {}
 
     def __enter__(self):
@@ -83,6 +86,7 @@ class _progress:
             if phase not in self.tasks:
                 self.tasks[phase] = self.bar.add_task(phase, total=total)
             self.bar.update(self.tasks[phase], completed=done, total=total)
+            self.bar.refresh()
 
         return note
 

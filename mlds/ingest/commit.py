@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
 
 from mlds.errors import ConflictError
 from mlds.format.settings_key import settings_key

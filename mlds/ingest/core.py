@@ -20,13 +20,14 @@ next pass converts whatever is not in a version yet.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from mlds.errors import MldsError
 from mlds.ingest import worker as W
@@ -187,6 +188,19 @@ def _open(spec: Any) -> Tree:
         return open_tree(spec)
 
 
+@contextlib.contextmanager
+def _remote_errors(tree: Tree) -> Iterator[None]:
+    """A connection lost while walking a remote tree: one line naming it, not a traceback."""
+    if tree.fs is None:
+        yield
+        return
+    from mlds.remotes.config import redact_url
+    from mlds.remotes.filesystems import translate_errors
+
+    with translate_errors(redact_url(tree.spec.url), tree.spec.url):
+        yield
+
+
 def _message(specs: Sequence[Any], converted: list[W.SourceResult]) -> str:
     from mlds.remotes.config import redact_url
 
@@ -253,21 +267,26 @@ class _Pass:
         seen: set[str] = set()
         for ti, tree in enumerate(self.trees):
             walked: set[str] = set()
-            for e in tree.walk():
-                walked.add(e.loc)
-                if e.loc in seen:  # the same file through two of the given paths (nested or repeated)
-                    continue
-                seen.add(e.loc)
-                if len(seen) % 500 == 0:
-                    note("scanning", len(seen), None)
-                c = self._classify(tree, ti, e)
-                if c is not None:
-                    cands.append(c)
+            with _remote_errors(tree):
+                self._scan_tree(ti, tree, walked, seen, cands, note)
             self.result.problems.extend(tree.problems)
             self._forget_removed(tree, walked)
         note("scanning", len(seen), len(seen))
         self.result.n_candidates = len(cands)
         return cands
+
+    def _scan_tree(self, ti: int, tree: Tree, walked: set[str], seen: set[str], cands: list[_Candidate],
+                   note: ProgressFn) -> None:
+        for e in tree.walk():
+            walked.add(e.loc)
+            if e.loc in seen:  # the same file through two of the given paths (nested or repeated)
+                continue
+            seen.add(e.loc)
+            if len(seen) % 500 == 0:
+                note("scanning", len(seen), None)
+            c = self._classify(tree, ti, e)
+            if c is not None:
+                cands.append(c)
 
     def _forget_removed(self, tree: Tree, walked: set[str]) -> None:
         """Drop index entries of files under this tree that no longer exist (the index stays the tree's size).

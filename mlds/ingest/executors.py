@@ -80,26 +80,64 @@ def _run_inline(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R
             yield item, err
 
 
-def _mp_context():
-    """forkserver: workers do not inherit the parent's threads (an SSH transport, Rich's refresher).
+_PRELOAD = ["mlds.ingest.worker", "mlds.io.vasp_outcar", "mlds.io.vasp_xml", "mlds.io.qe_pw", "mlds.io.qe_xml",
+            "mlds.io.runs", "mlds.format.writer"]
 
-    forkserver and spawn re-import the main script in each worker; when it is not
-    a file (``python - < script``, some embedding hosts) that fails, so fork is
-    used there instead.
+
+def _mp_context():
+    """How worker processes start.
+
+    * fork, when this process runs no other thread: nothing to re-import, so a
+      pool is ready at once (a forked child of a multi-threaded process can
+      inherit a lock held by another thread, hence the condition);
+    * otherwise forkserver (an SSH transport or a progress thread is running),
+      with the worker's modules imported once in the server, not per worker;
+    * fork as well when the main script is not a file (``python - < script``),
+      which forkserver cannot re-import.
     """
     import multiprocessing as mp
+    import threading
 
+    methods = mp.get_all_start_methods()
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    if main_file and not os.path.exists(main_file):
+    if "fork" in methods and (threading.active_count() == 1 or (main_file and not os.path.exists(main_file))):
         return mp.get_context("fork")
-    return mp.get_context("forkserver") if "forkserver" in mp.get_all_start_methods() else None
+    if "forkserver" in methods:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return None
+
+
+def _exit_with_parent(parent: int, interval: float = 1.0) -> None:
+    """Worker initializer: end this worker when the ingest process is gone.
+
+    A pool's workers hold their own task queue open, so when the ingest is
+    SIGKILLed (job time limit, OOM killer) they would wait forever; a daemon
+    thread checks once a second that the parent still exists.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass  # exists (another user's process would be a reused pid: unlikely within a second)
+
+    threading.Thread(target=watch, name="mlds-exit-with-parent", daemon=True).start()
 
 
 def _run_pool(fn: Callable[[T], R], items: list[T], n: int) -> Iterator[tuple[T, R | BaseException]]:
     from concurrent.futures.process import BrokenProcessPool
 
     pending = iter(items)
-    with ProcessPoolExecutor(max_workers=n, mp_context=_mp_context()) as pool:
+    with ProcessPoolExecutor(max_workers=n, mp_context=_mp_context(), initializer=_exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         # a bounded window of submitted tasks: memory for the futures stays flat on huge trees
         running: dict[Any, T] = {}
         broken: BaseException | None = None

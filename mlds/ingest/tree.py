@@ -125,7 +125,9 @@ class Tree:
             yield from self._walk_local(self.root, skip)
         else:
             info = self._info(self.root)
-            if info is not None and info.get("type") == "file":
+            if info is None:
+                raise FormatError(self.loc(self.root), "no such file or directory")
+            if info.get("type") == "file":
                 yield FileEntry(self.loc(self.root), self.root, int(info.get("size") or 0), _mtime(info))
                 return
             yield from self._walk_fs(self.root, skip)

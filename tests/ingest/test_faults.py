@@ -139,8 +139,14 @@ def test_sigkill_while_converting_in_worker_processes(tree, tmp_path, monkeypatc
     deadline = time.monotonic() + 60
     while not list((root / "tmp").glob("ingest-*/*.h5")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)   # wait until the workers are writing staging files
+    workers = _children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    assert workers  # the pool was running
+    deadline = time.monotonic() + 15   # orphaned workers notice and exit (no idle processes left behind)
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)
     from mlds.store.store import Store
 
     st = Store.at_path(root)
@@ -151,6 +157,21 @@ def test_sigkill_while_converting_in_worker_processes(tree, tmp_path, monkeypatc
     water = version_hashes("water@latest", st)
     assert len(water) == len(set(water)) and set(expected["water"]) <= set(water)
     assert set(st.list_refs("water")) == {"v1", "latest"}
+
+
+def _children(pid: int) -> list[int]:
+    import psutil
+
+    return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_two_ingests_of_one_tree_at_once(tree, tmp_path):
