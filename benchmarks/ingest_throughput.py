@@ -156,6 +156,9 @@ def main() -> int:
         t, c = time.perf_counter(), _cpu()
         r1 = ingest([tree], "bench", store=store, workers=args.workers, settle=0.0)
         t_first, c_first = time.perf_counter() - t, _cpu() - c
+        # workers of the first pass, forked from a small parent: their peak is their own memory (later
+        # workers fork from a parent that has grown, and RSS counts the pages they share with it)
+        peak_worker = _peak_mb(resource.RUSAGE_CHILDREN)
         read = [o for o in r1.outcomes if o.status in (C.ADDED, C.NO_NEW_FRAMES)]
         read_bytes = sum(os.path.getsize(o.path) for o in read)
         frames_read = sum(o.frames for o in read)
@@ -196,8 +199,8 @@ def main() -> int:
         print(f"{n_new} new runs ({args.new_fraction:.0%}): {t_new:.2f} s  (nothing-new pass {t_second:.2f} s + "
               f"{(t_new - t_second) / n_new * 1000:.1f} ms per new run; first pass {per_run_first * 1000:.1f} ms per run)")
 
-        peak_parent, peak_child = _peak_mb(resource.RUSAGE_SELF), _peak_mb(resource.RUSAGE_CHILDREN)
-        print(f"peak memory: parent {peak_parent:.0f} MB, largest worker {peak_child:.0f} MB")
+        peak_parent = _peak_mb(resource.RUSAGE_SELF)
+        print(f"peak memory: parent {peak_parent:.0f} MB, largest worker of the first pass {peak_worker:.0f} MB")
 
         targets = {
             "second pass < 5 s": t_second < 5.0,
@@ -212,9 +215,9 @@ def main() -> int:
             print(f"{'PASS' if ok else 'FAIL'}  {name}")
         out.update({"files": n_files, "bytes": n_bytes, "read_bytes": read_bytes, "frames": frames_read,
                     "stored_frames": stored, "first_s": t_first, "convert_s": t_conv, "first_cpu_s": c_first, "convert_cpu_s": c_conv, "second_s": t_second,
-                    "new_runs": n_new, "new_s": t_new, "peak_parent_mb": peak_parent, "peak_worker_mb": peak_child,
+                    "new_runs": n_new, "new_s": t_new, "peak_parent_mb": peak_parent, "peak_worker_mb": peak_worker,
                     "targets": targets, "uptime_end": _uptime()})
-        print(f"machine: {out['uptime_end']}")
+        print(f"machine: {_uptime()}")
         if args.json:
             args.json.write_text(json.dumps(out, indent=1))
         return 0 if all(targets.values()) else 1
