@@ -1,0 +1,155 @@
+"""The training data of a run: which dataset version, the seeded split, ``input.data``.
+
+The export streams frames in blocks (through :class:`mlds.io.n2p2.N2p2Writer`) and keeps
+the split as one byte per frame, so its memory does not grow with the number of frames'
+atoms and barely with the number of frames.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from mlds.errors import MldsError
+
+
+class TrainDataError(MldsError):
+    """The dataset cannot be trained on as asked."""
+
+
+@dataclass
+class DataSource:
+    """An opened dataset and what identifies it exactly."""
+
+    ds: Any
+    record: dict[str, Any]         # name, tag, manifest (sha256), ref / path, n_frames
+    elements: list[str]
+    atoms_per_element: dict[str, int] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.ds.close()
+
+
+def _looks_like_path(ref: str) -> bool:
+    return os.path.exists(ref) or ref.endswith((".h5", ".hdf5", ".zarr", ".zip")) or os.sep in ref
+
+
+def open_source(ref: str, store: Any = None) -> DataSource:
+    """A store ref ``NAME[@TAG]`` (local store or ``store``) or an mlds dataset file."""
+    from mlds.store import versions as _v
+
+    if _looks_like_path(ref):
+        import mlds
+        from mlds.util import sha256_file
+
+        path = Path(ref)
+        if not path.exists():
+            raise TrainDataError(f"{ref}: no such dataset file")
+        ds = mlds.open(path)
+        digest = sha256_file(path) if path.is_file() else None
+        record = {"name": (ds.metadata or {}).get("name") or path.name.split(".")[0], "tag": None,
+                  "manifest": None, "file": str(path.resolve()), "file_sha256": digest, "n_frames": len(ds)}
+    else:
+        from mlds.store import manifest as mf
+        from mlds.store.local import local_store
+
+        st = store if store is not None else local_store(create=False)
+        name, tag = _v.parse_ref(ref)
+        h = _v.resolve(st, name, tag)
+        m = mf.load(st, h)
+        if (m.get("kind") or "dataset") != "dataset":
+            raise TrainDataError(f"{ref} is a {m.get('kind')}, not a dataset")
+        ds = _v.open_ref(f"{name}@{h}", store=st)
+        record = {"name": name, "tag": tag, "version": m.get("version"), "manifest": h, "store": st.name,
+                  "n_frames": len(ds)}
+    elements, counts = _element_counts(ds)
+    return DataSource(ds, record, elements, counts)
+
+
+def _element_counts(ds: Any, block: int = 65536) -> tuple[list[str], dict[str, int]]:
+    from ase.data import chemical_symbols
+
+    counts = np.zeros(119, dtype=np.int64)
+    n = len(ds)
+    for b0 in range(0, n, block):
+        counts += np.bincount(ds.array("numbers", b0, min(n, b0 + block)), minlength=119)
+    zs = [int(z) for z in np.nonzero(counts)[0]]
+    return [chemical_symbols[z] for z in zs], {chemical_symbols[z]: int(counts[z]) for z in zs}
+
+
+# ----------------------------------------------------------------- split
+def split(n_frames: int, test_fraction: float, seed: int, min_test: int = 1) -> np.ndarray:
+    """Boolean test mask: ``round(n * test_fraction)`` frames drawn by a seeded permutation."""
+    n_test = int(np.floor(n_frames * float(test_fraction) + 0.5))
+    if n_test < max(1, int(min_test)):
+        raise TrainDataError(f"empty test split: {n_frames} frame(s) x test_fraction {test_fraction:g} gives "
+                             f"{n_test} test frame(s); raise --test-fraction or train on more frames")
+    if n_frames - n_test < 1:
+        raise TrainDataError(f"no training frames left: {n_frames} frame(s) with test_fraction {test_fraction:g}")
+    rng = np.random.default_rng(int(seed))
+    mask = np.zeros(n_frames, dtype=bool)
+    mask[rng.permutation(n_frames)[:n_test]] = True
+    return mask
+
+
+# ----------------------------------------------------------------- export
+def _tagged(ds: Any, mask: np.ndarray) -> Iterator[Any]:
+    for i, frame in enumerate(ds.iter_frames()):
+        frame.info["set"] = "test" if mask[i] else "train"
+        yield frame
+
+
+def export(source: DataSource, path: Path, units: str, mask: np.ndarray | None) -> int:
+    """Write ``input.data`` (+ units sidecar); with a test ``mask``, ``set=train|test`` on every structure."""
+    from mlds.errors import FormatError
+    from mlds.io.n2p2 import N2p2Writer
+
+    if not source.ds.has("forces"):
+        raise TrainDataError(f"{_label(source)} has no forces; n2p2 training here fits energies and forces")
+    try:
+        frames = source.ds.iter_frames() if mask is None else _tagged(source.ds, mask)
+        return N2p2Writer(path, units=units).write(frames)
+    except FormatError as err:
+        raise TrainDataError(f"{_label(source)}: {err.message}") from None
+
+
+def _label(source: DataSource) -> str:
+    r = source.record
+    return r.get("file") or f"{r['name']}@{r.get('tag') or 'latest'}"
+
+
+# ----------------------------------------------------------------- neighbours (for the memory estimate)
+def neighbour_stats(ds: Any, cutoff: float, elements: list[str], samples: int = 12) -> dict[str, Any]:
+    """Mean neighbours per atom within ``cutoff`` (Å), per centre and neighbour element, on a few frames."""
+    from ase.neighborlist import neighbor_list
+
+    n = len(ds)
+    idx = sorted(set(np.linspace(0, n - 1, min(samples, n)).round().astype(int).tolist())) if n else []
+    pair: dict[tuple[str, str], float] = {}
+    centres: dict[str, int] = {}
+    atoms_seen = 0
+    for i in idx:
+        atoms = ds.frame(i).to_atoms()
+        if not atoms.pbc.any():
+            atoms.cell = [0, 0, 0]
+        ii, jj = neighbor_list("ij", atoms, float(cutoff))
+        sym = atoms.get_chemical_symbols()
+        for s in sym:
+            centres[s] = centres.get(s, 0) + 1
+        atoms_seen += len(sym)
+        if len(ii):
+            zi = np.array(sym)[ii]
+            zj = np.array(sym)[jj]
+            for a in elements:
+                for b in elements:
+                    c = int(np.count_nonzero((zi == a) & (zj == b)))
+                    if c:
+                        pair[(a, b)] = pair.get((a, b), 0.0) + c
+    per_centre = {(a, b): pair.get((a, b), 0.0) / centres[a] for a in elements for b in elements if centres.get(a)}
+    total = sum(pair.values()) / atoms_seen if atoms_seen else 0.0
+    return {"frames_sampled": len(idx), "mean_neighbours": total, "per_pair": per_centre}
+
