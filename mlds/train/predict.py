@@ -39,6 +39,21 @@ class Evaluation:
     energy_pred: np.ndarray
     force_ref: np.ndarray        # per force component, eV/Å
     force_pred: np.ndarray
+    internal: dict[str, np.ndarray] | None = None   # the same in n2p2's normalised units (nnp-dataset only)
+
+    def internal_rmse(self) -> tuple[float, float]:
+        """(energy RMSE/atom, force RMSE) in n2p2's internal units.
+
+        nnp-dataset prints 9 significant digits; physical total energies (hundreds of eV) then
+        resolve only ~1e-6 eV, internal ones (mean-subtracted, normalised) far better — so
+        these are what to compare with the learning curve's ``_iu`` columns.
+        """
+        if self.internal is None:
+            raise ValueError("no internal-unit values (nnp-predict results)")
+        i = self.internal
+        e = float(np.sqrt(np.mean(((i["e_pred"] - i["e_ref"]) / self.n_atoms) ** 2)))
+        f = float(np.sqrt(np.mean((i["f_pred"] - i["f_ref"]) ** 2))) if i["f_ref"].size else math.nan
+        return e, f
 
     @property
     def energy_rmse_per_atom(self) -> float:
@@ -107,7 +122,8 @@ def evaluate_file(potential_dir: str | os.PathLike, input_data: str | os.PathLik
         raise EvaluateError(f"nnp-dataset predicted no structure from {input_data}")
     f_unit = energy_per_eV / length_per_angstrom
     return Evaluation(n_atoms=e[:, 1], energy_ref=e[:, 2] / energy_per_eV, energy_pred=e[:, 3] / energy_per_eV,
-                      force_ref=f[:, 2] / f_unit, force_pred=f[:, 3] / f_unit)
+                      force_ref=f[:, 2] / f_unit, force_pred=f[:, 3] / f_unit,
+                      internal={"e_ref": e[:, 4], "e_pred": e[:, 5], "f_ref": f[:, 4], "f_pred": f[:, 5]})
 
 
 def predict_structure(potential_dir: str | os.PathLike, block: str) -> tuple[float, np.ndarray]:

@@ -154,7 +154,16 @@ def prepare(ref: str, code: str = "n2p2", *, settings: Mapping[str, Any] | None 
                               "n_train": int((~mask).sum()), "n_test": int(mask.sum()),
                               "test_indices": [int(i) for i in mask.nonzero()[0]]},
                        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        run.commands = [f"cd {run.path}", "sh job.sh    # MLDS_N2P2_BIN=<nnp-* folder> MLDS_MPIRUN='mpirun -np N'"]
+        bins = resolved["scaling_bins"]
+        n_sf = sum(est["symmetry_functions"].values())
+        run.commands = [
+            f"cd {run.path} && MLDS_N2P2_BIN=<folder of nnp-*> MLDS_MPIRUN='mpirun -np {est['ranks']}' sh job.sh",
+            f"  1. steps/scaling-full: $MLDS_MPIRUN nnp-scaling {bins}   (input.nn, all {n_sf} symmetry functions)",
+            "  2. steps/prune: comment out symmetry functions constant over the data (python3 mlds_job.py)",
+            f"  3. steps/scaling: $MLDS_MPIRUN nnp-scaling {bins}   (pruned input.nn -> scaling.data)",
+            f"  4. steps/train/seg000: $MLDS_MPIRUN nnp-train   ({resolved['epochs']} epochs, weights saved every "
+            "epoch; MLDS_RESUME=1 continues from the last)",
+        ]
         job_cfg = {
             "code": "n2p2", "code_version": code_n2p2.VERSION,
             "elements": resolved["elements"], "numbers": [atomic_numbers[e] for e in resolved["elements"]],
