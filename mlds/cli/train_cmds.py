@@ -73,7 +73,7 @@ class CurveView:
             self.first = (ev["e_test"] or 1.0, ev["f_test"] or 1.0)
         score = ev["e_test"] / self.first[0] + ev["f_test"] / self.first[1]  # best_epoch's "combined"
         mark = ""
-        if ev["epoch"] > 0 and (self.best is None or score < self.best):
+        if ev["epoch"] > 0 and score == score and (self.best is None or score < self.best):
             self.best = score
             mark = " [green]*[/]"
         self._print(f"{ev['epoch']:>4}/{ev['epochs']:<3} {ev['e_train'] * 1e3:>24.3f} {ev['e_test'] * 1e3:>8.3f}  "

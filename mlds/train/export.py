@@ -123,33 +123,51 @@ def _label(source: DataSource) -> str:
 
 
 # ----------------------------------------------------------------- neighbours (for the memory estimate)
-def neighbour_stats(ds: Any, cutoff: float, elements: list[str], samples: int = 12) -> dict[str, Any]:
-    """Mean neighbours per atom within ``cutoff`` (Å), per centre and neighbour element, on a few frames."""
-    from ase.neighborlist import neighbor_list
+def neighbour_stats(ds: Any, cutoff: float, elements: list[str], *, block: int = 65536,
+                    molecule_samples: int = 8) -> dict[str, Any]:
+    """Mean neighbours within ``cutoff`` (Å) per centre and neighbour element.
 
+    Periodic frames: number density x sphere volume, from cell, n_atoms and numbers only
+    (every frame, no positions read; within 2% of the exact count on Cu2S).  Non-periodic
+    frames: counted exactly on a few of them.
+    """
+    from ase.data import atomic_numbers
+
+    zs = np.array([atomic_numbers[e] for e in elements])
+    col = np.full(119, -1)
+    col[zs] = np.arange(len(zs))
+    ne = len(zs)
+    pair = np.zeros((ne, ne))
+    centres = np.zeros(ne)
+    sphere = 4.0 / 3.0 * np.pi * float(cutoff) ** 3
+    molecules: list[int] = []
     n = len(ds)
-    idx = sorted(set(np.linspace(0, n - 1, min(samples, n)).round().astype(int).tolist())) if n else []
-    pair: dict[tuple[str, str], float] = {}
-    centres: dict[str, int] = {}
-    atoms_seen = 0
-    for i in idx:
-        atoms = ds.frame(i).to_atoms()
-        if not atoms.pbc.any():
-            atoms.cell = [0, 0, 0]
-        ii, jj = neighbor_list("ij", atoms, float(cutoff))
-        sym = atoms.get_chemical_symbols()
-        for s in sym:
-            centres[s] = centres.get(s, 0) + 1
-        atoms_seen += len(sym)
-        if len(ii):
-            zi = np.array(sym)[ii]
-            zj = np.array(sym)[jj]
-            for a in elements:
-                for b in elements:
-                    c = int(np.count_nonzero((zi == a) & (zj == b)))
-                    if c:
-                        pair[(a, b)] = pair.get((a, b), 0.0) + c
-    per_centre = {(a, b): pair.get((a, b), 0.0) / centres[a] for a in elements for b in elements if centres.get(a)}
-    total = sum(pair.values()) / atoms_seen if atoms_seen else 0.0
-    return {"frames_sampled": len(idx), "mean_neighbours": total, "per_pair": per_centre}
-
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        counts = ds.array("n_atoms", b0, b1).astype(np.int64)
+        numbers = ds.array("numbers", b0, b1)
+        per = np.zeros((b1 - b0, ne))
+        np.add.at(per, (np.repeat(np.arange(b1 - b0), counts), col[numbers]), 1.0)
+        cell = ds.array("cell", b0, b1)
+        vol = np.abs(np.linalg.det(cell))
+        periodic = ds.array("pbc", b0, b1).astype(bool).all(axis=1) & (vol > 0)
+        p = per[periodic]
+        if p.size:
+            # atoms of element b in the sphere around each a-centre (periodic images included), minus the centre
+            pair += np.einsum("fa,fb->ab", p, p / vol[periodic][:, None]) * sphere - np.diag(p.sum(axis=0))
+            centres += p.sum(axis=0)
+        molecules += [b0 + int(i) for i in np.nonzero(~periodic)[0]]
+    if molecules:
+        pick = [molecules[int(i)] for i in np.linspace(0, len(molecules) - 1, min(molecule_samples, len(molecules)))]
+        for i in sorted(set(pick)):
+            f = ds.frame(i)
+            d = np.linalg.norm(f.positions[:, None, :] - f.positions[None, :, :], axis=-1)
+            close = (d < cutoff) & ~np.eye(len(d), dtype=bool)
+            c = col[f.numbers]
+            onehot = np.eye(ne)[c]
+            pair += (onehot.T @ close.astype(float) @ onehot) * (len(molecules) / len(set(pick)))
+            centres += onehot.sum(axis=0) * (len(molecules) / len(set(pick)))
+    per_pair = {(elements[a], elements[b]): float(pair[a, b] / centres[a])
+                for a in range(ne) for b in range(ne) if centres[a] > 0}
+    total = float(pair.sum() / centres.sum()) if centres.sum() else 0.0
+    return {"mean_neighbours": total, "per_pair": per_pair}

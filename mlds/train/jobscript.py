@@ -540,13 +540,16 @@ class Job:
 
 
 def last_line(path: Path) -> str:
+    """The most telling line of a program's output: n2p2's ERROR line, a C++ exception, else the last line."""
     try:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return "(no output)"
-    for ln in reversed(lines):
-        if "ERROR" in ln.upper():
-            return ln[:300]
+    lines = [ln for ln in lines if not re.match(r"^\[[^\]]+:\d+\]", ln)]  # Open MPI's crash backtrace
+    for pattern in (r"^ERROR", r"what\(\):", r"^terminate called", r"error", r"^WARNING"):
+        for ln in reversed(lines):
+            if re.search(pattern, ln, flags=0 if pattern.startswith("^") else re.IGNORECASE):
+                return ln[:300]
     return lines[-1][:300] if lines else "(no output)"
 
 

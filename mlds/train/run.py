@@ -216,13 +216,17 @@ def job_env(run: TrainRun, *, ranks: int | None = None, bin_dir: str | os.PathLi
 
 
 def run_local(run: TrainRun | str | os.PathLike, *, on_line: Callable[[str], None] | None = None,
-              ranks: int | None = None, resume: bool = False) -> dict[str, Any]:
-    """Run the folder's ``job.sh`` on this machine; returns ``mlds-job.json``, raises :class:`TrainError` on failure."""
+              ranks: int | None = None, resume: bool = False,
+              bin_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run the folder's ``job.sh`` on this machine; returns ``mlds-job.json``, raises :class:`TrainError` on failure.
+
+    ``bin_dir``: folder of the n2p2 programs (default: :func:`mlds.codes.locate`).
+    """
     if not isinstance(run, TrainRun):
         run = load_run(run)
     if ranks and int(ranks) > 1 and not shutil.which("mpirun"):
         raise TrainError(f"--ranks {ranks} needs mpirun on PATH (Debian: apt-get install openmpi-bin)")
-    env = job_env(run, ranks=ranks, resume=resume)
+    env = job_env(run, ranks=ranks, resume=resume, bin_dir=bin_dir)
     log_path = run.path / "job.log"
     with open(log_path, "a", encoding="utf-8") as log:
         proc = subprocess.Popen(["sh", str(run.path / run.script)], cwd=run.path, env=env, stdout=subprocess.PIPE,

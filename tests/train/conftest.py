@@ -1,0 +1,60 @@
+"""Fixtures for training tests: the real n2p2 2.3.0 built from ../shared/vendor, small real datasets.
+
+The build is cached outside the checkout (``~/.cache/mlds/codes`` or ``$MLDS_CODES_CACHE``),
+keyed by the tarball's sha256: the first session on a machine compiles for a few minutes,
+later sessions reuse it at once.  The per-test isolation of XDG_DATA_HOME/config does not
+touch that cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, data_file
+
+VENDOR = Path(os.environ.get("MLDS_VENDOR", REPO.parent / "shared" / "vendor"))
+TARBALL = VENDOR / "n2p2-2.3.0.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def n2p2_bin() -> Path:
+    """Folder of the real n2p2 programs (built once per machine from the vendored release)."""
+    if not TARBALL.is_file():
+        pytest.skip(f"n2p2 source {TARBALL} not found (set MLDS_VENDOR to the shared vendor folder)")
+    from mlds import codes
+    from mlds.codes import n2p2
+
+    missing = n2p2.missing_packages()
+    if missing:
+        pytest.skip(f"cannot build n2p2 here: missing {', '.join(missing)} (.ci/run installs them)")
+    return codes.build("n2p2", TARBALL).bin_dir
+
+
+@pytest.fixture
+def n2p2(n2p2_bin, monkeypatch) -> Path:
+    monkeypatch.setenv("MLDS_N2P2_BIN", str(n2p2_bin))
+    return n2p2_bin
+
+
+def _convert(src: Path, out: Path, **options) -> Path:
+    from mlds.convert import convert
+
+    convert([src], out, reader_options=options or None, metadata={"name": out.name.split(".")[0]})
+    return out
+
+
+@pytest.fixture(scope="session")
+def cu2s_file(tmp_path_factory) -> Path:
+    """Cu2S, 20 periodic frames of 144 atoms (n2p2's own example data, Å/eV)."""
+    src = data_file("n2p2/examples/nnp-train/Cu2S_PBE/input.data")
+    return _convert(src, tmp_path_factory.mktemp("data") / "cu2s.h5", units="angstrom-ev")
+
+
+@pytest.fixture(scope="session")
+def si_file(tmp_path_factory) -> Path:
+    """Si, 50 MD frames of 2 atoms (QE pw.x test suite)."""
+    src = data_file("q-e/test-suite/pw_md/md.benchmark.out")
+    return _convert(src, tmp_path_factory.mktemp("data") / "si.h5")
