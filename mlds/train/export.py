@@ -108,13 +108,17 @@ def export(source: DataSource, path: Path, units: str, mask: np.ndarray | None) 
     from mlds.errors import FormatError
     from mlds.io.n2p2 import N2p2Writer
 
-    if not source.ds.has("forces"):
-        raise TrainDataError(f"{_label(source)} has no forces; n2p2 training here fits energies and forces")
+    check_trainable(source)
     try:
         frames = source.ds.iter_frames() if mask is None else _tagged(source.ds, mask)
         return N2p2Writer(path, units=units).write(frames)
     except FormatError as err:
         raise TrainDataError(f"{_label(source)}: {err.message}") from None
+
+
+def check_trainable(source: DataSource) -> None:
+    if not source.ds.has("forces"):
+        raise TrainDataError(f"{_label(source)} has no forces; n2p2 training here fits energies and forces")
 
 
 def _label(source: DataSource) -> str:

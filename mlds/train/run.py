@@ -128,12 +128,13 @@ def prepare(ref: str, code: str = "n2p2", *, settings: Mapping[str, Any] | None 
     source = _export.open_source(ref, store=store)
     try:
         resolved = _settings.resolve(source.elements, overrides, settings_file)
+        _export.check_trainable(source)
         mask = _export.split(len(source.ds), resolved["test_fraction"], resolved["seed"],
                              resolved["checks"]["min_test_frames"])
         sf_lines = inputnn.symmetry_function_lines(resolved)
         neighbours = _export.neighbour_stats(source.ds, resolved["cutoff"], resolved["elements"])
         est = _estimate.memory(sf_lines, source.atoms_per_element, neighbours, len(source.ds))
-        limit = max_memory or int(float(resolved["checks"]["memory_limit_gib"]) * 2**30) or None
+        limit = int(float(resolved["checks"]["memory_limit_gib"]) * 2**30) or max_memory or None
         if limit and est["memory_bytes"] > limit:
             raise TrainError(
                 f"training needs ~{_estimate.human(est['memory_bytes'])} to keep the symmetry functions of "
