@@ -131,6 +131,7 @@ def _store(store: Any):
     return open_store(store)
 
 
+
 def show(ref: str, store: Any = None) -> Potential:
     m = _manifest(ref, store)
     name = ref.partition("@")[0]
@@ -146,30 +147,47 @@ def get(ref: str, outdir: str | os.PathLike, *, store: Any = None, force: bool =
     return pot
 
 
-def ls(remote: Any = None) -> list[dict[str, Any]]:
-    """Potentials in the local store or a remote, with their tags and summary."""
+def _entry(e: dict[str, Any], st: Any) -> dict[str, Any]:
+    """A catalog entry of a potential plus its manifest summary (dataset, test errors)."""
     from mlds.store import api
 
-    return [e for e in api.ls(remote) if e.get("kind") == KIND]
+    name = e.get("dataset") or e.get("name")
+    out = {**e, "name": name}
+    try:
+        summary = api.manifest(f"{name}@{e.get('latest') or 'latest'}", store=st).get("summary", {})
+    except MldsError:
+        return out
+    out.update({"dataset_name": summary.get("dataset"), "dataset_manifest": summary.get("dataset_manifest"),
+                "energy_rmse_per_atom_eV": summary.get("energy_rmse_per_atom_eV"),
+                "force_rmse_eV_per_angstrom": summary.get("force_rmse_eV_per_angstrom")})
+    return out
+
+
+def ls(remote: Any = None) -> list[dict[str, Any]]:
+    """Potentials in the local store or a remote, with their tags, training data and test errors."""
+    from mlds.store import api
+
+    st = api.open_store(remote)
+    return [_entry(e, st) for e in api.ls(st) if e.get("kind") == KIND]
 
 
 def search(query: str, remotes: list[Any] | None = None) -> list[dict[str, Any]]:
     """Potentials matching a store search filter (e.g. ``elements HAS "Cu"``)."""
     from mlds.store import api
 
-    return [e for e in api.search(query, remotes) if e.get("kind") == KIND]
+    out = []
+    for r in remotes or [None]:
+        st = api.open_store(r)
+        out += [{**_entry(e, st), "remote": st.name} for e in api.search(query, [st]) if e.get("kind") == KIND]
+    return out
 
 
 def trained_on(dataset_ref: str, store: Any = None) -> list[dict[str, Any]]:
-    """Potentials in the store whose training data was ``dataset_ref`` (that exact version)."""
+    """Potentials in the store whose training data was exactly the version ``dataset_ref``."""
+    from mlds.store import api
     from mlds.store import versions as _v
-    from mlds.store.local import local_store
 
-    st = _store(store) or local_store(create=False)
+    st = api.open_store(store)
     name, tag = _v.parse_ref(dataset_ref)
     h = _v.resolve(st, name, tag)
-    out = []
-    for e in ls(st):
-        if e.get("dataset_manifest") == h or e.get("summary", {}).get("dataset_manifest") == h:
-            out.append(e)
-    return out
+    return [e for e in ls(st) if e.get("dataset_manifest") == h]
