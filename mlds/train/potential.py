@@ -191,3 +191,13 @@ def trained_on(dataset_ref: str, store: Any = None) -> list[dict[str, Any]]:
     name, tag = _v.parse_ref(dataset_ref)
     h = _v.resolve(st, name, tag)
     return [e for e in ls(st) if e.get("dataset_manifest") == h]
+
+
+def potentials_of(target: str) -> list[str]:
+    """``NAME@vN`` of the potentials trained on store version ``target`` (for ``mlds info``); [] otherwise."""
+    if os.path.exists(target):
+        return []
+    try:
+        return [f"{e['name']}@v{e.get('version')}" for e in trained_on(target)]
+    except (MldsError, ValueError):
+        return []

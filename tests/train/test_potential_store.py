@@ -49,6 +49,8 @@ def test_register_list_get_push_pull(cu2s_run, cu2s_store, tmp_path, monkeypatch
     assert shown["metadata"]["best_epoch"] == pot.metadata["best_epoch"] and shown["version"] == 1
     assert cli(["potential", "ls", "--dataset", "cu2s@v1"]) == 0
     assert "cu2s-nnp" in capsys.readouterr().out
+    assert cli(["info", "cu2s@v1"]) == 0
+    assert "potentials trained on it: cu2s-nnp@v1" in capsys.readouterr().out
 
     # push to a remote, pull into a colleague's empty store: byte-identical files
     remote = tmp_path / "group-store"
