@@ -111,6 +111,7 @@ def train_n2p2(
     register: bool = typer.Option(True, "--register/--no-register", help="Register the potential in the store."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --workdir."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the learning curve and the result."),
+    plot: bool = typer.Option(False, "--plot", help="Also draw <run folder>/parity.png (predicted vs DFT, test split)."),
 ) -> None:
     """Export REF with a seeded train/test split, write input.nn, run scaling, prune, train, pick the best epoch,
     and register the potential."""
@@ -130,8 +131,10 @@ def train_n2p2(
     with CurveView(quiet=quiet) as view:
         pot = train.train(ref, name=name, settings=overrides, settings_file=settings_file, workdir=workdir, seed=seed,
                           test_fraction=test_fraction, epochs=epochs, ranks=ranks, register=register, force=force,
-                          on_line=view)
+                          on_line=view, parity_plot=plot)
     _print_potential(pot)
+    if plot:
+        console.print(f"parity plot {pot.path.parent / 'parity.png'}", highlight=False)
     lines = pot.lammps()
     console.print(f"LAMMPS:\n  {lines['units']}\n  {lines['pair_style']}\n  {lines['pair_coeff']}", highlight=False)
 

@@ -97,8 +97,17 @@ def split(n_frames: int, test_fraction: float, seed: int, min_test: int = 1) -> 
 
 
 # ----------------------------------------------------------------- export
-def _tagged(ds: Any, mask: np.ndarray) -> Iterator[Any]:
-    for i, frame in enumerate(ds.iter_frames()):
+ATOMS_PER_BATCH = 1 << 16   # frames are read in blocks of about this many atoms: memory flat in frames
+
+
+def _batch(source: DataSource) -> int:
+    n = max(1, len(source.ds))
+    atoms = max(1, sum(source.atoms_per_element.values()))
+    return max(16, int(ATOMS_PER_BATCH * n / atoms))
+
+
+def _tagged(ds: Any, mask: np.ndarray, batch: int) -> Iterator[Any]:
+    for i, frame in enumerate(ds.iter_frames(batch=batch)):
         frame.info["set"] = "test" if mask[i] else "train"
         yield frame
 
@@ -110,7 +119,8 @@ def export(source: DataSource, path: Path, units: str, mask: np.ndarray | None) 
 
     check_trainable(source)
     try:
-        frames = source.ds.iter_frames() if mask is None else _tagged(source.ds, mask)
+        batch = _batch(source)
+        frames = source.ds.iter_frames(batch=batch) if mask is None else _tagged(source.ds, mask, batch)
         return N2p2Writer(path, units=units).write(frames)
     except FormatError as err:
         raise TrainDataError(f"{_label(source)}: {err.message}") from None

@@ -93,8 +93,12 @@ def verify(run: TrainRun, pot_dir: Path, best: dict[str, float], *, plot: Path |
 
 
 def finish(run_dir: str | os.PathLike | TrainRun, *, name: str | None = None, store: Any = None,
-           register: bool = True, verify_files: bool = True, message: str = "") -> Potential:
-    """Checks, best epoch, assembly into ``<run>/potential`` and registration (CONTRACTS §3)."""
+           register: bool = True, verify_files: bool = True, message: str = "",
+           parity_plot: bool = False) -> Potential:
+    """Checks, best epoch, assembly into ``<run>/potential`` and registration (CONTRACTS §3).
+
+    ``parity_plot``: also draw ``<run>/parity.png`` (predicted vs DFT on the test split).
+    """
     run = run_dir if isinstance(run_dir, TrainRun) else load_run(run_dir)
     state = run.state
     if state.get("state") != "done":
@@ -127,7 +131,7 @@ def finish(run_dir: str | os.PathLike | TrainRun, *, name: str | None = None, st
     }
     verified = None
     if verify_files:
-        verified = verify(run, pot_dir, best, plot=run.path / "parity.png")
+        verified = verify(run, pot_dir, best, plot=run.path / "parity.png" if parity_plot else None)
     if verified is not None:
         metrics["verified"] = verified
     metadata = build_metadata(run, job, rows, best, metrics, state)

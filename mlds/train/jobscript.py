@@ -479,7 +479,10 @@ class Job:
                 raise JobError(self.step, why)
             if finished:
                 break
-            time.sleep(0.5)
+            try:
+                p.wait(timeout=0.5)  # wakes at once when nnp-train ends
+            except subprocess.TimeoutExpired:
+                pass
         rc = p.returncode
         self.child = None
         if rc != 0:

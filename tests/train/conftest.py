@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from mlds import train
+
 from tests.conftest import REPO, data_file
 
 VENDOR = Path(os.environ.get("MLDS_VENDOR", REPO.parent / "shared" / "vendor"))
@@ -58,3 +60,25 @@ def si_file(tmp_path_factory) -> Path:
     """Si, 50 MD frames of 2 atoms (QE pw.x test suite)."""
     src = data_file("q-e/test-suite/pw_md/md.benchmark.out")
     return _convert(src, tmp_path_factory.mktemp("data") / "si.h5")
+
+
+@pytest.fixture(scope="session")
+def cu2s_store(tmp_path_factory, cu2s_file):
+    from mlds.store.local import init_store
+    from mlds.store.versions import add
+
+    path = tmp_path_factory.mktemp("store") / "store"
+    st = init_store(path)
+    add(cu2s_file, "cu2s", store=st, message="Cu2S example data")
+    return st
+
+
+@pytest.fixture(scope="session")
+def cu2s_run(tmp_path_factory, cu2s_store, n2p2_bin):
+    """Cu2S@v1 trained for 3 epochs (quick preset) by job.sh on this machine."""
+    run = train.prepare("cu2s@v1", store=cu2s_store, workdir=tmp_path_factory.mktemp("runs") / "cu2s",
+                        settings={"preset": "quick"}, epochs=3, seed=7)
+    lines: list[str] = []
+    train.run_local(run, on_line=lines.append, bin_dir=n2p2_bin)
+    run.lines = lines  # type: ignore[attr-defined]
+    return run

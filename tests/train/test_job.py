@@ -114,3 +114,16 @@ def test_job_checks_n2p2_memory_estimate_on_its_machine(si_file, n2p2_bin, tmp_p
     assert state["state"] == "failed" and state["step"] == "scaling"
     assert "n2p2's estimate" in state["message"] and "0.00 GiB are available" in state["message"]
     assert not (run.path / "steps" / "train").exists()
+
+
+def test_two_mpi_ranks(si_file, n2p2, tmp_path):
+    import shutil
+
+    if not shutil.which("mpirun"):
+        pytest.skip("mpirun not on PATH (Debian: openmpi-bin)")
+    run = train.prepare(str(si_file), workdir=tmp_path / "run", epochs=2, settings={"preset": "quick"})
+    state = train.run_local(run, ranks=2)
+    assert state["state"] == "done"
+    seg = run.path / "steps" / "train" / "seg000"
+    assert (seg / "nnp-train.log.0001").is_file()  # a second rank really ran
+    assert train.finish(run.path, register=False).metadata["metrics"]["verified"] is True

@@ -10,7 +10,6 @@ from mlds import train
 from mlds.cli import run as cli
 from mlds.store import api
 from mlds.store.local import init_store
-from tests.train.test_train_n2p2 import cu2s_run, cu2s_store  # noqa: F401  (session fixtures)
 
 
 def _files(folder):

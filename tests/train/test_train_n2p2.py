@@ -13,28 +13,6 @@ from mlds.train import jobscript as js
 from mlds.train import predict
 
 
-@pytest.fixture(scope="session")
-def cu2s_store(tmp_path_factory, cu2s_file):
-    from mlds.store.local import init_store
-    from mlds.store.versions import add
-
-    path = tmp_path_factory.mktemp("store") / "store"
-    st = init_store(path)
-    add(cu2s_file, "cu2s", store=st, message="Cu2S example data")
-    return st
-
-
-@pytest.fixture(scope="session")
-def cu2s_run(tmp_path_factory, cu2s_store, n2p2_bin):
-    """Cu2S@v1 trained for 3 epochs (quick preset) by job.sh on this machine."""
-    run = train.prepare("cu2s@v1", store=cu2s_store, workdir=tmp_path_factory.mktemp("runs") / "cu2s",
-                        settings={"preset": "quick"}, epochs=3, seed=7)
-    lines: list[str] = []
-    train.run_local(run, on_line=lines.append, bin_dir=n2p2_bin)
-    run.lines = lines  # type: ignore[attr-defined]
-    return run
-
-
 def test_run_folder_records_exact_data_and_split(cu2s_run, cu2s_store):
     from mlds.store.versions import resolve
 
@@ -63,7 +41,7 @@ def test_learning_curve_streams_and_rmse_falls(cu2s_run):
 
 
 def test_finish_assembles_a_verified_potential(cu2s_run):
-    pot = train.finish(cu2s_run.path, register=False)
+    pot = train.finish(cu2s_run.path, register=False, parity_plot=True)
     md = pot.metadata
     assert sorted(p.name for p in pot.path.iterdir()) == ["input.nn", "scaling.data", "settings.toml",
                                                           "weights.016.data", "weights.029.data"]
