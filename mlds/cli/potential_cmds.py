@@ -51,25 +51,34 @@ def show_cmd(
     pot = train.show(ref, store=remote)
     md = pot.metadata
     if plot is not None:
+        if not md.get("learning_curve"):
+            from mlds.train.potential import PotentialError
+
+            raise PotentialError(f"{ref} has no learning curve in its metadata")
         learning_curve_plot(md["learning_curve"], plot, title=ref)
     if as_json:
         console.print_json(json.dumps({"name": pot.name, "version": pot.version, "files": pot.files, "metadata": md}))
         return
     m = md["metrics"]
     d = md["dataset"]
+    split = md.get("split") or {}
     g = Table.grid(padding=(0, 2))
     g.add_row("potential", f"{pot.name} v{pot.version}")
     g.add_row("code", f"{md['code']} {md['code_version']}")
     g.add_row("elements", " ".join(md["elements"]))
     g.add_row("cutoff", f"{md['cutoff_angstrom']} Å ({md['units']['system']})")
-    g.add_row("trained on", f"{d['name']}@{d.get('tag') or d.get('version')} ({(d.get('manifest') or d.get('file_sha256') or '')[:12]}), "
-              f"{md['split']['n_train']} train / {md['split']['n_test']} test frames, seed {md['split']['seed']}")
-    g.add_row("best epoch", f"{md['best_epoch']} of {md['epochs']} ({md.get('best_epoch_metric', 'combined')})")
+    trained_on = f"{d['name']}@{d.get('tag') or d.get('version')} ({(d.get('manifest') or d.get('file_sha256') or '')[:12]})"
+    if split:
+        trained_on += f", {split['n_train']} train / {split['n_test']} test frames, seed {split['seed']}"
+    g.add_row("trained on", trained_on)
+    if "best_epoch" in md:
+        g.add_row("best epoch", f"{md['best_epoch']} of {md.get('epochs', '?')} ({md.get('best_epoch_metric', 'combined')})")
     g.add_row("energy RMSE", f"{_ms(m['energy_rmse_per_atom_eV']['train'])} train / "
               f"{_ms(m['energy_rmse_per_atom_eV']['test'])} test meV/atom")
     g.add_row("force RMSE", f"{_ms(m['force_rmse_eV_per_angstrom']['train'])} train / "
               f"{_ms(m['force_rmse_eV_per_angstrom']['test'])} test meV/Å")
-    g.add_row("trained", f"{md['trained']} on {md['host']} in {md['run_seconds']:.0f} s")
+    if "trained" in md:
+        g.add_row("trained", f"{md['trained']} on {md.get('host', '?')} in {md.get('run_seconds', 0):.0f} s")
     g.add_row("files", " ".join(pot.files))
     lines = pot.lammps(directory="<dir>")
     g.add_row("LAMMPS", f"{lines['units']}\n{lines['pair_style']}\n{lines['pair_coeff']}")

@@ -70,8 +70,8 @@ def evaluate(potential: str | os.PathLike | Potential, dataset: str | None = Non
         md = pot.metadata
         if dataset is None:
             d = md["dataset"]
-            if not d.get("manifest"):
-                raise PotentialError("this potential was trained on a file, not a store version; name a dataset")
+            if not d.get("manifest") or not md.get("split"):
+                raise PotentialError("this potential records no store version and split to evaluate on; name a dataset")
             dataset = f"{d['name']}@{d['manifest']}"
             subset = np.zeros(int(d.get("n_frames") or 0), dtype=bool)
             subset[md["split"]["test_indices"]] = True
