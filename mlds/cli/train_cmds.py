@@ -107,6 +107,7 @@ def train_n2p2(
     workdir: Optional[Path] = typer.Option(None, "--workdir", "-w", help="Run folder (default ./mlds-train/<dataset>-<tag>-<time>)."),
     ranks: Optional[int] = typer.Option(None, "--ranks", help="MPI ranks for this machine (mpirun -np N)."),
     on: Optional[str] = typer.Option(None, "--on", help="Run on a configured machine (mlds machine add) instead of here."),
+    detach: bool = typer.Option(False, "--detach", help="With --on: submit and return; finish later with mlds jobs."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Write the run folder and print the commands; run nothing."),
     register: bool = typer.Option(True, "--register/--no-register", help="Register the potential in the store."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --workdir."),
@@ -119,9 +120,9 @@ def train_n2p2(
 
     overrides = _settings(preset, cutoff, units)
     if on:
-        _train_on_machine(ref, on, name=name, settings=overrides, settings_file=settings_file, workdir=workdir,
-                          seed=seed, test_fraction=test_fraction, epochs=epochs, ranks=ranks, register=register,
-                          force=force, dry_run=dry_run)
+        _train_on_machine(ref, on, name=name, register=register, ranks=ranks, dry_run=dry_run, detach=detach,
+                          quiet=quiet, settings=overrides, settings_file=settings_file, workdir=workdir, seed=seed,
+                          test_fraction=test_fraction, epochs=epochs, force=force)
         return
     if dry_run:
         run = train.train(ref, settings=overrides, settings_file=settings_file, workdir=workdir, seed=seed,
@@ -161,29 +162,29 @@ def _print_run(run: Any) -> None:
     console.print(f"  then: mlds train finish {run.path}", highlight=False)
 
 
-def _train_on_machine(ref: str, machine: str, **kw: Any) -> None:
-    """prepare -> mlds.compute.submit -> wait -> fetch -> finish (CONTRACTS §3)."""
+def _train_on_machine(ref: str, machine: str, *, name: Optional[str], register: bool, ranks: Optional[int],
+                      dry_run: bool, detach: bool, quiet: bool, **prepare_kw: Any) -> None:
+    """prepare -> mlds.compute submit -> wait -> fetch -> finish (CONTRACTS §3; the cluster helper's
+    :func:`mlds.compute.training.train_on_machine`)."""
+    from mlds import train
+
     try:
-        from mlds import compute  # the cluster helper's package
+        from mlds.compute.training import train_on_machine
     except ImportError:
         from mlds.errors import MldsError
 
         raise MldsError("--on needs mlds.compute (machines and jobs), which this mlds does not have yet") from None
-    from mlds import train
-
-    run = train.prepare(ref, settings=kw["settings"], settings_file=kw["settings_file"], workdir=kw["workdir"],
-                        seed=kw["seed"], test_fraction=kw["test_fraction"], epochs=kw["epochs"], force=kw["force"])
-    if kw["dry_run"]:
-        _print_run(run)
+    if dry_run:
+        _print_run(train.prepare(ref, **prepare_kw))
         return
-    resources = {"ranks": kw["ranks"] or run.estimate.get("ranks", 1), "memory_bytes": run.estimate["memory_bytes"]}
-    job = compute.submit(run.path, machine, script=run.script, inputs=run.inputs, outputs=run.outputs,
-                         resources=resources)
-    console.print(f"submitted {getattr(job, 'id', job)} to {machine}; waiting (Ctrl-C detaches)", highlight=False)
-    compute.wait(job)
-    compute.fetch(job)
-    pot = train.finish(run.path, name=kw["name"], register=kw["register"])
-    _print_potential(pot)
+    with CurveView(quiet=quiet) as view:
+        res = train_on_machine(ref, machine, name=name, register=register, detach=detach,
+                               resources={"ranks": ranks} if ranks else None, on_line=view, **prepare_kw)
+    if detach or res.potential is None:
+        console.print(f"submitted job {res.job.id} to {machine}; follow it with 'mlds jobs status {res.job.id} "
+                      "--wait'", highlight=False)
+        return
+    _print_potential(res.potential)
 
 
 @train_app.command("resume")

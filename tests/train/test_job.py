@@ -42,7 +42,7 @@ def _si_lines() -> list[str]:
     return inputnn.symmetry_function_lines(S.resolve(["Si"], {"preset": "quick"})) + [CONSTANT_SF]
 
 
-def test_prune_sigterm_and_resume(si_file, n2p2_bin, tmp_path):
+def test_prune_sigterm_and_resume(si_file, n2p2_bin, tmp_path, capsys):
     run = train.prepare(str(si_file), workdir=tmp_path / "run", epochs=60,
                         settings={"preset": "quick", "symmetry_functions": {"lines": _si_lines()}})
     env = _job_env(n2p2_bin, tmp_path)
@@ -67,6 +67,11 @@ def test_prune_sigterm_and_resume(si_file, n2p2_bin, tmp_path):
     with pytest.raises(train.TrainError, match="nothing registered"):
         train.finish(run.path)
     assert not (run.path / "potential").exists()
+    from mlds.cli import run as cli
+
+    assert cli(["train", "status", str(run.path)]) == 0
+    status = " ".join(capsys.readouterr().out.split())
+    assert "failed (step train)" in status and f"epoch {stopped_at}/60" in status
 
     again = subprocess.run(["sh", "job.sh"], cwd=run.path, env=env, capture_output=True, text=True)
     assert again.returncode != 0 and "MLDS_RESUME=1" in again.stdout  # never silently restarts or overwrites
