@@ -82,6 +82,22 @@ class CurveView:
             self.progress.update(self.task, completed=ev["epoch"])
 
 
+def _extra_metadata(license_: Optional[str], authors: Optional[list[str]], description: Optional[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if license_:
+        out["license"] = license_
+    if authors:
+        out["authors"] = [{"name": a} for a in authors]
+    if description:
+        out["description"] = description
+    return out
+
+
+_LICENSE = typer.Option(None, "--license", help="SPDX licence of the potential (default: the dataset's).")
+_AUTHOR = typer.Option(None, "--author", help="Author (repeatable; default: the dataset's authors).")
+_DESCRIPTION = typer.Option(None, "--description", help="Description (default: code, elements, cutoff, data).")
+
+
 def _print_potential(pot: Any) -> None:
     md = pot.metadata
     m = md["metrics"]
@@ -113,6 +129,9 @@ def train_n2p2(
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --workdir."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the learning curve and the result."),
     plot: bool = typer.Option(False, "--plot", help="Also draw <run folder>/parity.png (predicted vs DFT, test split)."),
+    license_: Optional[str] = _LICENSE,
+    author: Optional[list[str]] = _AUTHOR,
+    description: Optional[str] = _DESCRIPTION,
 ) -> None:
     """Export REF with a seeded train/test split, write input.nn, run scaling, prune, train, pick the best epoch,
     and register the potential."""
@@ -132,7 +151,7 @@ def train_n2p2(
     with CurveView(quiet=quiet) as view:
         pot = train.train(ref, name=name, settings=overrides, settings_file=settings_file, workdir=workdir, seed=seed,
                           test_fraction=test_fraction, epochs=epochs, ranks=ranks, register=register, force=force,
-                          on_line=view, parity_plot=plot)
+                          on_line=view, parity_plot=plot, metadata=_extra_metadata(license_, author, description))
     _print_potential(pot)
     if plot:
         console.print(f"parity plot {pot.path.parent / 'parity.png'}", highlight=False)
@@ -211,11 +230,16 @@ def train_finish(
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Potential name in the store."),
     register: bool = typer.Option(True, "--register/--no-register"),
     as_json: bool = typer.Option(False, "--json", help="Print the potential's metadata as JSON."),
+    plot: bool = typer.Option(False, "--plot", help="Also draw <run folder>/parity.png."),
+    license_: Optional[str] = _LICENSE,
+    author: Optional[list[str]] = _AUTHOR,
+    description: Optional[str] = _DESCRIPTION,
 ) -> None:
     """Check a finished run, pick the best epoch, assemble the potential and register it."""
     from mlds import train
 
-    pot = train.finish(run_dir, name=name, register=register)
+    pot = train.finish(run_dir, name=name, register=register, parity_plot=plot,
+                       metadata=_extra_metadata(license_, author, description))
     if as_json:
         console.print_json(json.dumps(pot.metadata))
         return

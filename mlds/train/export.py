@@ -66,6 +66,9 @@ def open_source(ref: str, store: Any = None) -> DataSource:
         ds = _v.open_ref(f"{name}@{h}", store=st)
         record = {"name": name, "tag": tag, "version": m.get("version"), "manifest": h, "store": st.name,
                   "n_frames": len(ds)}
+    meta = ds.metadata or {}
+    # a potential is derived from its data: it starts with the data's licence and authors
+    record.update({k: meta[k] for k in ("license", "authors") if meta.get(k)})
     elements, counts = _element_counts(ds)
     return DataSource(ds, record, elements, counts)
 

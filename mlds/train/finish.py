@@ -94,10 +94,11 @@ def verify(run: TrainRun, pot_dir: Path, best: dict[str, float], *, plot: Path |
 
 def finish(run_dir: str | os.PathLike | TrainRun, *, name: str | None = None, store: Any = None,
            register: bool = True, verify_files: bool = True, message: str = "",
-           parity_plot: bool = False) -> Potential:
+           parity_plot: bool = False, metadata: dict[str, Any] | None = None) -> Potential:
     """Checks, best epoch, assembly into ``<run>/potential`` and registration (CONTRACTS §3).
 
     ``parity_plot``: also draw ``<run>/parity.png`` (predicted vs DFT on the test split).
+    ``metadata``: extra or overriding keys (``license``, ``authors``, ``description``...).
     """
     run = run_dir if isinstance(run_dir, TrainRun) else load_run(run_dir)
     state = run.state
@@ -134,7 +135,7 @@ def finish(run_dir: str | os.PathLike | TrainRun, *, name: str | None = None, st
         verified = verify(run, pot_dir, best, plot=run.path / "parity.png" if parity_plot else None)
     if verified is not None:
         metrics["verified"] = verified
-    metadata = build_metadata(run, job, rows, best, metrics, state)
+    metadata = {**build_metadata(run, job, rows, best, metrics, state), **(metadata or {})}
     validate(metadata)
     import json
 
@@ -193,4 +194,10 @@ def build_metadata(run: TrainRun, job: dict[str, Any], rows: list[dict[str, floa
         "mlds_version": mlds.__version__,
     }
     md["lammps"] = lammps_lines(md, "potential")
+    label = f"{run.dataset['name']}@{run.dataset.get('tag') or run.dataset.get('version') or 'file'}"
+    md["description"] = (f"n2p2 potential for {'-'.join(md['elements'])} (cutoff {md['cutoff_angstrom']:g} Å), "
+                         f"trained by mlds on {label}")
+    for key in ("license", "authors"):  # inherited from the dataset; finish(metadata=...) may override
+        if run.dataset.get(key):
+            md[key] = run.dataset[key]
     return md

@@ -20,7 +20,8 @@ def train(ref: str, *, name: str | None = None, settings: Mapping[str, Any] | No
           seed: int | None = None, test_fraction: float | None = None, epochs: int | None = None,
           ranks: int | None = None, store: Any = None, register: bool = True, dry_run: bool = False,
           force: bool = False, on_line: Callable[[str], None] | None = None,
-          memory_limit: int | None = None, parity_plot: bool = False) -> Potential | TrainRun:
+          memory_limit: int | None = None, parity_plot: bool = False,
+          metadata: Mapping[str, Any] | None = None) -> Potential | TrainRun:
     """Export, train with n2p2 on this machine, check, assemble and register (``--dry-run``: the folder only)."""
     if not dry_run:
         from mlds.codes import locate
@@ -36,7 +37,8 @@ def train(ref: str, *, name: str | None = None, settings: Mapping[str, Any] | No
     run_local(run, on_line=on_line, ranks=ranks)
     from mlds.train.finish import finish
 
-    return finish(run.path, name=name, store=store, register=register, parity_plot=parity_plot)
+    return finish(run.path, name=name, store=store, register=register, parity_plot=parity_plot,
+                  metadata=dict(metadata or {}))
 
 
 def _potential_dir(potential: str | os.PathLike | Potential, tmp: Path, store: Any) -> Potential:
