@@ -5,7 +5,9 @@
    what a user does by hand with the same files: ``nnp-scaling``, ``nnp-scaling`` again with the
    pruned ``input.nn``, ``nnp-train``, copy the best weights, ``nnp-dataset`` on the test split.
    Both run in the same process tree on the same machine, alternating, best of ``--repeat``.
-   Target: mlds adds under 5 % wall time.
+   Target: mlds adds under 5 %, judged on the CPU time of the process tree (on an idle machine the
+   same as wall time for these serial runs; on a shared machine wall times of identical runs vary
+   by tens of percent, so both are printed).
 2. Export memory.  Peak RSS of a fresh process that exports N frames (Cu2S frames, 144 atoms,
    repeated to N) to ``input.data``, for growing N; target: flat (4x the frames adds < 10 %).
 
@@ -45,11 +47,25 @@ def _run(cmd: list[str], cwd: Path) -> None:
         subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=_env(), check=True)
 
 
-def by_hand(template: Path, bin_dir: Path, work: Path) -> float:
+def _cpu() -> float:
+    """CPU seconds of this process and every finished child (n2p2 programs, the job script)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def measured(fn, *args) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the whole process tree) of fn(*args)."""
+    c0, t0 = _cpu(), time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0, _cpu() - c0
+
+
+def by_hand(template: Path, bin_dir: Path, work: Path) -> None:
     """The n2p2 steps a user runs by hand on the files mlds exported (same input.data/input.nn)."""
     from mlds.train import jobscript as js
 
-    t0 = time.perf_counter()
     work.mkdir(parents=True)
     s1 = work / "scaling-full"
     s1.mkdir()
@@ -80,15 +96,12 @@ def by_hand(template: Path, bin_dir: Path, work: Path) -> float:
         for blk in structure_blocks(src.name, "test"):
             dst.write(blk)
     _run([str(bin_dir / "nnp-dataset"), "0"], pot)
-    return time.perf_counter() - t0
 
 
-def with_mlds(dataset: Path, bin_dir: Path, work: Path, epochs: int) -> float:
+def with_mlds(dataset: Path, work: Path, epochs: int) -> None:
     from mlds import train
 
-    t0 = time.perf_counter()
     train.train(str(dataset), workdir=work, settings={"preset": "quick"}, epochs=epochs, register=False)
-    return time.perf_counter() - t0
 
 
 EXPORT_CHILD = r"""
@@ -151,19 +164,27 @@ def main() -> int:
         tmp = Path(tmp_s)
         data = tmp / "cu2s.h5"
         convert([CU2S], data, reader_options={"units": "angstrom-ev"}, metadata={"name": "cu2s"})
-        t_mlds, t_hand = [], []
+        m_runs, h_runs = [], []
         for i in range(args.repeat):
             run_dir = tmp / f"mlds-{i}"
-            t_mlds.append(with_mlds(data, bin_dir, run_dir, args.epochs))
-            t_hand.append(by_hand(run_dir, bin_dir, tmp / f"hand-{i}"))
-        best_m, best_h = min(t_mlds), min(t_hand)
-        over = best_m / best_h - 1
+            m_runs.append(measured(with_mlds, data, run_dir, args.epochs))
+            h_runs.append(measured(by_hand, run_dir, bin_dir, tmp / f"hand-{i}"))
+        wall_m, wall_h = min(w for w, _ in m_runs), min(w for w, _ in h_runs)
+        cpu_m, cpu_h = min(c for _, c in m_runs), min(c for _, c in h_runs)
+        over = cpu_m / cpu_h - 1
+        over_wall = wall_m / wall_h - 1
         ok &= over < 0.05
-        print(f"machine: {os.cpu_count()} cores, load average {load0[0]:.1f} -> {os.getloadavg()[0]:.1f}")
-        print(f"training Cu2S (20 frames x 144 atoms, quick preset, {args.epochs} epochs), best of {args.repeat}:")
-        print(f"  mlds train  {best_m:7.2f} s   (runs: {', '.join(f'{t:.2f}' for t in t_mlds)})")
-        print(f"  by hand     {best_h:7.2f} s   (runs: {', '.join(f'{t:.2f}' for t in t_hand)})")
-        print(f"  overhead    {over * 100:+6.1f} %   target < 5 %: {'PASS' if over < 0.05 else 'FAIL'}")
+        load1 = os.getloadavg()[0]
+        print(f"machine: {os.cpu_count()} cores, load average {load0[0]:.1f} -> {load1:.1f}")
+        print(f"training Cu2S (20 frames x 144 atoms, quick preset, {args.epochs} epochs, serial), best of {args.repeat}:")
+        print(f"  mlds train  wall {wall_m:7.2f} s  CPU {cpu_m:7.2f} s   (wall per run: "
+              f"{', '.join(f'{w:.1f}' for w, _ in m_runs)})")
+        print(f"  by hand     wall {wall_h:7.2f} s  CPU {cpu_h:7.2f} s   (wall per run: "
+              f"{', '.join(f'{w:.1f}' for w, _ in h_runs)})")
+        print(f"  overhead    wall {over_wall * 100:+6.1f} %   CPU {over * 100:+6.1f} %")
+        print(f"  target < 5 % (judged on CPU time of the process tree, which equals wall time on an idle machine "
+              f"for these serial runs; wall times of identical runs vary by tens of % under load): "
+              f"{'PASS' if over < 0.05 else 'FAIL'}")
         sizes = [int(x) for x in args.frames.split(",")]
         base = subprocess.run([sys.executable, "-c", BASELINE_CHILD], capture_output=True, text=True, check=True)
         base_rss = int(base.stdout.split()[1])
@@ -179,7 +200,8 @@ def main() -> int:
         ok &= flat
         print(f"  peak RSS {rows[-1][0]} vs {rows[-2][0]} frames: x{growth:.2f}   target < 1.10 (flat in frames): "
               f"{'PASS' if flat else 'FAIL'}")
-        print(json.dumps({"overhead": over, "mlds_s": best_m, "hand_s": best_h, "export": rows}))
+        print(json.dumps({"overhead_cpu": over, "overhead_wall": over_wall, "mlds": [wall_m, cpu_m],
+                          "hand": [wall_h, cpu_h], "export": rows}))
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

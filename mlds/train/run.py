@@ -114,13 +114,13 @@ def prepare(ref: str, code: str = "n2p2", *, settings: Mapping[str, Any] | None 
             store: Any = None, force: bool = False, max_memory: int | None = None) -> TrainRun:
     """Write a self-contained run folder for ``ref`` (``NAME[@TAG]`` or an mlds file).
 
-    ``max_memory`` (bytes): refuse, before writing anything, when the estimated memory for
-    symmetry functions exceeds it (``train`` passes what this machine has available).
+    Every check (settings, forces, split, memory, target folder) runs before anything is
+    written; the folder appears complete or not at all.  ``max_memory`` (bytes): refuse when
+    the estimated memory for symmetry functions exceeds it (``train`` passes what this
+    machine has available; ``checks.memory_limit_gib`` in the settings wins).
     """
     if code != "n2p2":
         raise TrainError(f"training code {code!r} is not supported yet (only n2p2)")
-    from mlds.codes import n2p2 as code_n2p2
-
     overrides = dict(settings or {})
     for key, val in (("seed", seed), ("test_fraction", test_fraction), ("epochs", epochs)):
         if val is not None:
@@ -134,66 +134,88 @@ def prepare(ref: str, code: str = "n2p2", *, settings: Mapping[str, Any] | None 
         sf_lines = inputnn.symmetry_function_lines(resolved)
         neighbours = _export.neighbour_stats(source.ds, resolved["cutoff"], resolved["elements"])
         est = _estimate.memory(sf_lines, source.atoms_per_element, neighbours, len(source.ds))
-        limit = int(float(resolved["checks"]["memory_limit_gib"]) * 2**30) or max_memory or None
-        if limit and est["memory_bytes"] > limit:
-            raise TrainError(
-                f"training needs ~{_estimate.human(est['memory_bytes'])} to keep the symmetry functions of "
-                f"{est['atoms']} atoms in memory (~{est['mean_neighbours']:.0f} neighbours each), more than the "
-                f"{_estimate.human(limit)} available: train on a machine with more memory (--on MACHINE), fewer "
-                "frames, a smaller cutoff or preset, or set n2p2.memorize_symfunc_results = false (slower)")
+        _check_memory(est, int(float(resolved["checks"]["memory_limit_gib"]) * 2**30) or max_memory)
         target = Path(workdir) if workdir is not None else default_workdir(source.record)
-        if target.exists() and any(target.iterdir()) and not force:
-            raise TrainError(f"{target} exists and is not empty; choose another --workdir or pass --force")
-        from mlds.io.n2p2 import n2p2_unit_factors
-        from mlds.util import atomic_path
-
-        lf, ef = n2p2_unit_factors(resolved["units"])
-        from ase.data import atomic_numbers
-
-        run = TrainRun(path=target.resolve(), estimate=est, dataset=source.record, settings=resolved,
+        if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
+            raise TrainError(f"{target} exists and is not an empty folder; choose another --workdir or pass --force")
+        run = TrainRun(path=target.resolve(), estimate=est, dataset=dict(source.record), settings=resolved,
                        split={"seed": resolved["seed"], "test_fraction": resolved["test_fraction"],
                               "n_train": int((~mask).sum()), "n_test": int(mask.sum()),
                               "test_indices": [int(i) for i in mask.nonzero()[0]]},
                        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        bins = resolved["scaling_bins"]
-        n_sf = sum(est["symmetry_functions"].values())
-        run.commands = [
-            f"cd {run.path} && MLDS_N2P2_BIN=<folder of nnp-*> MLDS_MPIRUN='mpirun -np {est['ranks']}' sh job.sh",
-            f"  1. steps/scaling-full: $MLDS_MPIRUN nnp-scaling {bins}   (input.nn, all {n_sf} symmetry functions)",
-            "  2. steps/prune: comment out symmetry functions constant over the data (python3 mlds_job.py)",
-            f"  3. steps/scaling: $MLDS_MPIRUN nnp-scaling {bins}   (pruned input.nn -> scaling.data)",
-            f"  4. steps/train/seg000: $MLDS_MPIRUN nnp-train   ({resolved['epochs']} epochs, weights saved every "
-            "epoch; MLDS_RESUME=1 continues from the last)",
-        ]
-        job_cfg = {
-            "code": "n2p2", "code_version": code_n2p2.VERSION,
-            "elements": resolved["elements"], "numbers": [atomic_numbers[e] for e in resolved["elements"]],
-            "epochs": resolved["epochs"], "n_frames": len(source.ds), "scaling_bins": resolved["scaling_bins"],
-            "prune_threshold": resolved["symmetry_functions"]["prune_threshold"],
-            "divergence_factor": resolved["checks"]["divergence_factor"],
-            "memory_limit_gib": resolved["checks"]["memory_limit_gib"],
-            "best_epoch": resolved["checks"].get("best_epoch", "combined"),
-            "units": resolved["units"], "length_per_angstrom": lf, "energy_per_eV": ef,
-        }
-        label = f"{source.record['name']}@{source.record.get('tag') or 'file'}"
-        with atomic_path(target, is_dir=True) as tmp:
-            n = _export.export(source, tmp / "input.data", resolved["units"], mask)
-            run.dataset = {**run.dataset, "n_frames_exported": n}
-            header = (f"written by mlds for {label} (manifest {source.record.get('manifest') or 'n/a'})\n"
-                      f"units: {resolved['units']} (cutoff {resolved['cutoff']} Å)")
-            (tmp / "input.nn").write_text(inputnn.render(resolved, sf_lines, header=header), encoding="utf-8")
-            (tmp / "settings.toml").write_text(_settings.dumps(resolved), encoding="utf-8")
-            (tmp / JOB_SCRIPT).write_text(JOB_SH.format(code="n2p2", code_version=code_n2p2.VERSION, dataset=label,
-                                                        helper=JOB_HELPER), encoding="utf-8")
-            os.chmod(tmp / JOB_SCRIPT, 0o755)
-            shutil.copy(Path(__file__).with_name("jobscript.py"), tmp / JOB_HELPER)
-            data = run.to_json()
-            data.pop("path")
-            data["job"] = job_cfg
-            (tmp / RUN_FILE).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        run.commands = _commands(run)
+        _write_folder(run, source, mask, sf_lines)
         return run
     finally:
         source.close()
+
+
+def _check_memory(est: Mapping[str, Any], limit: int | None) -> None:
+    if limit and est["memory_bytes"] > limit:
+        raise TrainError(
+            f"training needs ~{_estimate.human(est['memory_bytes'])} to keep the symmetry functions of "
+            f"{est['atoms']} atoms in memory (~{est['mean_neighbours']:.0f} neighbours each), more than the "
+            f"{_estimate.human(limit)} available: train on a machine with more memory (--on MACHINE), fewer "
+            "frames, a smaller cutoff or preset, or set n2p2.memorize_symfunc_results = false (slower)")
+
+
+def _commands(run: TrainRun) -> list[str]:
+    """What job.sh will run, for --dry-run and the run record."""
+    s, est = run.settings, run.estimate
+    bins = s["scaling_bins"]
+    n_sf = sum(est["symmetry_functions"].values())
+    return [
+        f"cd {run.path} && MLDS_N2P2_BIN=<folder of nnp-*> MLDS_MPIRUN='mpirun -np {est['ranks']}' sh job.sh",
+        f"  1. steps/scaling-full: $MLDS_MPIRUN nnp-scaling {bins}   (input.nn, all {n_sf} symmetry functions)",
+        "  2. steps/prune: comment out symmetry functions constant over the data (python3 mlds_job.py)",
+        f"  3. steps/scaling: $MLDS_MPIRUN nnp-scaling {bins}   (pruned input.nn -> scaling.data)",
+        f"  4. steps/train/seg000: $MLDS_MPIRUN nnp-train   ({s['epochs']} epochs, weights saved every "
+        "epoch; MLDS_RESUME=1 continues from the last)",
+    ]
+
+
+def _job_config(run: TrainRun) -> dict[str, Any]:
+    """The part of run.json the stdlib job reads (see mlds.train.jobscript)."""
+    from ase.data import atomic_numbers
+
+    from mlds.codes import n2p2 as code_n2p2
+    from mlds.io.n2p2 import n2p2_unit_factors
+
+    s = run.settings
+    lf, ef = n2p2_unit_factors(s["units"])
+    return {
+        "code": "n2p2", "code_version": code_n2p2.VERSION,
+        "elements": s["elements"], "numbers": [atomic_numbers[e] for e in s["elements"]],
+        "epochs": s["epochs"], "n_frames": run.dataset["n_frames"], "scaling_bins": s["scaling_bins"],
+        "prune_threshold": s["symmetry_functions"]["prune_threshold"],
+        "divergence_factor": s["checks"]["divergence_factor"],
+        "memory_limit_gib": s["checks"]["memory_limit_gib"],
+        "best_epoch": s["checks"]["best_epoch"],
+        "units": s["units"], "length_per_angstrom": lf, "energy_per_eV": ef,
+    }
+
+
+def _write_folder(run: TrainRun, source: _export.DataSource, mask: Any, sf_lines: list[str]) -> None:
+    from mlds.codes import n2p2 as code_n2p2
+    from mlds.util import atomic_path
+
+    s = run.settings
+    label = f"{source.record['name']}@{source.record.get('tag') or 'file'}"
+    with atomic_path(run.path, is_dir=True) as tmp:
+        n = _export.export(source, tmp / "input.data", s["units"], mask)
+        run.dataset["n_frames_exported"] = n
+        header = (f"written by mlds for {label} (manifest {source.record.get('manifest') or 'n/a'})\n"
+                  f"units: {s['units']} (cutoff {s['cutoff']} Å)")
+        (tmp / "input.nn").write_text(inputnn.render(s, sf_lines, header=header), encoding="utf-8")
+        (tmp / "settings.toml").write_text(_settings.dumps(s), encoding="utf-8")
+        (tmp / JOB_SCRIPT).write_text(JOB_SH.format(code="n2p2", code_version=code_n2p2.VERSION, dataset=label,
+                                                    helper=JOB_HELPER), encoding="utf-8")
+        os.chmod(tmp / JOB_SCRIPT, 0o755)
+        shutil.copy(Path(__file__).with_name("jobscript.py"), tmp / JOB_HELPER)
+        data = run.to_json()
+        data.pop("path")
+        data["job"] = _job_config(run)
+        (tmp / RUN_FILE).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
 def job_env(run: TrainRun, *, ranks: int | None = None, bin_dir: str | os.PathLike | None = None,

@@ -88,7 +88,8 @@ _TOP_KEYS = {"code", "preset", "units", "cutoff", "elements", "epochs", "test_fr
 _SF_KEYS = {"rule", "radial_centred", "radial_shifted", "angular_etas", "zetas", "lambdas", "angular_kind",
             "cutoff_type", "cutoff_alpha", "prune_threshold", "lines"}
 _NET_KEYS = {"hidden_nodes", "activation"}
-_CHECK_KEYS = {"divergence_factor", "memory_limit_gib", "min_test_frames"}
+_CHECK_KEYS = {"divergence_factor", "memory_limit_gib", "min_test_frames", "best_epoch"}
+BEST_EPOCH = ("combined", "energy", "force")
 
 
 def preset(name: str, elements: list[str], cutoff: float) -> dict[str, Any]:
@@ -135,6 +136,7 @@ def preset(name: str, elements: list[str], cutoff: float) -> dict[str, Any]:
             "divergence_factor": 10.0,   # fail when an RMSE grows beyond this times its epoch-0 value
             "memory_limit_gib": 0.0,     # 0: the memory available on the machine that runs the job
             "min_test_frames": 1,
+            "best_epoch": "combined",    # lowest E_test/E_test(0) + F_test/F_test(0); or "energy", "force"
         },
         "atom_energy": {},
         "n2p2": {},
@@ -252,6 +254,8 @@ def validate(s: dict[str, Any], data_elements: list[str]) -> None:
     tf = s["test_fraction"]
     if not isinstance(tf, (int, float)) or not 0 <= tf < 1:
         raise SettingsError(f"test_fraction must be in [0, 1), got {tf!r}")
+    if s["checks"]["best_epoch"] not in BEST_EPOCH:
+        raise SettingsError(f"checks.best_epoch must be one of {', '.join(BEST_EPOCH)}, got {s['checks']['best_epoch']!r}")
     managed = sorted(set(s["n2p2"]) & set(MANAGED_KEYWORDS))
     if managed:
         raise SettingsError(f"[n2p2] may not set {', '.join(managed)}: use the matching mlds setting instead")

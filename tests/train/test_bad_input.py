@@ -75,4 +75,4 @@ def test_unknown_dataset_and_unfinished_runs(n2p2, cu2s_file, tmp_path, capsys):
     assert cli(["train", "finish", str(tmp_path / "dry")]) == 2
     assert "the training job is not started" in _one_line_error(capsys)
     assert cli(["train", "n2p2", str(cu2s_file), "--preset", "quick", "-w", str(tmp_path / "dry")]) == 2
-    assert "exists and is not empty" in _one_line_error(capsys)
+    assert "exists and is not an empty folder" in _one_line_error(capsys)
