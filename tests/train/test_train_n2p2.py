@@ -68,8 +68,9 @@ def _reference(block: str) -> tuple[int, float, np.ndarray]:
     return len(atoms), energy, np.array([a[7:10] for a in atoms], dtype=float)
 
 
-def test_nnp_predict_reproduces_recorded_test_errors(cu2s_run, n2p2):
-    pot = train.finish(cu2s_run.path, register=False, verify_files=False)
+def test_registered_potential_reproduces_its_test_errors_through_nnp_predict(cu2s_run, cu2s_store, n2p2, tmp_path):
+    train.finish(cu2s_run.path, name="cu2s-nnp", store=cu2s_store)
+    pot = train.get("cu2s-nnp@v1", tmp_path / "hdnnp", store=cu2s_store)  # the files as the store hands them out
     d_e, d_f = [], []
     for block in predict.structure_blocks(cu2s_run.path / "input.data", "test"):
         n, e_ref, f_ref = _reference(block)
@@ -80,6 +81,7 @@ def test_nnp_predict_reproduces_recorded_test_errors(cu2s_run, n2p2):
     rmse_e = float(np.sqrt(np.mean(np.square(d_e))))
     rmse_f = float(np.sqrt(np.mean(np.square(np.concatenate(d_f)))))
     m = pot.metadata["metrics"]
+    # energies of 144-atom cells print with 9 digits (~1e-6 eV): far below these errors
     assert rmse_e == pytest.approx(m["energy_rmse_per_atom_eV"]["test"], rel=1e-4)
     assert rmse_f == pytest.approx(m["force_rmse_eV_per_angstrom"]["test"], rel=1e-4)
 
