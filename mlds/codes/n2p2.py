@@ -149,8 +149,9 @@ def _fetch(source: str, on_line: Callable[[str], None] | None) -> Path:
 def _extract(tarball: Path, dest: Path) -> Path:
     """Unpack and return the folder that holds ``src/makefile``."""
     try:
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.11.4: no escaping paths
         with tarfile.open(tarball) as tf:
-            tf.extractall(dest, filter="data")
+            tf.extractall(dest, **safe)
     except (tarfile.TarError, OSError) as err:
         raise CodeError(f"{tarball}: not a readable source tarball ({err})") from None
     for mk in sorted(dest.glob("*/src/makefile")) + sorted(dest.glob("src/makefile")):

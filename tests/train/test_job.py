@@ -110,11 +110,20 @@ def test_nan_errors_fail_the_job_and_nothing_is_registered(si_file, n2p2_bin, tm
         train.finish(tmp_path / "run")
 
 
-def test_job_checks_n2p2_memory_estimate_on_its_machine(si_file, n2p2_bin, tmp_path):
-    run = train.prepare(str(si_file), workdir=tmp_path / "run", epochs=1, settings={"preset": "quick"})
+def test_prune_maps_n2p2_order_back_to_lines_and_memory_is_checked(cu2s_file, n2p2_bin, tmp_path):
+    # n2p2 sorts each element's functions internally; the constant one must be found by its line
+    constant = "symfunction_short Cu 2 S 10000 0 6"
+    lines = inputnn.symmetry_function_lines(S.resolve(["Cu", "S"], {"preset": "quick"}))
+    lines.insert(len(lines) // 2, constant)
+    run = train.prepare(str(cu2s_file), workdir=tmp_path / "run", epochs=1,
+                        settings={"preset": "quick", "symmetry_functions": {"lines": lines}})
     r = subprocess.run(["sh", "job.sh"], cwd=run.path, env=_job_env(n2p2_bin, tmp_path, MLDS_MEMORY_LIMIT="1000"),
                        capture_output=True, text=True)
     assert r.returncode != 0
+    prune = json.loads((run.path / "steps" / "prune" / "prune.json").read_text())
+    assert prune["pruned"] == {"Cu": [constant]} and prune["kept"] == {"S": 40, "Cu": 40}
+    kept = (run.path / "steps" / "prune" / "input.nn").read_text().splitlines()
+    assert sum(ln.startswith("symfunction_short") for ln in kept) == 80
     state = run.state
     assert state["state"] == "failed" and state["step"] == "scaling"
     assert "n2p2's estimate" in state["message"] and "0.00 GiB are available" in state["message"]
