@@ -21,6 +21,31 @@ VENDOR = Path(os.environ.get("MLDS_VENDOR", REPO.parent / "shared" / "vendor"))
 TARBALL = VENDOR / "n2p2-2.3.0.tar.gz"
 
 
+def pytest_collection_finish(session) -> None:
+    """Build n2p2 before the first test when one needs it and the cache lacks it.
+
+    Done here, not in the fixture, so the minutes of a first build do not count against the
+    per-test timeout; later sessions find the build in the cache at once.
+    """
+    if not TARBALL.is_file() or not any("n2p2_bin" in getattr(i, "fixturenames", ()) for i in session.items):
+        return
+    from mlds import codes
+    from mlds.codes import n2p2
+
+    if n2p2.missing_packages():
+        return  # the fixture skips, saying which
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"n2p2: building {TARBALL.name} once, or reusing the cache in {codes.cache_dir()}")
+    try:
+        codes.build("n2p2", TARBALL)
+    except codes.CodeError as err:  # reported by every test that needs n2p2, not as a session crash
+        _BUILD_ERROR.append(str(err))
+
+
+_BUILD_ERROR: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def n2p2_bin() -> Path:
     """Folder of the real n2p2 programs (built once per machine from the vendored release)."""
@@ -32,6 +57,8 @@ def n2p2_bin() -> Path:
     missing = n2p2.missing_packages()
     if missing:
         pytest.skip(f"cannot build n2p2 here: missing {', '.join(missing)} (.ci/run installs them)")
+    if _BUILD_ERROR:
+        pytest.fail(f"n2p2 build failed: {_BUILD_ERROR[0]}")
     return codes.build("n2p2", TARBALL).bin_dir
 
 
