@@ -28,10 +28,15 @@ def info(
             from mlds.plot import plot_distributions
 
             plot_distributions(ds, plot)
+        from mlds.train.potential import potentials_of
+
+        potentials = potentials_of(target)  # trained on this store version (issue 9); [] for files
         if as_json:
-            console.print_json(json.dumps({"summary": s, "metadata": meta}, default=str))
+            console.print_json(json.dumps({"summary": s, "metadata": meta, "potentials": potentials}, default=str))
             return
         _print_summary(target, ds, s, meta)
+        if potentials:
+            console.print("potentials trained on it: " + ", ".join(potentials), highlight=False)
         if plot is not None:
             console.print(f"plot written to {plot}")
 
@@ -80,7 +85,9 @@ def _print_summary(target: str, ds, s: dict, meta: dict) -> None:
     calcs = meta.get("calculations", [])
     if calcs:
         ct = Table(title="calculations", show_edge=False)
-        for col in ("#", "code", "version", "functional", "cutoff (eV)", "k-points", "smearing", "spin"):
+        from mlds.format.settings_key import settings_key
+
+        for col in ("#", "code", "version", "functional", "cutoff (eV)", "k-points", "smearing", "spin", "settings key"):
             ct.add_column(col)
         for i, c in enumerate(calcs):
             k = c.get("kpoints", {})
@@ -90,6 +97,7 @@ def _print_summary(target: str, ds, s: dict, meta: dict) -> None:
                 str(i), str(c.get("code", "-")), str(c.get("code_version", "-")), str(c.get("functional", "-")),
                 _fmt(c.get("plane_wave_cutoff_eV"), ".1f"), kp,
                 f"{sm.get('method', '-')} {sm.get('width_eV', '')}".strip(), str(c.get("spin_polarized", "-")),
+                settings_key(c),  # frames of different keys were computed with incompatible settings
             )
         console.print(ct)
     sources = meta.get("sources", [])
