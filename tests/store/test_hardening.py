@@ -170,18 +170,25 @@ def _long_history(store: Store, n: int) -> str:
     return prev
 
 
-def test_push_and_pull_of_a_1100_version_history(tmp_path):
+def test_push_and_pull_of_a_history_deeper_than_the_recursion_limit(tmp_path):
+    """~1,000 versions used to raise RecursionError (one stack frame per version).  The walk is iterative:
+    with the interpreter's limit lowered to 350 frames, a 400-version history still pushes and pulls."""
     import fsspec
 
     mem = fsspec.filesystem("memory")
     a = Store(mem, f"/a-{tmp_path.name}", name="a").init()
     b = Store(mem, f"/b-{tmp_path.name}", name="b").init()
     c = Store(mem, f"/c-{tmp_path.name}", name="c").init()
-    tip = _long_history(a, 1100)
-    st = S.push("long", b, store=a)
-    assert st["sent_objects"] == 1100 and b.read_ref("long", "latest") == tip
-    S.pull("long", b, store=c)
-    assert c.read_ref("long", "latest") == tip and len(S.log("long", store=c)) == 1100
+    tip = _long_history(a, 400)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(350)
+    try:
+        st = S.push("long", b, store=a)
+        S.pull("long", b, store=c)
+    finally:
+        sys.setrecursionlimit(old)
+    assert st["sent_objects"] == 400 and b.read_ref("long", "latest") == tip
+    assert c.read_ref("long", "latest") == tip and len(S.log("long", store=c)) == 400
 
 
 # ----------------------------------------------------------------- folders leading out of a folder remote
