@@ -472,13 +472,14 @@ class Store:
             raise IntegrityError(f"{self.name}: object {h} is corrupt (sha256 mismatch)")
         return data
 
-    def open_object(self, h: str):
-        """A sequential reader of an object (large blocks on remote backends: few requests)."""
+    def open_object(self, h: str, size: int | None = None):
+        """A sequential reader of an object (large blocks on remote backends: few requests; ``size``, when
+        known, lets a backend fetch a large object in concurrent parts)."""
         if self.is_local:
             return open(self.object_path(h), "rb")
-        stream = getattr(self.fs, "mlds_open_stream", None)  # one request for the whole object (S3)
+        stream = getattr(self.fs, "mlds_open_stream", None)  # one request, or parallel ranges (S3)
         if stream is not None:
-            return stream(self.object_path(h))
+            return stream(self.object_path(h), size)
         return self.fs.open(self.object_path(h), "rb", block_size=STREAM_BLOCK)
 
     def hash_object(self, h: str, limit: int | None = None) -> str:

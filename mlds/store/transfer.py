@@ -256,11 +256,11 @@ def copy_stream(reader: BinaryIO, dst: Store, h: str, size: int, *, what: str,
     return n
 
 
-def _open_source(src: Store, h: str) -> BinaryIO:
+def _open_source(src: Store, h: str, size: int) -> BinaryIO:
     lp = src.local_object_path(h)
     if lp is not None:
         return open(lp, "rb")
-    return src.open_object(h)
+    return src.open_object(h, size)
 
 
 def copy_object(src: Store, dst: Store, h: str, size: int, advance: Callable[[int], None] = lambda n: None) -> int:
@@ -268,7 +268,7 @@ def copy_object(src: Store, dst: Store, h: str, size: int, advance: Callable[[in
     where = f"remote {src.name}" if src.name != "local" else src.name
     what = f"{where}: object {h}"
     try:
-        reader = _open_source(src, h)
+        reader = _open_source(src, h, size)
     except FileNotFoundError:
         raise StoreError(f"{what} is missing; run 'mlds fsck{'' if src.name == 'local' else ' ' + src.name}'") from None
     with reader:
@@ -335,7 +335,10 @@ def _parallel(fn: Callable[[Store, Store, Any], Any], src: Store, dst: Store, it
 def missing(dst: Store, objects: Iterable[tuple[str, int]], workers: int = DEFAULT_WORKERS) -> list[tuple[str, int]]:
     """The objects ``dst`` lacks (or holds with another size), checked concurrently."""
     todo = list(dict.fromkeys(objects))
-    have = _parallel(lambda _s, d, o: d.has_object(o[0], o[1]), dst, dst, todo, workers if len(todo) > 2 else 1)
+    # concurrent where the filesystem instance is shared between threads (a HEAD is a round trip); a
+    # backend that would need a new connection per thread (SFTP) asks on its one connection
+    concurrent = getattr(dst.fs, "mlds_thread_safe", False) and len(todo) > 2
+    have = _parallel(lambda _s, d, o: d.has_object(o[0], o[1]), dst, dst, todo, workers if concurrent else 1)
     return [o for o, ok in zip(todo, have) if not ok]
 
 

@@ -338,3 +338,15 @@ def test_credentials_in_option_values_are_refused(config_home, key, value):
         configure("s3r", "s3://bucket/p", options=opts)
     assert "s3cr3tv4lue" not in str(info.value) and "TOKENVALUE" not in str(info.value)
     assert list_remotes() == []
+
+
+def test_fsck_and_gc_leave_other_tools_folders_alone(local, tmp_path):
+    """Top-level folders a store does not know (the ingest index, caches) are neither checked nor collected."""
+    S.add(write_dataset(tmp_path / "a.h5", 5), "sio")
+    for rel in ("ingest/seen.json", "cache/other/x.bin", "whatever/y"):
+        p = Path(local.root) / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"not an object")
+    assert S.fsck()["ok"]
+    S.gc(grace_seconds=0)
+    assert all((Path(local.root) / rel).exists() for rel in ("ingest/seen.json", "cache/other/x.bin", "whatever/y"))
