@@ -80,6 +80,12 @@ class Remote:
     def display_url(self) -> str:
         return redact_url(self.url)
 
+    @property
+    def display_options(self) -> dict[str, Any]:
+        """Options for display: user info in URL values replaced by ``***`` (a config written by hand
+        or by an older mlds may hold some; new ones are refused by :func:`check_options`)."""
+        return _redact_values(self.options)
+
 
 # -- locations ----------------------------------------------------------------
 
@@ -173,6 +179,16 @@ def _credential_in_value(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_credential_in_value(v) for v in value)
     return False
+
+
+def _redact_values(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _redact_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_values(v) for v in value]
+    if isinstance(value, str) and _URL_USERINFO.match(value.strip()):
+        return _URL_USERINFO.sub(lambda m: m.group(0).replace(m.group(1), "***"), value.strip(), count=1)
+    return value
 
 
 def check_options(options: dict[str, Any], remote: str = "", _prefix: str = "") -> None:

@@ -350,3 +350,13 @@ def test_fsck_and_gc_leave_other_tools_folders_alone(local, tmp_path):
     assert S.fsck()["ok"]
     S.gc(grace_seconds=0)
     assert all((Path(local.root) / rel).exists() for rel in ("ingest/seen.json", "cache/other/x.bin", "whatever/y"))
+
+
+def test_remote_list_does_not_show_credentials_a_hand_written_config_holds(config_home, capsys):
+    from mlds.cli import run
+
+    (config_home / "config.toml").write_text(
+        '[remotes.old]\nurl = "s3://bucket/p"\n[remotes.old.options]\nendpoint_url = "http://user:s3cr3tv4lue@host:9000"\n')
+    assert run(["remote", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "old" in out and "s3cr3tv4lue" not in out

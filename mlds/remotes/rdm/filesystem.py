@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import posixpath
 import tempfile
+import threading
 import time
 import unicodedata
 from datetime import datetime
@@ -66,6 +67,8 @@ class RDMFileSystem(AbstractFileSystem):
         self._providers: dict[str, dict[str, Provider]] = {}
         self._listed: dict[str, float] = {}
         self._folders: dict[str, dict] = {}  # canonical path -> info of folders seen or made (stable links)
+        self._listing_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
         # a miss in a listing younger than this many seconds is trusted (0: every miss lists again).  The
         # store sets it for its remotes -- one operation then never lists a folder twice -- and invalidates
         # the cache where it needs another writer's latest state (under a lock, when polling a lock)
@@ -177,6 +180,16 @@ class RDMFileSystem(AbstractFileSystem):
     def _ls_dir(self, cpath: str) -> list[dict]:
         if cpath in self.dircache:
             return self.dircache[cpath]
+        with self._listing_lock(cpath):  # threads sharing this instance list one folder once, not each
+            if cpath in self.dircache:
+                return self.dircache[cpath]
+            return self._list_now(cpath)
+
+    def _listing_lock(self, cpath: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._listing_locks.setdefault(cpath, threading.Lock())
+
+    def _list_now(self, cpath: str) -> list[dict]:
         entry = self._dir_entry(cpath)
         infos = [self._info(cpath, e) for e in self.client.list_folder(entry)]
         self.dircache[cpath] = infos
