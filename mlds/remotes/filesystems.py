@@ -117,20 +117,41 @@ def _open_local(remote: Remote):
 
 
 class _S3Stream:
-    """File-like ``read`` over the body of one ``GetObject``, driven from a synchronous caller."""
+    """File-like ``read`` over the body of one ``GetObject``, driven from a synchronous caller.
+
+    One read runs ahead on the event loop while the caller hashes and writes the previous
+    block, so the network is never idle waiting for the caller."""
 
     def __init__(self, fs, path: str) -> None:
+        import asyncio
         from fsspec.asyn import sync
 
-        self._sync, self._loop = sync, fs.loop
+        self._asyncio, self._loop = asyncio, fs.loop
         bucket, key, _ = fs.split_path(path)
         resp = sync(fs.loop, fs._call_s3, "get_object", Bucket=bucket, Key=key)
         self._body = resp["Body"]
+        self._ahead = None  # (size asked, future)
+
+    def _start(self, n: int):
+        return (n, self._asyncio.run_coroutine_threadsafe(self._body.read(n if n >= 0 else None), self._loop))
 
     def read(self, n: int = -1) -> bytes:
-        return self._sync(self._loop, self._body.read, n if n >= 0 else None)
+        if self._ahead is None or self._ahead[0] != n:
+            if self._ahead is not None:  # asked for another size: take what is in flight first
+                data = self._ahead[1].result()
+                self._ahead = None
+                if data:
+                    return data
+            self._ahead = self._start(n)
+        data = self._ahead[1].result()
+        self._ahead = self._start(n) if data and n > 0 else None
+        return data
 
     def close(self) -> None:
+        if self._ahead is not None:
+            with contextlib.suppress(Exception):
+                self._ahead[1].result()
+            self._ahead = None
         with contextlib.suppress(Exception):
             self._body.close()
 
@@ -232,11 +253,14 @@ def _s3_class():
 
             return sync(self.loop, self._mlds_get, path)
 
+        mlds_parallel_get = False  # remote option parallel_get=true
+
         def mlds_open_stream(self, path: str, size: int | None = None):
             """A sequential reader of an object: one streaming GET (s3fs's ``open`` issues a ranged GET per
-            block); for a large object whose ``size`` is known, ranged GETs run ahead concurrently and are
-            handed out in order (the caller hashes and writes them as they come)."""
-            if size is not None and size >= _PARALLEL_GET_MIN:
+            block).  With ``parallel_get`` (a remote option: worth it on AWS, not on a server that reads the
+            whole object for every range, as moto does), a large object whose ``size`` is known comes in
+            concurrent ranged GETs handed out in order (the caller hashes and writes them as they come)."""
+            if self.mlds_parallel_get and size is not None and size >= _PARALLEL_GET_MIN:
                 return _S3RangeReader(self, path, size)
             return _S3Stream(self, path)
 
@@ -299,6 +323,7 @@ def _open_s3(remote: Remote):
     if o.get("requester_pays") is not None:
         kwargs["requester_pays"] = _opt_bool(remote, "requester_pays")
     fs = cls(**kwargs)
+    fs.mlds_parallel_get = bool(_opt_bool(remote, "parallel_get", False))
     root = "/".join(p for p in (bucket, parts.path.strip("/")) if p)
     return fs, root
 

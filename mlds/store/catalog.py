@@ -61,8 +61,7 @@ def update_entry(store: Store, dataset: str, moved: dict[str, str] | None = None
     entry's known refs, so a commit costs no listing of refs; a dataset without an
     entry yet is listed in full.  One catalog write per commit.
     """
-    with store.lock_key("locks/catalog.lock", "catalog.json", fresh=("catalog.json",)):
-        cat = store.read_catalog()
+    def apply(cat: dict[str, Any]) -> dict[str, Any]:
         old = cat["datasets"].get(dataset)
         if moved is not None and isinstance(old, dict) and isinstance(old.get("refs"), dict) and not old.get("broken"):
             entry = entry_for(store, dataset, {**old["refs"], **moved}, manifests)
@@ -73,7 +72,38 @@ def update_entry(store: Store, dataset: str, moved: dict[str, str] | None = None
         else:
             cat["datasets"][dataset] = entry
         cat["mlds_catalog"] = 1
-        store.write_catalog(cat)
+        return cat
+
+    if _update_conditionally(store, apply):
+        return
+    with store.lock_key("locks/catalog.lock", "catalog.json", fresh=("catalog.json",)):
+        store.write_catalog(apply(store.read_catalog()))
+
+
+def _update_conditionally(store: Store, apply) -> bool:
+    """On a backend with conditional writes (S3 that honours them): read the catalog with its ETag, write
+    it back only if unchanged (``If-Match``), retry on a race -- two requests instead of a lock's four."""
+    import json
+
+    from mlds.store import locks
+
+    put_if, cat_etag = getattr(store.fs, "mlds_put_if", None), getattr(store.fs, "mlds_cat_etag", None)
+    if put_if is None or cat_etag is None or not locks.exclusive_create_works(store):
+        return False
+    path = store.path("catalog.json")
+    for _ in range(20):
+        try:
+            raw, etag = cat_etag(path)
+            cat = store.parse_catalog(raw)
+        except FileNotFoundError:
+            cat, etag = {"mlds_catalog": 1, "datasets": {}}, None
+        data = json.dumps(apply(cat), indent=1, sort_keys=True).encode() + b"\n"
+        try:
+            put_if(path, data, etag)
+            return True
+        except FileExistsError:
+            continue  # someone else's update landed first: apply ours to theirs
+    return False
 
 
 def rebuild(store: Store) -> dict[str, Any]:

@@ -255,13 +255,12 @@ def release(store: "Store", path: str, token: str, attempts: int = 4, surely_our
 
 
 # ----------------------------------------------------------------- the lock
-@contextlib.contextmanager
-def hold(store: "Store", key: str, what: str, ttl: float | None = None, wait: float | None = None,
-         fresh: tuple[str, ...] = ()) -> Iterator[None]:
-    """Hold the lock ``key`` (a store key under ``locks/``) for the block; ConflictError after ``wait`` seconds.
+def acquire(store: "Store", key: str, what: str, ttl: float | None = None, wait: float | None = None,
+            fresh: tuple[str, ...] = ()) -> tuple[str, str, float, float]:
+    """Take the lock ``key`` (a store key under ``locks/``); ConflictError after ``wait`` seconds.
 
-    ``fresh``: store keys whose cached listings are dropped once the lock is held, so what is read
-    under the lock is what the previous holder wrote.
+    Returns what :func:`release_held` needs.  ``fresh``: store keys whose cached listings are
+    dropped once the lock is held, so what is read under the lock is what the previous holder wrote.
     """
     ttl = float(ttl if ttl is not None else store.policy("lock_ttl_seconds"))
     wait = float(wait if wait is not None else store.policy("lock_wait_seconds"))
@@ -304,21 +303,37 @@ def hold(store: "Store", key: str, what: str, ttl: float | None = None, wait: fl
             raise ConflictError(f"{what} on remote {store.name} is locked by another writer{until}; try again later")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
-    acquired = time.monotonic()
     for k in fresh:  # what we read under the lock must be what the last holder wrote
         with contextlib.suppress(Exception):
             store.fs.invalidate_cache(store.path(k))
+    return path, token, time.monotonic(), ttl
+
+
+def release_held(store: "Store", held: tuple[str, str, float, float]) -> None:
+    path, token, acquired, ttl = held
+    release(store, path, token, surely_ours=time.monotonic() - acquired < ttl / 2)
+
+
+@contextlib.contextmanager
+def hold(store: "Store", key: str, what: str, ttl: float | None = None, wait: float | None = None,
+         fresh: tuple[str, ...] = ()) -> Iterator[None]:
+    """Hold the lock ``key`` for the block (see :func:`acquire`)."""
+    held = acquire(store, key, what, ttl=ttl, wait=wait, fresh=fresh)
     try:
         yield
     finally:
-        release(store, path, token, surely_ours=time.monotonic() - acquired < ttl / 2)
+        release_held(store, held)
 
 
 @contextlib.contextmanager
 def hold_all(store: "Store", keys: list[tuple[str, str]], ttl: float | None = None,
              wait: float | None = None, fresh: tuple[str, ...] = ()) -> Iterator[None]:
-    """Hold several locks ((key, what) pairs), taken in sorted key order so two writers never deadlock."""
-    with contextlib.ExitStack() as stack:
+    """Hold several locks ((key, what) pairs), taken one by one in sorted key order (two writers never
+    deadlock) and released together (concurrently where the backend allows)."""
+    held: list = []
+    try:
         for key, what in sorted(set(keys)):
-            stack.enter_context(hold(store, key, what, ttl=ttl, wait=wait, fresh=fresh))
+            held.append(acquire(store, key, what, ttl=ttl, wait=wait, fresh=fresh))
         yield
+    finally:
+        store.map(lambda x: release_held(store, x), held)

@@ -512,6 +512,15 @@ class Store:
             with open(path, "w") as fh:
                 fh.write(self._stamp_of(st))
 
+    def stamp_matches(self, h: str, size: int) -> bool:
+        """True when local object ``h`` has ``size`` bytes and is unchanged since it was last verified."""
+        try:
+            st = os.stat(self.object_path(h))
+            with open(self._stamp_path(h)) as fh:
+                return st.st_size == size and fh.read(200) == self._stamp_of(st)
+        except OSError:
+            return False
+
     def verify_local_object(self, h: str, size: int, what: str | None = None) -> None:
         """Check a local object before it is read in place: a regular file of ``size`` bytes whose sha256 is
         its name.  The hash is computed again only when the file changed since it was last verified
@@ -657,13 +666,9 @@ class Store:
         except FileNotFoundError:
             # a mirror that cannot list (HTTP): take tag names from the catalog, values from the refs themselves
             tags = list(self._catalog_refs().get(dataset, {}))
-        out = {}
-        for tag in tags:
-            if NAME_RE.match(tag):
-                value = self.read_ref(dataset, tag)
-                if value:
-                    out[tag] = value
-        return out
+        tags = [t for t in tags if NAME_RE.match(t)]
+        values = self.map(lambda t: self.read_ref(dataset, t), tags)  # concurrent where the backend allows
+        return {t: v for t, v in zip(tags, values) if v}
 
     def _catalog_refs(self) -> dict[str, dict[str, str]]:
         cat = self.read_catalog()
@@ -678,6 +683,11 @@ class Store:
             return {"mlds_catalog": 1, "datasets": {}}
         except Exception:
             return {"mlds_catalog": 1, "datasets": {}}
+        return self.parse_catalog(raw)
+
+    @staticmethod
+    def parse_catalog(raw: bytes) -> dict[str, Any]:
+        """A catalog from its bytes; anything unreadable counts as empty (it is a rebuildable cache)."""
         try:
             cat = json.loads(raw)
         except ValueError:

@@ -1,21 +1,23 @@
 """push / pull / clone between two stores, whatever their backends.
 
 The engine sees two :class:`~mlds.store.store.Store` objects and never asks
-which backend either is on.  Rules (design §3):
+which backend either is on.  Rules (design §3, ``spec/store-v1.md``):
 
-* Only missing objects move: an object already at the destination with the
-  expected size is skipped, so a push or pull cut off at any point resumes
-  without re-sending what arrived.  Objects are sent in parallel
-  (``ThreadPoolExecutor``), with a byte progress bar.
-* Every byte is verified: downloads are hashed while they stream into a
-  staging file and only a matching file is moved into ``objects/``; uploads
-  hash the local object first (never spread a corrupt local object) and
-  check the size that arrived.  Manifests are verified (hash, schema, keys
-  that could escape the store) before anything in them is used.
-* Commit order: shards, then manifests (ancestors first), then refs.  The
-  ref write is the commit point, done as compare-and-swap: the destination's
-  ref is read before the transfer, and re-checked under the tag's lock
-  (``locks/<dataset>/<tag>.lock``) right before writing.  A moved ref raises
+* Only missing objects move: existence is checked first (concurrently where
+  the backend allows), so a push or pull cut off at any point resumes without
+  re-sending what arrived.  Objects are sent in parallel, with a byte progress
+  bar (:mod:`mlds.store.transfer`).
+* Every byte is verified in the pass that copies it; nothing appears under a
+  name its bytes do not hash to, and reads stop at the declared size.  A push
+  sends an object of the local store without hashing it again only while its
+  verification stamp still matches (it was checked on arrival and has not
+  changed since).  Manifests are verified (hash, schema, keys that could
+  escape the store) before anything in them is used.
+* Commit order: objects, then manifests (ancestors first; the walk stops at the
+  first one the destination has), then refs.  The ref write is the commit point
+  (:func:`mlds.store.versions.commit_refs`): every tag of the operation under
+  its lock, checked (compare-and-swap against what was read before the
+  transfer), written together or not at all.  A conflict raises
   :class:`ConflictError`; both manifests remain as objects, nothing is lost.
 * ``vN`` tags name one manifest forever; ``latest`` only fast-forwards
   (the remote's latest must be an ancestor of what is pushed).
@@ -32,7 +34,7 @@ from mlds.errors import ConflictError, IntegrityError, PolicyError, StoreError
 from mlds.store import manifest as mf
 from mlds.store.policy import RANK, check_admission, check_metadata, check_tag_move, strip_paths, stricter
 from mlds.store.store import Store
-from mlds.store.transfer import DEFAULT_WORKERS, transfer  # noqa: F401 - DEFAULT_WORKERS re-exported
+from mlds.store.transfer import DEFAULT_WORKERS, missing, transfer
 from mlds.store.versions import VERSION_TAG, commit_refs, is_version_tag, parse_ref, read_ref_or_raise
 
 # ----------------------------------------------------------------- helpers
@@ -137,6 +139,10 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
     dataset, _ = parse_ref(dataset if tag is None else f"{dataset}@{tag}")
     tags = _tags_for(local, dataset, tag)
     h = next(iter(tags.values()))
+    # the remote's config and the refs about to move, in one round of concurrent requests
+    tags_before = list(tags)
+    prefetched = remote.map(lambda t: _quiet(lambda: remote.read_ref(dataset, t)) if t else _quiet(remote.config),
+                            [None, *tags_before])
     try:
         remote_tier = remote.tier
     except StoreError:
@@ -172,8 +178,10 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
         if cur_latest is None or (cur_latest != h and _fast_forward(local, remote, cur_latest, orig)):
             tags["latest"] = h
 
-    # read the refs we are about to move (compare-and-swap "old" values) before sending anything
-    old = dict(zip(tags, remote.map(lambda t: remote.read_ref(dataset, t), list(tags))))
+    # the refs we are about to move (compare-and-swap "old" values), read before sending anything
+    early = dict(zip(tags_before, prefetched[1:]))
+    old = {t: early[t] if t in early and not isinstance(early[t], Exception) else remote.read_ref(dataset, t)
+           for t in tags}
     for t, cur in old.items():
         if cur is None or cur == h:
             continue
@@ -188,9 +196,11 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
         if t != "latest":
             check_tag_move(remote, dataset, t, cur, h)  # group/public: named tags are immutable; fail before sending
     shards = mf.objects(send_chain[-1][2])
+    tip_obj = (h, len(send_chain[-1][1]))
+    need = missing(remote, shards + [tip_obj], workers or DEFAULT_WORKERS)  # one concurrent round of checks
+    tip_present = tip_obj not in need
     stats = transfer(local, remote, shards, workers=workers, progress=progress,
-                     description=f"push {dataset} -> {remote.name}")
-    tip_present = remote.has_object(h, len(send_chain[-1][1]))
+                     description=f"push {dataset} -> {remote.name}", need=need, own_source=True)
     for mh, data, _ in send_chain:  # ancestors first, the tip last; the walk left out what the remote has
         if mh != h or not tip_present:
             remote.put_bytes(data, check=False)
@@ -200,13 +210,21 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
     commit_refs(remote, dataset, dict(tags), {h: send_chain[-1][2]}, expect=old, op="push", remote_label=remote.name)
     # a gc on the remote could have removed a pre-existing unreferenced object we skipped: re-send it
     skipped = stats.pop("skipped", [])
-    missing = [(x, s) for x, s in skipped if not remote.has_object(x, s)]
-    if missing:
-        extra = transfer(local, remote, missing, workers=workers)
+    gone = [(x, s) for x, s in skipped if not remote.has_object(x, s)]
+    if gone:
+        extra = transfer(local, remote, gone, workers=workers, own_source=True)
         stats["sent_objects"] += extra["sent_objects"]
         stats["sent_bytes"] += extra["sent_bytes"]
     stats.update({"dataset": dataset, "manifest": h, "tags": sorted(tags), "remote": remote.name})
     return stats
+
+
+def _quiet(fn):
+    """``fn()``, or the exception it raised (looked at later, where it matters)."""
+    try:
+        return fn()
+    except Exception as err:  # noqa: BLE001
+        return err
 
 
 def _fast_forward(local: Store, remote: Store, cur: str, orig: str) -> bool:

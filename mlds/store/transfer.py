@@ -45,7 +45,7 @@ SINGLE_PUT_MAX = 2 * PART_SIZE
 PART_CONCURRENCY = 8
 SPOOL_IN_MEMORY = 64 * 1024 * 1024
 COPY_BLOCK = 4 * 1024 * 1024     # read size while copying
-FLUSH_EVERY = 64 * 1024 * 1024   # local staging files: start writing back to disk while the copy goes on
+FLUSH_EVERY = 8 * 1024 * 1024    # local staging files: start writing back to disk while the copy goes on
 
 
 # ----------------------------------------------------------------- sinks
@@ -224,22 +224,26 @@ def _sink(dst: Store, h: str, size: int):
 
 # ----------------------------------------------------------------- one object
 def copy_stream(reader: BinaryIO, dst: Store, h: str, size: int, *, what: str,
-                advance: Callable[[int], None] = lambda n: None) -> int:
+                advance: Callable[[int], None] = lambda n: None, verified: bool = False) -> int:
     """Copy ``size`` bytes from ``reader`` into ``dst`` as object ``h``, verified in the same pass.
 
     Reads at most ``size + 1`` bytes: more means the source is longer than its
     manifest says (or endless), less that it is truncated -- either way nothing
-    is stored and :class:`IntegrityError` names ``what``.
+    is stored and :class:`IntegrityError` names ``what``.  ``verified``: the
+    source is an object of this machine's own store whose hash was checked and
+    which has not changed since (its verification stamp); only its size is
+    checked again.
     """
     sink = _sink(dst, h, size)
-    hasher = hashlib.sha256()
+    hasher = None if verified else hashlib.sha256()
     n = 0
     try:
         while n <= size:
             block = reader.read(min(COPY_BLOCK, size + 1 - n))
             if not block:
                 break
-            hasher.update(block)
+            if hasher is not None:
+                hasher.update(block)
             n += len(block)
             if n <= size:
                 sink.write(block)
@@ -247,7 +251,7 @@ def copy_stream(reader: BinaryIO, dst: Store, h: str, size: int, *, what: str,
         if n != size:
             how = "longer than" if n > size else "shorter than"
             raise IntegrityError(f"{what} is {how} the {size} bytes its manifest says; nothing was stored")
-        if hasher.hexdigest() != h:
+        if hasher is not None and hasher.hexdigest() != h:
             raise IntegrityError(f"{what} is corrupt (sha256 mismatch); nothing was stored")
         sink.commit()
     except BaseException:
@@ -263,16 +267,24 @@ def _open_source(src: Store, h: str, size: int) -> BinaryIO:
     return src.open_object(h, size)
 
 
-def copy_object(src: Store, dst: Store, h: str, size: int, advance: Callable[[int], None] = lambda n: None) -> int:
-    """Copy object ``h`` of ``size`` bytes from ``src`` to ``dst``; returns the bytes copied."""
+def copy_object(src: Store, dst: Store, h: str, size: int, advance: Callable[[int], None] = lambda n: None,
+                own_source: bool = False) -> int:
+    """Copy object ``h`` of ``size`` bytes from ``src`` to ``dst``; returns the bytes copied.
+
+    ``own_source``: ``src`` is this machine's own local store (a push).  An object of it
+    whose verification stamp still matches (checked on arrival, unchanged since) is sent
+    without hashing it again; any other object is hashed as it is copied, and a corrupt one
+    is never spread.
+    """
     where = f"remote {src.name}" if src.name != "local" else src.name
     what = f"{where}: object {h}"
+    verified = own_source and src.is_local and src.stamp_matches(h, size)
     try:
         reader = _open_source(src, h, size)
     except FileNotFoundError:
         raise StoreError(f"{what} is missing; run 'mlds fsck{'' if src.name == 'local' else ' ' + src.name}'") from None
     with reader:
-        return copy_stream(reader, dst, h, size, what=what, advance=advance)
+        return copy_stream(reader, dst, h, size, what=what, advance=advance, verified=verified)
 
 
 # ----------------------------------------------------------------- many objects
@@ -343,14 +355,17 @@ def missing(dst: Store, objects: Iterable[tuple[str, int]], workers: int = DEFAU
 
 
 def transfer(src: Store, dst: Store, objects: Iterable[tuple[str, int]], *, workers: int | None = None,
-             progress: bool = False, description: str = "") -> dict[str, int]:
-    """Copy the ones of ``objects`` ((hash, size)) that ``dst`` lacks from ``src``, in parallel."""
+             progress: bool = False, description: str = "", need: list[tuple[str, int]] | None = None,
+             own_source: bool = False) -> dict[str, int]:
+    """Copy the ones of ``objects`` ((hash, size)) that ``dst`` lacks (``need``, if the caller checked)
+    from ``src``, in parallel."""
     todo = list(dict.fromkeys(objects))
     workers = int(workers or dst.options.get("max_workers") or src.options.get("max_workers") or DEFAULT_WORKERS)
-    need = missing(dst, todo, workers)
+    need = missing(dst, todo, workers) if need is None else [o for o in todo if o in set(need)]
     bar = _Progress(progress, description or f"{src.name} -> {dst.name}", sum(s for _, s in need))
     try:
-        sent = _parallel(lambda s, d, o: copy_object(s, d, o[0], o[1], bar.advance), src, dst, need, workers)
+        sent = _parallel(lambda s, d, o: copy_object(s, d, o[0], o[1], bar.advance, own_source=own_source),
+                         src, dst, need, workers)
     finally:
         bar.close()
     return {"objects": len(todo), "sent_objects": len(need), "sent_bytes": sum(sent),

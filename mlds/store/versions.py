@@ -496,9 +496,10 @@ def commit_refs(store: Store, dataset: str, updates: dict[str, str], manifests: 
                 raise ConflictError(_taken(op, dataset, tag, label, cur, h))
             if not force:
                 check_tag_move(store, dataset, tag, cur, h)
-        for tag in sorted(updates, key=lambda t: (t == "latest", t)):
-            if current[tag] != updates[tag]:
-                store.write_ref(dataset, tag, updates[tag], token=read[tag][1])
+        # every check passed: write the refs (concurrently where the backend allows; each is atomic, and
+        # another writer waits for our locks, so their order does not matter to anyone)
+        store.map(lambda t: store.write_ref(dataset, t, updates[t], token=read[t][1]),
+                  [t for t in updates if current[t] != updates[t]])
     catalog.update_entry(store, dataset, updates, manifests)
 
 

@@ -244,6 +244,7 @@ def test_s3_large_object_read_in_parallel_ranges_and_uploads_verified_before_com
 
     remote = Remote("s3r", f"s3://{s3_bucket}/big")
     fs, root = open_remote_fs(remote)
+    fs.mlds_parallel_get = True  # remote option parallel_get=true
     monkeypatch.setattr(F, "_PARALLEL_GET_MIN", 1 << 20)  # small sizes, same code paths
     monkeypatch.setattr(F, "_RANGE_PART", 1 << 20)
     data = os.urandom(5 * 1024 * 1024 + 123)

@@ -360,3 +360,16 @@ def test_remote_list_does_not_show_credentials_a_hand_written_config_holds(confi
     assert run(["remote", "list"]) == 0
     out = capsys.readouterr().out
     assert "old" in out and "s3cr3tv4lue" not in out
+
+
+def test_push_never_spreads_a_local_object_changed_since_it_was_verified(local, folder_remote, tmp_path):
+    r = S.add(write_dataset(tmp_path / "a.h5", 10), "sio")
+    shard = mf.load(local, r["manifest"])["shards"][0]["sha256"]
+    p = Path(local.object_path(shard))
+    data = bytearray(p.read_bytes())
+    data[-50] ^= 0xFF  # same size: only the hash can tell
+    os.chmod(p, 0o644)
+    p.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="corrupt"):
+        S.push("sio", folder_remote)
+    assert not folder_remote.has_object(shard) and folder_remote.read_ref("sio", "latest") is None
