@@ -209,7 +209,7 @@ def render_script(
     """The batch script a submission would use, without connecting (``--dry-run``)."""
     m = resolve(machine)
     res = _resources(resources)
-    job_id = "DRY-RUN"
+    job_id = "00000000-000000-0000"
     remote_dir = posixpath.join(m.workdir, "jobs", job_id)
     import tempfile
 
@@ -625,7 +625,7 @@ def _restore_inputs(conn: Connection, run_path: Path, workdir: str, record: JobR
     missing = [i for i in described if not conn.exists(posixpath.join(record.remote_dir, i.path))]
     if not missing:
         return
-    present = transfer._existing_objects(conn, workdir, {i.sha256 for i in missing})
+    present = transfer.existing_objects(conn, workdir, {i.sha256 for i in missing})
     for item in missing:
         if item.sha256 not in present:
             local = run_path / item.path

@@ -80,8 +80,8 @@ class Scheduler:
     submit_command: str                # for messages ("sbatch not found")
     launcher: str                      # MLDS_MPIRUN for ranks > 1; {ranks}, {nodes}
     queues_command: str | None = None  # answers if the scheduler is up; lists queue names
-    cancel_command: str | None = None  # where dpdispatcher has no kill()
-    reason_command: str | None = None  # why a job that left the queue ended
+    cancel_command: str | None = None  # where dpdispatcher has no (good) kill(); {job_id}
+    reason_command: str | None = None  # why a job that left the queue ended; {job_id}
     reason_pattern: str | None = None
     doc: str = ""
 
@@ -91,7 +91,7 @@ SCHEDULERS: dict[str, Scheduler] = {
         "slurm", "Slurm", "sbatch", "srun -n {ranks}",
         queues_command="sinfo -h -o %R",
         reason_command="scontrol show job -o {job_id} 2>/dev/null || sacct -n -X -P -o State -j {job_id}",
-        reason_pattern=r"JobState=(\w+)|^(\w+)",
+        reason_pattern=r"(?:JobState=|^)([A-Z_]+)\b",
         doc="https://slurm.schedmd.com/sbatch.html",
     ),
     "pbs": Scheduler(
@@ -112,6 +112,10 @@ SCHEDULERS: dict[str, Scheduler] = {
     ),
     "shell": Scheduler(
         "shell", "Shell", "nohup", "mpirun -np {ranks}",
+        # dpdispatcher's Shell.kill sends SIGKILL to the script's shell only and
+        # leaves the program running; end the whole process tree with SIGTERM
+        cancel_command='_tree() { echo "$1"; for c in $(pgrep -P "$1"); do _tree "$c"; done; }; '
+                       "kill -TERM $(_tree {job_id}) 2>/dev/null; true",
         doc="background process on the login host (no batch system)",
     ),
 }
@@ -167,6 +171,13 @@ def header_template(machine: Machine) -> tuple[str, str]:
             raise MachineError(machine.name, f"cannot read header template {path}: {err.strerror or err}") from None
     res = importlib.resources.files("mlds.compute") / "templates" / f"{machine.scheduler}.sh"
     return res.read_text(encoding="utf-8"), f"built-in {machine.scheduler} template"
+
+
+def job_name(job_id: str) -> str:
+    """The scheduler's job name: at most 15 characters starting with a letter
+    (the strictest limit, PBS/Torque ``qsub -N``), unique enough to spot."""
+    digits = "".join(c for c in job_id if c.isalnum())
+    return "mlds_" + digits[-10:]
 
 
 def header_values(machine: Machine, resources: Resources, job_name: str) -> dict[str, Any]:
@@ -360,7 +371,7 @@ def build_job(
     dp, MldsContext, _ = _dp()
     spec = get_scheduler(machine.scheduler)
     template, where = header_template(machine)
-    header = render_header(template, header_values(machine, resources, job_name=f"mlds-{job_id}"), machine=machine.name, where=where)
+    header = render_header(template, header_values(machine, resources, job_name=job_name(job_id)), machine=machine.name, where=where)
     header_file.parent.mkdir(parents=True, exist_ok=True)
     # dpdispatcher fills this file with str.format(**resources): escape braces
     header_file.write_text(header.replace("{", "{{").replace("}", "}}"), encoding="utf-8")
@@ -384,7 +395,7 @@ def build_job(
         backward_files=[],
         outlog=LOG,
         errlog=LOG,
-        task_name=f"mlds-{job_id}",
+        task_name=job_name(job_id),
     )
     context = MldsContext(conn, remote_dir)
     dp_machine = dp.Machine.subclasses_dict[spec.batch_type](context=context)
@@ -450,7 +461,7 @@ def check_status(sj: ScriptJob) -> str:
 def cancel(sj: ScriptJob) -> None:
     spec = get_scheduler(sj.machine.scheduler)
     if spec.cancel_command:
-        result = sj.context.conn.run(spec.cancel_command.format(job_id=shlex.quote(str(sj.job.job_id))), retry=False)
+        result = sj.context.conn.run(spec.cancel_command.replace("{job_id}", shlex.quote(str(sj.job.job_id))), retry=False)
         if not result.ok:
             raise MachineError(sj.machine.name, f"cannot cancel job {sj.job.job_id}: {result.first_error_line()}")
         return
@@ -465,7 +476,7 @@ def kill_reason(machine: Machine, conn: Connection, scheduler_id: str) -> str | 
     spec = get_scheduler(machine.scheduler)
     if not spec.reason_command or not spec.reason_pattern:
         return None
-    result = conn.run(spec.reason_command.format(job_id=shlex.quote(scheduler_id)))
+    result = conn.run(spec.reason_command.replace("{job_id}", shlex.quote(scheduler_id)))
     if not result.ok:
         return None
     for line in result.out.splitlines():

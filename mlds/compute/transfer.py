@@ -109,9 +109,13 @@ def upload_inputs(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> UploadReport:
-    """Put every input into ``remote_dir``, uploading only unknown contents."""
+    """Put every input into ``remote_dir``, uploading only unknown contents.
+
+    Existence checks go over SFTP (no shell start-up per file); the checksum
+    of new objects and the copies into the job folder are one command."""
     report = UploadReport()
-    present = _existing_objects(conn, workdir, {i.sha256 for i in inputs})
+    present = existing_objects(conn, workdir, {i.sha256 for i in inputs})
+    new: list[InputFile] = []
     for item in inputs:
         if item.sha256 in present:
             report.reused.append(item.path)
@@ -121,57 +125,49 @@ def upload_inputs(
             raise JobError(f"{local} changed while the job was being submitted; submit again")
         conn.put(local, object_path(workdir, item.sha256), callback=progress)
         present.add(item.sha256)
+        new.append(item)
         report.uploaded.append(item.path)
         report.bytes_uploaded += item.size
-    _verify_objects(conn, workdir, [i for i in inputs if i.path in set(report.uploaded)])
-    _materialize(conn, workdir, remote_dir, inputs)
+    _verify_and_materialize(conn, workdir, remote_dir, inputs, new)
     return report
 
 
-def _existing_objects(conn: Connection, workdir: str, hashes: set[str]) -> set[str]:
-    if not hashes:
-        return set()
-    paths = " ".join(shlex.quote(object_path(workdir, h)) for h in sorted(hashes))
-    result = conn.run(f"for f in {paths}; do test -f \"$f\" && echo \"$f\"; done; true")
-    if not result.ok:
-        raise MachineError(conn.machine.name, f"cannot list uploaded objects: {result.first_error_line()}")
-    found = {line.strip() for line in result.out.splitlines() if line.strip()}
-    return {h for h in hashes if object_path(workdir, h) in found}
+def existing_objects(conn: Connection, workdir: str, hashes: set[str]) -> set[str]:
+    return {h for h in hashes if conn.exists(object_path(workdir, h))}
 
 
-def _verify_objects(conn: Connection, workdir: str, items: list) -> None:
-    """Hash new objects on the machine once (where sha256sum exists)."""
-    if not items:
-        return
-    paths = " ".join(shlex.quote(object_path(workdir, i.sha256)) for i in items)
-    result = conn.run(f"command -v sha256sum >/dev/null 2>&1 || exit 0; sha256sum {paths}")
-    if not result.ok:
+def _verify_and_materialize(conn: Connection, workdir: str, remote_dir: str, inputs: list[InputFile], new: list[InputFile]) -> None:
+    """Check new objects' sha256 on the machine (where sha256sum exists), then
+    copy every input into the job folder.
+
+    Copies, not links, and an input already in the folder is kept: on a
+    resubmission the job may have changed it on purpose."""
+    lines = []
+    if new:
+        paths = " ".join(shlex.quote(object_path(workdir, i.sha256)) for i in new)
+        lines.append(f"if command -v sha256sum >/dev/null 2>&1; then sha256sum {paths} || exit 3; fi")
+    lines.append(f"mkdir -p {shlex.quote(remote_dir)} || exit 4")
+    for item in inputs:
+        dest = posixpath.join(remote_dir, item.path)
+        lines.append(
+            f"mkdir -p {shlex.quote(posixpath.dirname(dest))} && "
+            f"{{ test -e {shlex.quote(dest)} || cp {shlex.quote(object_path(workdir, item.sha256))} {shlex.quote(dest)}; }} || exit 4"
+        )
+    result = conn.run("\n".join(lines))
+    if result.rc == 3:
         raise MachineError(conn.machine.name, f"cannot verify uploaded objects: {result.first_error_line()}")
+    if not result.ok:
+        raise MachineError(conn.machine.name, f"cannot set up the job folder {remote_dir}: {result.first_error_line()}")
     sums = {}
     for line in result.out.splitlines():
         parts = line.split(None, 1)
         if len(parts) == 2:
             sums[parts[1].strip().lstrip("*")] = parts[0]
-    if not sums:
-        return
-    for item in items:
+    for item in new if sums else []:
         path = object_path(workdir, item.sha256)
         if sums.get(path) != item.sha256:
-            conn.run(f"rm -f {shlex.quote(path)}")
+            conn.run(f"rm -f {shlex.quote(path)} {shlex.quote(posixpath.join(remote_dir, item.path))}")
             raise MachineError(conn.machine.name, f"upload of {item.path} arrived corrupted (sha256 mismatch); submit again")
-
-
-def _materialize(conn: Connection, workdir: str, remote_dir: str, inputs: list[InputFile]) -> None:
-    # an input already in the folder is kept: on a resubmission the job may
-    # have changed it on purpose (its checkpoint goes with the changed file)
-    lines = [f"mkdir -p {shlex.quote(remote_dir)}"]
-    for item in inputs:
-        dest = posixpath.join(remote_dir, item.path)
-        lines.append(f"mkdir -p {shlex.quote(posixpath.dirname(dest))}")
-        lines.append(f"{{ test -e {shlex.quote(dest)} || cp {shlex.quote(object_path(workdir, item.sha256))} {shlex.quote(dest)}; }}")
-    result = conn.run(" && ".join(lines))
-    if not result.ok:
-        raise MachineError(conn.machine.name, f"cannot set up the job folder {remote_dir}: {result.first_error_line()}")
 
 
 # -- results ----------------------------------------------------------------------

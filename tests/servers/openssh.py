@@ -48,8 +48,10 @@ class OpenSSHServer:
 
     @property
     def ssh_options(self) -> dict:
-        """``[machines.X.ssh]`` options for this server: our key only, strict host key."""
+        """``[machines.X.ssh]`` options for this server: our key only, strict
+        host key, and an empty ssh config (the developer's ~/.ssh stays out)."""
         return {
+            "config_file": str(self.root / "ssh_config"),
             "key_file": self.key_file,
             "known_hosts_file": self.known_hosts,
             "host_key_policy": "strict",
@@ -71,6 +73,10 @@ class OpenSSHServer:
             if ppid == self.proc.pid:
                 pids.append(int(entry))
         return pids
+
+    def accepted_logins(self) -> int:
+        """How many sessions the server accepted so far (from its log)."""
+        return (self.root / "sshd.log").read_text(errors="replace").count("Accepted publickey")
 
     def drop_connections(self) -> int:
         """Kill every open session (the listener stays up); returns how many."""
@@ -128,6 +134,7 @@ def start_sshd(root: Path, env: dict[str, str] | None = None, *, timeout: float 
     ]
     for key, value in (env or {}).items():
         lines.append(f"SetEnv {key}={value}")
+    (root / "ssh_config").write_text("")
     config = root / "sshd_config"
     config.write_text("\n".join(lines) + "\n")
     log = open(root / "sshd.log", "ab")

@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ class SlurmCluster:
     root: Path
     conf: Path
     node: str
+    socket_dir: Path | None = None
     partition: str = PARTITION
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -88,6 +90,8 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 class _suppress:
@@ -107,8 +111,9 @@ def start_slurm(root: Path, *, timeout: float = 60) -> SlurmCluster:
     os.chmod(root, 0o755)
     for sub in ("state", "spool", "log", "munge"):
         (root / sub).mkdir(exist_ok=True)
-    sock_dir = root / "munge-sock"  # munged wants a socket dir everyone can enter
-    sock_dir.mkdir(exist_ok=True)
+    # munged wants every directory above its socket enterable by everyone;
+    # pytest's temporary directories are private, so the socket goes to /tmp
+    sock_dir = Path(tempfile.mkdtemp(prefix="mlds-munge-", dir="/tmp"))
     os.chmod(sock_dir, 0o755)
     os.chmod(root / "munge", 0o700)
     key = root / "munge" / "munge.key"
@@ -159,7 +164,7 @@ def start_slurm(root: Path, *, timeout: float = 60) -> SlurmCluster:
         ]),
         encoding="utf-8",
     )
-    cluster = SlurmCluster(root=root, conf=conf, node=node)
+    cluster = SlurmCluster(root=root, conf=conf, node=node, socket_dir=sock_dir)
     env = {**os.environ, "SLURM_CONF": str(conf)}
     try:
         cluster.procs["munged"] = _spawn(
@@ -173,9 +178,6 @@ def start_slurm(root: Path, *, timeout: float = 60) -> SlurmCluster:
         cluster.procs["slurmd"] = _spawn([_which("slurmd"), "-D", "-f", str(conf)], root / "log" / "slurmd.out", env)
 
         def _idle() -> bool:
-            for name, proc in cluster.procs.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}: {_tail(root / 'log' / (name + '.out'))} {_tail(root / 'log' / (name + '.log'))}")
             r = cluster.run("sinfo", "-h", "-o", "%T", check=False)
             return r.returncode == 0 and r.stdout.strip().rstrip("*") in ("idle", "mixed")
 
@@ -204,6 +206,9 @@ def _tail(path: Path, n: int = 400) -> str:
 def _wait_for(pred, timeout: float, what: str, cluster: SlurmCluster, log: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        for name, proc in cluster.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with status {proc.returncode}: {_tail(cluster.root / 'log' / (name + '.out'))}")
         if pred():
             return
         time.sleep(0.2)
