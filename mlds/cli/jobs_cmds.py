@@ -35,12 +35,25 @@ def _log_line(line: str) -> None:
 
 
 def follow(start: Callable[..., object], *, quiet_log: bool = False):
-    """Run ``start(on_state=..., on_line=...)`` showing state changes and the log.
+    """Run ``start(on_state=..., on_line=..., on_upload=...)`` showing state
+    changes, an upload progress bar and the job's log as it grows.
 
     Ctrl-C stops following, never the job (exit 130 with how to pick it up)."""
+    from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
+
     seen: dict = {}
+    bar = Progress(SpinnerColumn(), TextColumn("uploading"), DownloadColumn(), TransferSpeedColumn(),
+                   console=console, transient=True)
+
+    def on_upload(nbytes: int) -> None:
+        if "task" not in seen:
+            bar.start()
+            seen["task"] = bar.add_task("upload", total=None)
+        bar.advance(seen["task"], nbytes)
 
     def on_state(record) -> None:
+        if "task" in seen and record.state != "uploading":
+            bar.stop()
         seen["id"] = record.id
         _state_line(record)
         if record.state == "queued" and record.upload and not seen.get("upload_shown"):
@@ -52,7 +65,7 @@ def follow(start: Callable[..., object], *, quiet_log: bool = False):
             )
 
     try:
-        record = start(on_state=on_state, on_line=None if quiet_log else _log_line)
+        record = start(on_state=on_state, on_line=None if quiet_log else _log_line, on_upload=on_upload)
     except KeyboardInterrupt:
         if seen.get("id"):
             err_console.print(
@@ -60,6 +73,8 @@ def follow(start: Callable[..., object], *, quiet_log: bool = False):
                 highlight=False,
             )
         raise typer.Exit(130)
+    finally:
+        bar.stop()
     return record
 
 

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 
 from mlds.compute import schedulers as sch
 from mlds.compute import transfer
-from mlds.compute.errors import JobError, JobNotFound, MachineError
+from mlds.compute.errors import ConnectionLost, JobError, JobNotFound, MachineError
 from mlds.compute.machines import Machine, get_machine, resolve
 from mlds.compute.transport import Connection, connect
 from mlds.util import atomic_path, sha256_file
@@ -226,10 +226,21 @@ def render_script(
 
 def _resources(resources: sch.Resources | dict | None) -> sch.Resources:
     if resources is None:
-        return sch.Resources()
-    if isinstance(resources, dict):
-        return sch.Resources.from_dict(resources)
-    return resources
+        res = sch.Resources()
+    elif isinstance(resources, dict):
+        unknown = sorted(set(resources) - set(sch.Resources.__dataclass_fields__))
+        if unknown:
+            raise JobError(f"unknown resource(s) {', '.join(unknown)} (known: {', '.join(sch.Resources.__dataclass_fields__)})")
+        res = sch.Resources.from_dict(resources)
+    else:
+        res = resources
+    for key in ("nodes", "ranks", "threads"):
+        value = getattr(res, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise JobError(f"{key} must be a positive integer, not {value!r}")
+    if res.nodes > res.ranks:
+        raise JobError(f"{res.nodes} nodes need at least as many ranks (got {res.ranks})")
+    return res
 
 
 def submit(
@@ -365,7 +376,11 @@ def _wait_on(record: JobRecord, m: Machine, conn: Connection, *, on_state, on_li
     interval = float(poll if poll is not None else m.poll_interval)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        _refresh(record, m, conn, on_state=on_state, on_line=on_line)
+        try:
+            _refresh(record, m, conn, on_state=on_state, on_line=on_line)
+        except ConnectionLost as err:
+            raise ConnectionLost(m.name, f"{str(err).split(': ', 1)[1]}; job {record.id} keeps running: "
+                                 f"'mlds jobs status {record.id} --wait' picks it up again") from None
         if record.is_final:
             return record
         if deadline is not None and time.monotonic() >= deadline:

@@ -83,6 +83,7 @@ class Scheduler:
     cancel_command: str | None = None  # where dpdispatcher has no (good) kill(); {job_id}
     reason_command: str | None = None  # why a job that left the queue ended; {job_id}
     reason_pattern: str | None = None
+    prepend: tuple[str, ...] = ()     # script lines before the job (after the machine's)
     doc: str = ""
 
 
@@ -92,6 +93,9 @@ SCHEDULERS: dict[str, Scheduler] = {
         queues_command="sinfo -h -o %R",
         reason_command="scontrol show job -o {job_id} 2>/dev/null || sacct -n -X -P -o State -j {job_id}",
         reason_pattern=r"(?:JobState=|^)([A-Z_]+)\b",
+        # Slurm requeues a batch job after a node failure (or scontrol requeue) and
+        # runs the script again: let it continue from its checkpoint
+        prepend=('if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then export MLDS_RESUME=1; fi',),
         doc="https://slurm.schedmd.com/sbatch.html",
     ),
     "pbs": Scheduler(
@@ -386,7 +390,7 @@ def build_job(
         module_list=list(machine.modules),
         source_list=list(machine.source),
         envs=env,
-        prepend_script=list(machine.prepend),
+        prepend_script=list(machine.prepend) + list(spec.prepend),
     )
     task = dp.Task(
         command=f"bash {shlex.quote(script)}",

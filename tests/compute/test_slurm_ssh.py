@@ -202,6 +202,30 @@ def test_client_killed_while_waiting(cluster, tmp_path, capsys):
     assert len((run / "learning-curve.out").read_text().splitlines()) == 12
 
 
+def test_requeued_after_node_failure_resumes(cluster, tmp_path, slurm_cluster):
+    """Slurm requeues a batch job whose node failed and runs the script again;
+    the script then continues from its checkpoint (SLURM_RESTART_COUNT > 0)."""
+    run = make_run(tmp_path, epochs=14, sleep=0.25)
+    record = _submit(run, detach=True)
+    checkpoint = Path(record.remote_dir, "checkpoint.json")
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    slurm_cluster.run("scontrol", "requeue", record.scheduler_id)
+    # a requeued job waits ~2 minutes before it is eligible again; skip that wait
+    deadline = time.monotonic() + 30
+    while slurm_cluster.job_state(record.scheduler_id) != "PENDING" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    slurm_cluster.run("scontrol", "update", f"JobId={record.scheduler_id}", "StartTime=now")
+    done = compute.wait(record.id, poll=0.2, timeout=90)
+    assert done.state == "done", done.summary()
+    assert "Restarts=1" in slurm_cluster.run("scontrol", "show", "job", record.scheduler_id).stdout
+    compute.fetch(done)
+    epochs = [int(line.split()[0]) for line in (run / "learning-curve.out").read_text().splitlines()]
+    assert epochs == list(range(14))
+    assert "resuming after epoch" in (run / "mlds-job.log").read_text()
+
+
 def test_interrupted_submission_recovers_job_id(cluster, tmp_path):
     record = _submit(make_run(tmp_path, epochs=2), detach=True)
     # as if the client died between sbatch and writing the scheduler's answer

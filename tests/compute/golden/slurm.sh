@@ -30,7 +30,7 @@ export MLDS_MPIRUN='srun -n 8'
 export MLDS_THREADS=2
 export OMP_NUM_THREADS=2
 
-
+if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then export MLDS_RESUME=1; fi
 
 source "$REMOTE_ROOT"/.<HASH>.sub.run
 
