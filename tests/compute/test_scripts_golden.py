@@ -148,7 +148,7 @@ def test_job_environment_in_script():
     for line in ("export MLDS_N2P2_BIN=/opt/n2p2/bin", "export MLDS_MPIRUN='srun -n 8'", "export MLDS_THREADS=2",
                  "export OMP_NUM_THREADS=2", "module load n2p2/2.3.0", "( bash job.sh ) 1>>mlds-job.log 2>>mlds-job.log"):
         assert line in script, line
-    assert "export MLDS_RESUME" not in script
+    assert "\nexport MLDS_RESUME" not in script
     assert "\nexport MLDS_RESUME=1\n" in _script(_machine("slurm"), resume=True)
     # a job Slurm requeues (node failure) continues from its checkpoint
     assert 'if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then export MLDS_RESUME=1; fi' in script
