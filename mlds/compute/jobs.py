@@ -71,6 +71,7 @@ class JobRecord:
     script: str = "job.sh"
     inputs: list[dict] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    required: list[str] | None = None    # outputs that must exist (None: all)
     resources: dict = field(default_factory=dict)
     state: str = "preparing"
     stage: str = ""
@@ -256,13 +257,16 @@ def submit(
     on_line: LineCallback | None = None,
     on_upload: Callable[[int], None] | None = None,
     poll: float | None = None,
+    required: Iterable[str] | None = None,
 ) -> JobRecord:
     """Upload what the job needs, submit ``script``, and (unless ``detach``) wait.
 
     ``inputs`` are paths relative to ``run_dir`` (default: every non-hidden
     file); ``outputs`` are globs fetched back by :func:`fetch` (default: every
-    file of the job folder).  Returns the job record; a job that ends badly is
-    *returned* (``record.raise_for_state()`` turns it into one line).
+    file of the job folder); ``required`` are the globs that must match for a
+    fetch to succeed (default: every output).  Returns the job record; a job
+    that ends badly is *returned* (``record.raise_for_state()`` turns it into
+    one line).
     """
     run_path = Path(run_dir).expanduser().resolve()
     if not run_path.is_dir():
@@ -276,12 +280,13 @@ def submit(
         in_list.append(script)
     described = transfer.describe_inputs(run_path, in_list)
     out_list = [transfer.check_relative(o, "output") for o in outputs] if outputs is not None else ["*"]
+    req_list = None if required is None else [transfer.check_relative(o, "required output") for o in required]
     res = _resources(resources)
     sch.parse_walltime(res.walltime or m.walltime, m.name)
 
     record = JobRecord(
         id=new_job_id(), machine=m.name, scheduler=m.scheduler, host=m.display, run_dir=str(run_path),
-        script=script, inputs=[i.to_dict() for i in described], outputs=out_list,
+        script=script, inputs=[i.to_dict() for i in described], outputs=out_list, required=req_list,
         resources=res.to_dict(), created=_now(),
     )
     record.set_state("preparing")
@@ -531,9 +536,9 @@ def _q(text: str) -> str:
 def fetch(job: "str | JobRecord", *, force: bool = False, partial: bool = False) -> list[Path]:
     """Download the job's outputs into its local run folder.
 
-    Every output glob must match at least one file (else a one-line error and
-    nothing is written); ``partial`` fetches what there is from a job that
-    did not finish (logs, checkpoints) without that check."""
+    Every required output glob must match at least one file (else a one-line
+    error and nothing is written); ``partial`` fetches what there is from a
+    job that did not finish (logs, checkpoints) without that check."""
     record = load(job)
     if record.state != "done" and not partial:
         if record.state in ACTIVE:
@@ -547,6 +552,9 @@ def fetch(job: "str | JobRecord", *, force: bool = False, partial: bool = False)
     try:
         files = transfer.list_remote_files(conn, record.remote_dir)
         matched, missing = transfer.match_outputs(files, record.outputs)
+        required = record.outputs if record.required is None else record.required
+        _, missing_required = transfer.match_outputs(files, required)
+        missing = missing_required
         if missing and not partial:
             msg = f"results on {m.name} lack {', '.join(missing)}"
             record.stage = "fetch"
@@ -562,6 +570,9 @@ def fetch(job: "str | JobRecord", *, force: bool = False, partial: bool = False)
     finally:
         conn.close()
     record.fetched = {"time": _now(), "files": {**record.fetched.get("files", {}), **got}}
+    absent = [p for p in record.outputs if not any(transfer.match_outputs([f], [p])[0] for f in got)]
+    if absent:
+        record.fetched["absent"] = absent  # optional outputs the job did not write
     record.save()
     return [run_path / rel for rel in got]
 

@@ -155,6 +155,7 @@ class Resources:
     walltime: str | None = None      # default: the machine's
     queue: str | None = None         # default: the machine's
     account: str | None = None       # default: the machine's
+    memory_bytes: int | None = None  # an estimate: {memory_mb} per node for site templates
     env: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,6 +204,9 @@ def header_values(machine: Machine, resources: Resources, job_name: str) -> dict
         "queue": resources.queue or machine.queue or "",
         "account": resources.account or machine.account or "",
         "log": SCHEDULER_LOG,
+        # not in the built-in templates: sites differ on memory requests, and
+        # an estimate that is too low gets a job killed; a site header can use it
+        "memory_mb": math.ceil(resources.memory_bytes / nodes / 2**20) if resources.memory_bytes else "",
     }
 
 
