@@ -170,16 +170,9 @@ class LocalConnection(Connection):
 # -- SSH ------------------------------------------------------------------------------
 
 def _paramiko():
-    try:
-        import paramiko
-    except ImportError:  # pragma: no cover - paramiko is a dependency of dpdispatcher
-        raise MldsImportError() from None
+    import paramiko  # a dependency of dpdispatcher; imported only when SSH is used
+
     return paramiko
-
-
-class MldsImportError(MachineError):
-    def __init__(self) -> None:
-        super().__init__("?", "SSH needs paramiko: pip install paramiko")
 
 
 class SSHConnection(Connection):
@@ -483,8 +476,9 @@ def _one_line(err: BaseException) -> str:
 
 
 def _retryable_connect_error(err: MachineError) -> bool:
-    text = str(err)
-    return "cannot reach" in text or "connection" in text.lower() and "refused" in text
+    """While reconnecting, a host that does not answer yet may come back; a
+    refused key or host key will not."""
+    return "cannot reach" in str(err)
 
 
 def translate_ssh_error(machine: Machine, where: str, err: BaseException) -> MachineError:
