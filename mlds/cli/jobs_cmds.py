@@ -127,8 +127,15 @@ def jobs_submit(
         return
     record = follow(lambda **cb: compute.submit(
         run_dir, on, script=script, inputs=input or None, outputs=output or None, resources=res, detach=detach, **cb))
+    _ended(record, "submitted", detach=detach, fetch=fetch)
+
+
+def _ended(record, verb: str, *, detach: bool, fetch: bool) -> None:
+    """After submitting: how to follow a detached job, or the outcome (and the results)."""
+    from mlds import compute
+
     if detach:
-        console.print(f"submitted job {record.id}; follow it with 'mlds jobs status {record.id} --wait'", highlight=False)
+        console.print(f"{verb} job {record.id}; follow it with 'mlds jobs status {record.id} --wait'", highlight=False)
         return
     finish_or_raise(record)
     if fetch:
@@ -250,10 +257,4 @@ def jobs_resubmit(
     override = {k: v for k, v in dict(walltime=walltime, nodes=nodes, ranks=ranks, queue=queue).items() if v is not None}
     record = follow(lambda **cb: compute.resubmit(job_id, resume=resume, resources=override or None, detach=detach,
                                                   on_state=cb["on_state"], on_line=cb["on_line"]))
-    if detach:
-        console.print(f"resubmitted job {record.id}; follow it with 'mlds jobs status {record.id} --wait'", highlight=False)
-        return
-    finish_or_raise(record)
-    if fetch:
-        files = compute.fetch(record)
-        console.print(f"fetched {len(files)} file(s) into {record.run_dir}", highlight=False)
+    _ended(record, "resubmitted", detach=detach, fetch=fetch)

@@ -309,23 +309,7 @@ def remove_remote(name: str, scope: str | None = None, cwd: Path | str | None = 
 
     Returns the scopes it was removed from.
     """
-    scopes = SCOPES if scope is None else (scope,)
-    removed: list[str] = []
-    for sc in scopes:
-        _check_scope(sc)
-        path = user_config_path() if sc == "user" else project_config_path(cwd)
-        if path is None:
-            if scope == "project":
-                config_path("project", cwd)  # raises the "not in a project" error
-            continue
-        data = read_config(path)
-        remotes = data.get("remotes", {})
-        if isinstance(remotes, dict) and name in remotes:
-            del remotes[name]
-            if not remotes:
-                del data["remotes"]
-            write_config(path, data)
-            removed.append(sc)
+    removed = remove_section_entry("remotes", name, scope=scope, cwd=cwd)
     if not removed:
         known = ", ".join(r.name for r in list_remotes(cwd)) or "none configured"
         where = f"the {scope} config" if scope else "any config"
