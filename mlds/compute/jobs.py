@@ -209,7 +209,7 @@ def render_script(
 ) -> str:
     """The batch script a submission would use, without connecting (``--dry-run``)."""
     m = resolve(machine)
-    res = _resources(resources)
+    res = as_resources(resources)
     job_id = "00000000-000000-0000"
     remote_dir = posixpath.join(m.workdir, "jobs", job_id)
     import tempfile
@@ -225,7 +225,8 @@ def render_script(
     )
 
 
-def _resources(resources: sch.Resources | dict | None) -> sch.Resources:
+def as_resources(resources: sch.Resources | dict | None) -> sch.Resources:
+    """Resources from a dict or an object, checked (one line on a bad value)."""
     if resources is None:
         res = sch.Resources()
     elif isinstance(resources, dict):
@@ -258,6 +259,7 @@ def submit(
     on_upload: Callable[[int], None] | None = None,
     poll: float | None = None,
     required: Iterable[str] | None = None,
+    notes: dict[str, Any] | None = None,
 ) -> JobRecord:
     """Upload what the job needs, submit ``script``, and (unless ``detach``) wait.
 
@@ -266,7 +268,7 @@ def submit(
     file of the job folder); ``required`` are the globs that must match for a
     fetch to succeed (default: every output).  Returns the job record; a job
     that ends badly is *returned* (``record.raise_for_state()`` turns it into
-    one line).
+    one line).  ``notes`` start the record's ``result`` (what the job is for).
     """
     run_path = Path(run_dir).expanduser().resolve()
     if not run_path.is_dir():
@@ -281,13 +283,13 @@ def submit(
     described = transfer.describe_inputs(run_path, in_list)
     out_list = [transfer.check_relative(o, "output") for o in outputs] if outputs is not None else ["*"]
     req_list = None if required is None else [transfer.check_relative(o, "required output") for o in required]
-    res = _resources(resources)
+    res = as_resources(resources)
     sch.parse_walltime(res.walltime or m.walltime, m.name)
 
     record = JobRecord(
         id=new_job_id(), machine=m.name, scheduler=m.scheduler, host=m.display, run_dir=str(run_path),
         script=script, inputs=[i.to_dict() for i in described], outputs=out_list, required=req_list,
-        resources=res.to_dict(), created=_now(),
+        resources=res.to_dict(), created=_now(), result=dict(notes or {}),
     )
     record.set_state("preparing")
     record.save()
@@ -615,6 +617,8 @@ def resubmit(
 ) -> JobRecord:
     """Submit a killed, failed or cancelled job again in the same job folder.
 
+    ``resources`` (a dict) replaces only the keys it has, e.g. a longer walltime.
+
     With ``resume`` the script gets ``MLDS_RESUME=1`` and continues from its
     last checkpoint; inputs the job changed are kept, missing ones restored."""
     record = load(job)
@@ -622,10 +626,11 @@ def resubmit(
         raise JobError(f"job {record.id} is {record.state}{' at ' + record.stage if record.stage else ''}; "
                        f"only a job that ran and was {', '.join(RESUBMITTABLE)} can be resubmitted")
     m = _machine_of(record)
-    res = _resources(record.resources)
+    res = as_resources(record.resources)
     if resources is not None:
-        override = _resources(resources).to_dict()
-        res = sch.Resources.from_dict({**res.to_dict(), **override})
+        # only what was given replaces the first attempt's request
+        override = dict(resources) if isinstance(resources, dict) else resources.to_dict()
+        res = as_resources({**res.to_dict(), **override})
     sch.parse_walltime(res.walltime or m.walltime, m.name)
     conn = connect(m)
     try:
