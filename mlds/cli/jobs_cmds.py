@@ -34,7 +34,7 @@ def _log_line(line: str) -> None:
     console.print("  | " + line, highlight=False, markup=False, style="dim")
 
 
-def follow(start: Callable[..., object], *, quiet_log: bool = False):
+def follow(start: Callable[..., object], *, quiet_log: bool = False, on_line: Callable[[str], None] | None = None):
     """Run ``start(on_state=..., on_line=..., on_upload=...)`` showing state
     changes, an upload progress bar and the job's log as it grows.
 
@@ -65,7 +65,7 @@ def follow(start: Callable[..., object], *, quiet_log: bool = False):
             )
 
     try:
-        record = start(on_state=on_state, on_line=None if quiet_log else _log_line, on_upload=on_upload)
+        record = start(on_state=on_state, on_line=None if quiet_log else (on_line or _log_line), on_upload=on_upload)
     except KeyboardInterrupt:
         if seen.get("id"):
             err_console.print(
@@ -258,3 +258,36 @@ def jobs_resubmit(
     record = follow(lambda **cb: compute.resubmit(job_id, resume=resume, resources=override or None, detach=detach,
                                                   on_state=cb["on_state"], on_line=cb["on_line"]))
     _ended(record, "resubmitted", detach=detach, fetch=fetch)
+
+
+def train_on(ref: str, machine: str, *, ranks: int | None, nodes: int | None, walltime: str | None, detach: bool,
+             resume: bool, dry_run: bool, name: str | None, register: bool, on_line: Callable[[str], None] | None,
+             print_run: Callable[[object], None], **prepare_kwargs):
+    """``mlds train ... --on MACHINE``: the potential, or None when detached or dry."""
+    from mlds import compute, train
+    from mlds.compute import training
+
+    resources = {k: v for k, v in dict(ranks=ranks, nodes=nodes, walltime=walltime).items() if v is not None}
+    if resume:
+        result = follow(lambda **cb: training.resume_on_machine(
+            ref, machine, resources=resources or None, detach=detach, name=name, register=register,
+            on_state=cb["on_state"], on_line=cb["on_line"]), on_line=on_line)
+    elif dry_run:
+        run = train.prepare(ref, **prepare_kwargs)
+        print_run(run)
+        console.print(f"batch script for {machine}:", highlight=False)
+        console.print(compute.render_script(run.path, machine, script=run.script,
+                                            resources=training.job_resources(run, resources)),
+                      highlight=False, markup=False)
+        return None
+    else:
+        result = follow(lambda **cb: training.train_on_machine(
+            ref, machine, name=name, register=register, resources=resources, detach=detach, **cb, **prepare_kwargs),
+            on_line=on_line)
+    job = result.job
+    if detach:
+        console.print(f"submitted job {job.id} to {machine}; follow it with 'mlds jobs status {job.id} --wait', "
+                      f"then 'mlds jobs fetch {job.id}' and 'mlds train finish {job.run_dir}'", highlight=False)
+        return None
+    finish_or_raise(job)
+    return result.potential

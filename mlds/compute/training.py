@@ -29,7 +29,7 @@ class TrainOnMachine:
     potential: Any = None    # mlds.train.Potential, once finished
 
 
-def _resources(run: Any, resources: Resources | Mapping[str, Any] | None) -> Resources:
+def job_resources(run: Any, resources: Resources | Mapping[str, Any] | None) -> Resources:
     """What was asked, else n2p2's estimate: ranks by data size, memory."""
     given = dict(resources) if isinstance(resources, Mapping) else (resources.to_dict() if resources else {})
     estimate = run.estimate or {}
@@ -59,6 +59,8 @@ def train_on_machine(
     ``prepare_kwargs`` go to :func:`mlds.train.prepare` (settings,
     settings_file, workdir, seed, test_fraction, epochs, force).  With
     ``detach`` the job is left running; :func:`complete` finishes it later.
+    A job that ends badly is returned without a potential
+    (``result.job.raise_for_state()`` gives its one line).
     """
     from mlds import train
 
@@ -66,13 +68,12 @@ def train_on_machine(
     record = jobs.submit(
         run.path, machine, script=run.script, inputs=run.inputs, outputs=run.outputs,
         required=[o for o in REQUIRED_OUTPUTS if o in run.outputs] or None,
-        resources=_resources(run, resources), detach=detach, on_state=on_state, on_line=on_line,
+        resources=job_resources(run, resources), detach=detach, on_state=on_state, on_line=on_line,
         on_upload=on_upload, poll=poll,
         notes={"kind": "train", "dataset": _dataset_ref(run), "name": name, "register": register},
     )
-    result = TrainOnMachine(record, run)
-    if detach:
-        return result
+    if detach or record.state != "done":
+        return TrainOnMachine(record, run)
     return complete(record, name=name, register=register, run=run)
 
 
@@ -120,7 +121,7 @@ def resume_on_machine(ref: str, machine: str, *, resources: Mapping[str, Any] | 
     record = find_resumable(ref, machine)
     record = jobs.resubmit(record, resume=True, resources=resources, detach=detach, on_state=on_state,
                            on_line=on_line, poll=poll)
-    if detach:
+    if detach or record.state != "done":
         return TrainOnMachine(record, None)
     return complete(record, name=name, register=register)
 
