@@ -27,7 +27,7 @@ def _state_line(record) -> None:
     style = {"done": "green", "failed": "red", "killed": "red", "lost": "red", "cancelled": "yellow"}.get(record.state, "cyan")
     extra = f" ({record.scheduler} job {record.scheduler_id})" if record.state == "queued" and record.scheduler_id else ""
     msg = f": {record.message}" if record.message and record.state not in ("preparing",) else ""
-    console.print(f"[dim]{_stamp()}[/] job {record.id}: [{style}]{record.state}[/]{extra}{msg}", highlight=False)
+    console.print(f"[dim]{_stamp()}[/] job {record.id}: [{style}]{record.state}[/]{extra}{msg}", highlight=False, soft_wrap=True)
 
 
 def _log_line(line: str) -> None:
@@ -70,7 +70,7 @@ def follow(start: Callable[..., object], *, quiet_log: bool = False, on_line: Ca
         if seen.get("id"):
             err_console.print(
                 f"stopped following job {seen['id']}; it keeps running: 'mlds jobs status {seen['id']} --wait'",
-                highlight=False,
+                highlight=False, soft_wrap=True,
             )
         raise typer.Exit(130)
     finally:
@@ -89,7 +89,7 @@ def _human(n: float) -> str:
 def finish_or_raise(record) -> None:
     """Print the log tail of a job that ended badly, then raise its one line."""
     if record.state not in ("done", "queued", "running", "submitting") and record.log_tail:
-        err_console.print(f"last lines of the job's log ({record.remote_dir}):", highlight=False)
+        err_console.print(f"last lines of the job's log ({record.remote_dir}):", highlight=False, soft_wrap=True)
         for line in record.log_tail:
             err_console.print(f"  | {line}", highlight=False, markup=False)
     record.raise_for_state()
@@ -135,12 +135,12 @@ def _ended(record, verb: str, *, detach: bool, fetch: bool) -> None:
     from mlds import compute
 
     if detach:
-        console.print(f"{verb} job {record.id}; follow it with 'mlds jobs status {record.id} --wait'", highlight=False)
+        console.print(f"{verb} job {record.id}; follow it with 'mlds jobs status {record.id} --wait'", highlight=False, soft_wrap=True)
         return
     finish_or_raise(record)
     if fetch:
         files = compute.fetch(record)
-        console.print(f"fetched {len(files)} file(s) into {record.run_dir}", highlight=False)
+        console.print(f"fetched {len(files)} file(s) into {record.run_dir}", highlight=False, soft_wrap=True)
 
 
 @jobs_app.command("ls")
@@ -184,7 +184,7 @@ def jobs_status(
 
 
 def _show(record) -> None:
-    console.print(f"job [bold]{record.id}[/] on {record.machine} ({record.host})", highlight=False)
+    console.print(f"job [bold]{record.id}[/] on {record.machine} ({record.host})", highlight=False, soft_wrap=True)
     rows = [
         ("state", record.state + (f" at {record.stage}" if record.stage and record.state not in ("done",) else "")),
         ("message", record.message),
@@ -228,7 +228,7 @@ def jobs_fetch(
 
     files = compute.fetch(job_id, force=force, partial=partial)
     record = compute.load(job_id)
-    console.print(f"fetched {len(files)} file(s) into {record.run_dir}", highlight=False)
+    console.print(f"fetched {len(files)} file(s) into {record.run_dir}", highlight=False, soft_wrap=True)
 
 
 @jobs_app.command("cancel")
@@ -275,7 +275,7 @@ def train_on(ref: str, machine: str, *, ranks: int | None, nodes: int | None, wa
     elif dry_run:
         run = train.prepare(ref, **prepare_kwargs)
         print_run(run)
-        console.print(f"batch script for {machine}:", highlight=False)
+        console.print(f"batch script for {machine}:", highlight=False, soft_wrap=True)
         console.print(compute.render_script(run.path, machine, script=run.script,
                                             resources=training.job_resources(run, resources)),
                       highlight=False, markup=False)
@@ -287,7 +287,7 @@ def train_on(ref: str, machine: str, *, ranks: int | None, nodes: int | None, wa
     job = result.job
     if detach:
         console.print(f"submitted job {job.id} to {machine}; follow it with 'mlds jobs status {job.id} --wait', "
-                      f"then 'mlds jobs fetch {job.id}' and 'mlds train finish {job.run_dir}'", highlight=False)
+                      f"then 'mlds jobs fetch {job.id}' and 'mlds train finish {job.run_dir}'", highlight=False, soft_wrap=True)
         return None
     finish_or_raise(job)
     return result.potential

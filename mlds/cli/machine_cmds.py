@@ -64,8 +64,8 @@ def machine_add(
     )
     scope = "project" if project else "user"
     path = add_machine(machine, scope=scope, replace=force)
-    console.print(f"added machine [bold]{name}[/] ({machine.scheduler} on {machine.display}, workdir {workdir}) to {path}", highlight=False)
-    console.print(f"check it with: mlds machine check {name}", highlight=False)
+    console.print(f"added machine [bold]{name}[/] ({machine.scheduler} on {machine.display}, workdir {workdir}) to {path}", highlight=False, soft_wrap=True)
+    console.print(f"check it with: mlds machine check {name}", highlight=False, soft_wrap=True)
 
 
 @machine_app.command("list")
@@ -95,7 +95,7 @@ def machine_remove(
 
     scope = None if project is None else ("project" if project else "user")
     removed = remove_machine(name, scope=scope)
-    console.print(f"removed machine [bold]{name}[/] from the {' and '.join(removed)} config", highlight=False)
+    console.print(f"removed machine [bold]{name}[/] from the {' and '.join(removed)} config", highlight=False, soft_wrap=True)
 
 
 @machine_app.command("check")
@@ -106,14 +106,14 @@ def machine_check(name: str = typer.Argument(...)) -> None:
     from mlds.compute.machines import get_machine
 
     machine = get_machine(name)
-    console.print(f"machine [bold]{name}[/]: {machine.scheduler} on {machine.display}", highlight=False)
+    console.print(f"machine [bold]{name}[/]: {machine.scheduler} on {machine.display}", highlight=False, soft_wrap=True)
     items = check_machine(machine)
     for item in items:
         mark = "[green]ok[/]  " if item.ok else "[red]FAIL[/]"
-        console.print(f"  {mark} {item.name}: {item.detail}", highlight=False)
+        console.print(f"  {mark} {item.name}: {item.detail}", highlight=False, soft_wrap=True)
     failed = [i.name for i in items if not i.ok]
     if failed:
-        console.print(f"[red]{len(failed)} check(s) failed:[/] {', '.join(failed)}", highlight=False)
+        console.print(f"[red]{len(failed)} check(s) failed:[/] {', '.join(failed)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 

@@ -5,7 +5,10 @@ the real OpenSSH login node."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -66,6 +69,23 @@ def test_local_machine_cli_and_dry_run(home, tmp_path, capsys):
     [record] = compute.list_jobs()
     assert cli(["jobs", "ls"]) == 0 and record.id in capsys.readouterr().out
     assert cli(["jobs", "status", record.id]) == 0 and "done" in capsys.readouterr().out
+
+
+def test_ctrl_c_stops_following_not_the_job(home, tmp_path):
+    add_machine(Machine(name="here", scheduler="shell", workdir=str(tmp_path / "work"), poll_interval=0.2))
+    run = make_run(tmp_path, epochs=100, sleep=0.1)
+    proc = subprocess.Popen([sys.executable, "-m", "mlds", "jobs", "submit", str(run), "--on", "here"],
+                            env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (compute.list_jobs() and compute.list_jobs()[0].state == "running"):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    [record] = compute.list_jobs()
+    assert f"it keeps running: 'mlds jobs status {record.id} --wait'" in err and "Traceback" not in err
+    assert compute.status(record.id).state == "running"
+    assert compute.cancel(record.id).state == "cancelled"
 
 
 def test_fetch_never_overwrites_a_file_it_did_not_write(home, tmp_path, capsys):

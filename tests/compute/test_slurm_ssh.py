@@ -97,6 +97,8 @@ def test_failed_job_reports_log_tail(cluster, tmp_path, capsys):
     assert cli(["jobs", "status", record.id]) == 1
     out = capsys.readouterr().out
     assert "failed" in out and "loss is NaN" in out
+    assert cli(["jobs", "log", record.id, "-n", "3"]) == 0
+    assert "loss is NaN" in capsys.readouterr().out
 
 
 def test_crash_without_state_file(cluster, tmp_path):
