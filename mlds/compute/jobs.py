@@ -86,6 +86,7 @@ class JobRecord:
     upload: dict = field(default_factory=dict)
     fetched: dict = field(default_factory=dict)
     result: dict = field(default_factory=dict)
+    client: dict = field(default_factory=dict)   # who is submitting: host and pid
     created: str = ""
     updated: str = ""
 
@@ -289,7 +290,7 @@ def submit(
     record = JobRecord(
         id=new_job_id(), machine=m.name, scheduler=m.scheduler, host=m.display, run_dir=str(run_path),
         script=script, inputs=[i.to_dict() for i in described], outputs=out_list, required=req_list,
-        resources=res.to_dict(), created=_now(), result=dict(notes or {}),
+        resources=res.to_dict(), created=_now(), result=dict(notes or {}), client=_client(),
     )
     record.set_state("preparing")
     record.save()
@@ -409,13 +410,39 @@ def status(job: "str | JobRecord", *, refresh: bool = True, on_line: LineCallbac
     return record
 
 
+def _client() -> dict:
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _submitter_alive(record: JobRecord) -> bool:
+    """Is the process that is submitting this job still at it (same host only)?"""
+    import socket
+
+    client = record.client or {}
+    if client.get("host") != socket.gethostname() or not client.get("pid") or client["pid"] == os.getpid():
+        return False
+    try:
+        os.kill(int(client["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _refresh(record: JobRecord, m: Machine, conn: Connection, *, on_state, on_line) -> None:
-    if record.is_final or record.state in ("preparing", "uploading"):
-        if record.state in ("preparing", "uploading"):
-            # the client died before submitting: nothing runs
-            if record.set_state("lost", "the client stopped before the job was submitted; nothing runs", resumable=False):
-                record.save()
-                _notify(on_state, record)
+    if record.is_final:
+        return
+    if record.state in ("preparing", "uploading") or (record.state == "submitting" and not record.scheduler_id):
+        if _submitter_alive(record):
+            return  # another mlds process is still submitting it
+    if record.state in ("preparing", "uploading"):
+        # the client died before submitting: nothing runs
+        if record.set_state("lost", "the client stopped before the job was submitted; nothing runs", resumable=False):
+            record.save()
+            _notify(on_state, record)
         return
     sj = sch.load_job(m, conn, record.remote_dir, record.scheduler_job)
     if not record.scheduler_id:

@@ -88,6 +88,23 @@ def test_ctrl_c_stops_following_not_the_job(home, tmp_path):
     assert compute.cancel(record.id).state == "cancelled"
 
 
+def test_client_gone_before_submitting_is_lost(home, tmp_path):
+    add_machine(Machine(name="here", scheduler="shell", workdir=str(tmp_path / "work"), poll_interval=0.2))
+    record = compute.submit(make_run(tmp_path, epochs=1), "here", inputs=RUN_INPUTS, detach=True)
+    helper = subprocess.Popen(["true"])
+    helper.wait()
+    data = json.loads(record.path.read_text())
+    # as if a client on this host died while uploading
+    data.update(state="uploading", scheduler_id="", client={**data["client"], "pid": helper.pid})
+    record.path.write_text(json.dumps(data))
+    lost = compute.status(record.id)
+    assert lost.state == "lost" and "before the job was submitted" in lost.message
+    # a live submitter is left alone
+    data.update(client={**data["client"], "pid": os.getppid()})
+    record.path.write_text(json.dumps(data))
+    assert compute.status(record.id).state == "uploading"
+
+
 def test_fetch_never_overwrites_a_file_it_did_not_write(home, tmp_path, capsys):
     add_machine(Machine(name="here", scheduler="shell", workdir=str(tmp_path / "work"), poll_interval=0.2))
     run = make_run(tmp_path, epochs=1)
