@@ -186,7 +186,7 @@ def jobs_status(
 def _show(record) -> None:
     console.print(f"job [bold]{record.id}[/] on {record.machine} ({record.host})", highlight=False, soft_wrap=True)
     rows = [
-        ("state", record.state + (f" at {record.stage}" if record.stage and record.state not in ("done",) else "")),
+        ("state", record.state + (f" (at {record.stage})" if record.stage and record.state == "failed" else "")),
         ("message", record.message),
         ("scheduler id", record.scheduler_id),
         ("attempts", str(len(record.attempts)) if len(record.attempts) > 1 else ""),
