@@ -261,8 +261,8 @@ def jobs_resubmit(
 
 
 def train_on(ref: str, machine: str, *, ranks: int | None, nodes: int | None, walltime: str | None, detach: bool,
-             resume: bool, dry_run: bool, name: str | None, register: bool, on_line: Callable[[str], None] | None,
-             print_run: Callable[[object], None], **prepare_kwargs):
+             resume: bool, dry_run: bool, name: str | None, register: bool, metadata: dict | None,
+             on_line: Callable[[str], None] | None, print_run: Callable[[object], None], **prepare_kwargs):
     """``mlds train ... --on MACHINE``: the potential, or None when detached or dry."""
     from mlds import compute, train
     from mlds.compute import training
@@ -271,7 +271,7 @@ def train_on(ref: str, machine: str, *, ranks: int | None, nodes: int | None, wa
     if resume:
         result = follow(lambda **cb: training.resume_on_machine(
             ref, machine, resources=resources or None, detach=detach, name=name, register=register,
-            on_state=cb["on_state"], on_line=cb["on_line"]), on_line=on_line)
+            metadata=metadata, on_state=cb["on_state"], on_line=cb["on_line"]), on_line=on_line)
     elif dry_run:
         run = train.prepare(ref, **prepare_kwargs)
         print_run(run)
@@ -282,7 +282,8 @@ def train_on(ref: str, machine: str, *, ranks: int | None, nodes: int | None, wa
         return None
     else:
         result = follow(lambda **cb: training.train_on_machine(
-            ref, machine, name=name, register=register, resources=resources, detach=detach, **cb, **prepare_kwargs),
+            ref, machine, name=name, register=register, metadata=metadata, resources=resources, detach=detach,
+            **cb, **prepare_kwargs),
             on_line=on_line)
     job = result.job
     if detach:

@@ -46,6 +46,7 @@ def train_on_machine(
     *,
     name: str | None = None,
     register: bool = True,
+    metadata: Mapping[str, Any] | None = None,
     resources: Resources | Mapping[str, Any] | None = None,
     detach: bool = False,
     on_state: Callable | None = None,
@@ -57,7 +58,8 @@ def train_on_machine(
     """prepare -> submit -> (wait -> fetch -> finish) for dataset version ``ref``.
 
     ``prepare_kwargs`` go to :func:`mlds.train.prepare` (settings,
-    settings_file, workdir, seed, test_fraction, epochs, force).  With
+    settings_file, workdir, seed, test_fraction, epochs, force); ``metadata``
+    goes to :func:`mlds.train.finish` (licence, authors, description).  With
     ``detach`` the job is left running; :func:`complete` finishes it later.
     A job that ends badly is returned without a potential
     (``result.job.raise_for_state()`` gives its one line).
@@ -70,16 +72,19 @@ def train_on_machine(
         required=[o for o in REQUIRED_OUTPUTS if o in run.outputs] or None,
         resources=job_resources(run, resources), detach=detach, on_state=on_state, on_line=on_line,
         on_upload=on_upload, poll=poll,
-        notes={"kind": "train", "dataset": _dataset_ref(run), "name": name, "register": register},
+        notes={"kind": "train", "dataset": _dataset_ref(run), "name": name, "register": register,
+               "metadata": dict(metadata or {})},
     )
     if detach or record.state != "done":
         return TrainOnMachine(record, run)
-    return complete(record, name=name, register=register, run=run)
+    return complete(record, run=run)
 
 
 def complete(job: "str | jobs.JobRecord", *, name: str | None = None, register: bool | None = None,
-             run: Any = None) -> TrainOnMachine:
-    """Fetch a finished training job and register its potential (one line on any failure)."""
+             metadata: Mapping[str, Any] | None = None, run: Any = None) -> TrainOnMachine:
+    """Fetch a finished training job and register its potential (one line on any failure).
+
+    ``name``, ``register`` and ``metadata`` default to what the job was submitted with."""
     from mlds import train
 
     record = jobs.load(job)
@@ -89,10 +94,11 @@ def complete(job: "str | jobs.JobRecord", *, name: str | None = None, register: 
     meta = record.result
     name = name if name is not None else meta.get("name")
     register = register if register is not None else meta.get("register", True)
+    extra = {**(meta.get("metadata") or {}), **dict(metadata or {})}
     jobs.fetch(record)
     run = run or train.load_run(record.run_dir)
     try:
-        pot = train.finish(run.path, name=name, register=register)
+        pot = train.finish(run.path, name=name, register=register, metadata=extra or None)
     except MldsError as err:
         jobs.annotate(record.id, finish_error=str(err))
         raise
@@ -115,7 +121,8 @@ def find_resumable(ref: str, machine: str) -> jobs.JobRecord:
 
 
 def resume_on_machine(ref: str, machine: str, *, resources: Mapping[str, Any] | None = None, detach: bool = False,
-                      name: str | None = None, register: bool | None = None, on_state=None, on_line=None,
+                      name: str | None = None, register: bool | None = None,
+                      metadata: Mapping[str, Any] | None = None, on_state=None, on_line=None,
                       poll: float | None = None) -> TrainOnMachine:
     """Resubmit the last interrupted training of ``ref`` with ``MLDS_RESUME=1``, then finish it."""
     record = find_resumable(ref, machine)
@@ -123,7 +130,7 @@ def resume_on_machine(ref: str, machine: str, *, resources: Mapping[str, Any] | 
                            on_line=on_line, poll=poll)
     if detach or record.state != "done":
         return TrainOnMachine(record, None)
-    return complete(record, name=name, register=register)
+    return complete(record, name=name, register=register, metadata=metadata)
 
 
 def _dataset_ref(run: Any) -> str:

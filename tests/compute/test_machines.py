@@ -112,3 +112,10 @@ def test_sftp_url(home):
     assert sftp_url(home, "calc", home="/home/bob") == "sftp://login.example.org/home/bob/mlds/calc"
     with pytest.raises(MachineError, match="home directory"):
         sftp_url(home, "calc")
+
+
+def test_cluster_options_of_train_need_a_machine(home, capsys):
+    for extra in (["--walltime", "1:00:00"], ["--detach"], ["--resume"], ["--nodes", "2"]):
+        assert cli(["train", "n2p2", "cu2s@v1", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "need --on MACHINE" in err

@@ -21,7 +21,9 @@ import pytest
 from mlds import compute
 from mlds.cli import run as cli
 from mlds.compute import JobError, MachineError, Resources
+from mlds.errors import MldsError
 from tests.compute.conftest import RUN_INPUTS, RUN_OUTPUTS, add_cluster_machine, make_run
+from tests.train.conftest import cu2s_file, n2p2_bin  # noqa: F401 - fixtures: n2p2 built from ../shared/vendor, Cu2S data
 
 
 def _submit(run: Path, machine: str = "cluster", **kw):
@@ -249,6 +251,58 @@ def test_missing_results(cluster, tmp_path, capsys):
     assert "lack scaling.data" in line
     assert not (run / "weights.001.data").exists()   # nothing half-fetched
     assert "lack scaling.data" in compute.load(record.id).fetched["error"]
+
+
+def test_train_potential_on_slurm_over_ssh(login_node, remote_root, n2p2_bin, cu2s_file, slurm_cluster, tmp_path,
+                                           monkeypatch, capsys):
+    """The whole loop: dataset in the store -> run folder -> Slurm job over SSH -> fetch ->
+    potential registered exactly as a local run registers it; --detach, --resume, a failure."""
+    from mlds.store import api as store
+    from mlds.train import potential
+
+    store.add(cu2s_file, "cu2s", "Cu2S example data")
+    add_cluster_machine(login_node, remote_root, name="hpc", n2p2_bin=str(n2p2_bin), walltime="00:20:00")
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "n2p2", "cu2s@v1", "--preset", "quick", "--epochs", "3", "--seed", "7"]
+    capsys.readouterr()
+    assert cli([*args, "--on", "hpc", "--dry-run", "--walltime", "0:30:00", "-w", str(tmp_path / "dry")]) == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --time=00:30:00" in out and "( bash job.sh )" in out and compute.list_jobs() == []
+    assert cli([*args, "--on", "hpc", "--name", "cu2s-hpc", "-w", str(tmp_path / "run"), "--license", "CC0-1.0"]) == 0
+    out = capsys.readouterr().out
+    assert "potential cu2s-hpc@v1" in out and "pair_style hdnnp" in out
+    [record] = compute.list_jobs()
+    assert record.state == "done" and record.result["potential"] == "cu2s-hpc@v1" and record.result["kind"] == "train"
+    assert slurm_cluster.job_state(record.scheduler_id) == "COMPLETED"
+    pot = potential.show("cu2s-hpc@v1")
+    assert pot.metadata["epochs"] == 3 and pot.metadata["license"] == "CC0-1.0"
+    assert (tmp_path / "run" / "potential").is_dir()
+
+    # the same data again: the exported input.data is already on the machine
+    assert cli([*args, "--on", "hpc", "--detach", "-w", str(tmp_path / "again")]) == 0
+    again = compute.list_jobs()[0]
+    assert "input.data" in again.upload["reused"] and "input.data" not in again.upload["uploaded"]
+    assert compute.cancel(again.id).resumable
+    # ... and --resume picks that interrupted training up and finishes it
+    assert cli([*args, "--on", "hpc", "--resume", "--name", "cu2s-resumed"]) == 0
+    resumed = compute.load(again.id)
+    assert resumed.state == "done" and len(resumed.attempts) == 2 and resumed.attempts[1]["resume"]
+    assert resumed.result["potential"] == "cu2s-resumed@v1"
+    capsys.readouterr()
+    assert cli([*args, "--on", "hpc", "--resume"]) == 1
+    assert "no interrupted training of cu2s@v1 on hpc" in capsys.readouterr().err
+
+    # a training that fails there registers nothing and says why, with its log
+    add_cluster_machine(login_node, remote_root, name="broken", n2p2_bin=str(tmp_path / "no-n2p2"))
+    capsys.readouterr()
+    assert cli([*args, "--on", "broken", "--name", "cu2s-broken", "-w", str(tmp_path / "broken")]) == 1
+    err = capsys.readouterr().err
+    assert "nnp-scaling not found in MLDS_N2P2_BIN" in err and "last lines of the job's log" in err
+    assert "Traceback" not in err
+    failed = compute.list_jobs()[0]
+    assert failed.state == "failed" and failed.stage == "run" and "potential" not in failed.result
+    with pytest.raises(MldsError):
+        potential.show("cu2s-broken@v1")
 
 
 def test_walltime_kill_then_resume(walltime_job, monkeypatch, slurm_cluster):
