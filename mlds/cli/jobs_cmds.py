@@ -41,6 +41,8 @@ def follow(start: Callable[..., object], *, quiet_log: bool = False, on_line: Ca
     Ctrl-C stops following, never the job (exit 130 with how to pick it up)."""
     from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
 
+    from mlds.compute.check import human_size
+
     seen: dict = {}
     bar = Progress(SpinnerColumn(), TextColumn("uploading"), DownloadColumn(), TransferSpeedColumn(),
                    console=console, transient=True)
@@ -60,7 +62,7 @@ def follow(start: Callable[..., object], *, quiet_log: bool = False, on_line: Ca
             seen["upload_shown"] = True
             up, reused = record.upload.get("uploaded", []), record.upload.get("reused", [])
             console.print(
-                f"  uploaded {len(up)} file(s) ({_human(record.upload.get('bytes_uploaded', 0))}), "
+                f"  uploaded {len(up)} file(s) ({human_size(record.upload.get('bytes_uploaded', 0))}), "
                 f"{len(reused)} already on the machine", highlight=False, style="dim",
             )
 
@@ -76,14 +78,6 @@ def follow(start: Callable[..., object], *, quiet_log: bool = False, on_line: Ca
     finally:
         bar.stop()
     return record
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def finish_or_raise(record) -> None:

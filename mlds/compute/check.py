@@ -78,7 +78,7 @@ def check_machine(machine: Machine | str, *, conn: Connection | None = None) -> 
         r = conn.run(f"df -Pk {shlex.quote(workdir)} | tail -n 1")
         fields = r.out.split()
         if r.ok and len(fields) >= 4 and fields[3].isdigit():
-            items.append(CheckItem("free space", True, f"{_human(int(fields[3]) * 1024)} free on {fields[-1]}"))
+            items.append(CheckItem("free space", True, f"{human_size(int(fields[3]) * 1024)} free on {fields[-1]}"))
         else:
             items.append(CheckItem("free space", True, "unknown (df gave no answer)"))
     finally:
@@ -87,7 +87,8 @@ def check_machine(machine: Machine | str, *, conn: Connection | None = None) -> 
     return items
 
 
-def _human(n: float) -> str:
+def human_size(n: float) -> str:
+    """``1.5 GiB``: bytes for people."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n < 1024 or unit == "PiB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"

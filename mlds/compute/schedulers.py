@@ -46,6 +46,11 @@ cancellation.  mlds keeps for itself:
 
 Adding a scheduler dpdispatcher supports is configuration: one
 :class:`Scheduler` entry and one header template.
+
+Known library behaviour kept as is: when ``sbatch``/``squeue`` say the Slurm
+controller cannot be contacted, dpdispatcher retries three times, 60 s apart,
+before mlds reports the one-line error.  Its ``Shell.kill`` only kills the
+script's shell, so the shell scheduler cancels the whole process tree itself.
 """
 
 from __future__ import annotations
