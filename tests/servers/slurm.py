@@ -77,8 +77,15 @@ class SlurmCluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
+        # end every job first, so no slurmstepd outlives the slurmd it reports to
         with _suppress():
             self.run("scancel", "--partition", self.partition, check=False)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                r = self.run("squeue", "-h", "-o", "%i", check=False)
+                if r.returncode != 0 or not r.stdout.strip():
+                    break
+                time.sleep(0.2)
         # slurmd first (it ends the job steps it started), then the controller, then munge
         for name in ("slurmd", "slurmctld", "munged"):
             proc = self.procs.get(name)
