@@ -21,6 +21,7 @@ _COMMAND_MODULES = [
     "mlds.cli.demo_cmds",      # demo
     "mlds.cli.machine_cmds",   # machine add/list/remove/check/template/url
     "mlds.cli.jobs_cmds",      # jobs submit/ls/status/log/fetch/cancel/resubmit
+    "mlds.cli.ingest_cmds",    # ingest (run trees -> new versions)
     "mlds.cli.train_cmds",     # train n2p2/resume/finish/status
     "mlds.cli.potential_cmds", # potential ls/show/search/get/evaluate
     "mlds.cli.codes_cmds",     # codes list/build
