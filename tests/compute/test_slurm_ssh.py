@@ -216,11 +216,12 @@ def test_requeued_after_node_failure_resumes(cluster, tmp_path, slurm_cluster):
     while not checkpoint.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     slurm_cluster.run("scontrol", "requeue", record.scheduler_id)
-    # a requeued job waits ~2 minutes before it is eligible again; skip that wait
+    # a requeued job waits ~2 minutes before it is eligible again; shorten that to 3 s (not 0:
+    # a restart in the second of the requeue meets slurmd's revoked credential and is killed)
     deadline = time.monotonic() + 30
     while slurm_cluster.job_state(record.scheduler_id) != "PENDING" and time.monotonic() < deadline:
         time.sleep(0.1)
-    slurm_cluster.run("scontrol", "update", f"JobId={record.scheduler_id}", "StartTime=now")
+    slurm_cluster.run("scontrol", "update", f"JobId={record.scheduler_id}", "StartTime=now+3")
     done = compute.wait(record.id, poll=0.2, timeout=90)
     assert done.state == "done", done.summary()
     assert "Restarts=1" in slurm_cluster.run("scontrol", "show", "job", record.scheduler_id).stdout
