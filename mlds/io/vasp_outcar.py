@@ -62,28 +62,57 @@ _EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NW
                "NSW", "POTIM", "ML_LMLFF", "ML_MODE", "LASPH")
 _PBC = np.ones(3, dtype=bool)
 _CHUNK = 1 << 19  # bytes per read (whole lines are appended); small enough for malloc to reuse the memory
-# every line the step parser reacts to contains one of these (see the dispatch in _parse); "FORCE"
-# covers "FORCE on cell" and "TOTAL-FORCE" in one scan (lines with neither fall through the dispatch)
-_MARKERS = ("Iteration", "in kB", "FORCE", "direct lattice vectors", "magnetization (",
-            "FREE ENERGIE OF THE ION-ELECTRON SYSTEM")
-_ENERGY_MARKERS = ("TOTEN", "energy(sigma->0)")
-_ALL_MARKERS = _MARKERS + _ENERGY_MARKERS
-# Markers whose str.find is slow (short, or made of characters as common as blanks, digits and '.':
-# the search then advances one character at a time) are found through a rarer character of theirs,
-# located with memchr: (character, its index in the marker).
-_ANCHORS = {"Iteration": ("I", 0), "in kB": ("k", 3), "FORCE": ("F", 0), "magnetization (": ("z", 7)}
-_FINDERS = tuple(_ANCHORS.get(mk) for mk in _ALL_MARKERS)
-assert all(mk[off] == ch for mk, (ch, off) in _ANCHORS.items())
+# Every line the step parser reacts to contains one of these (see the dispatch in _parse), so all
+# other lines are skipped with C-level searches.  Each entry: (needle, anchor) where anchor is
+# None for a plain ``str.find`` (fast for long needles: it skips ahead by up to the needle's length)
+# or (character, its index in the needle) for short needles made of common characters, which are
+# found through the occurrences of that rarer character (memchr).  "FORCE on cell" and "TOTAL-FORCE"
+# are the only "FORCE" lines the dispatch reacts to; as two long needles they are found faster than
+# "FORCE".  "Iteration" (many per step) is handled apart, a whole run of SCF iterations at a time.
+_ITERATION = ("Iteration", ("I", 0))
+_SCAN = (("in kB", ("k", 3)), ("FORCE on cell", None), ("TOTAL-FORCE", None), ("direct lattice vectors", None),
+         ("magnetization (", ("z", 7)), ("FREE ENERGIE OF THE ION-ELECTRON SYSTEM", None))
+# TOTEN / energy(sigma->0) (in every SCF iteration) only matter inside an energy block
+_SCAN_ENERGY = _SCAN + (("TOTEN", None), ("energy(sigma->0)", None))
+assert all(mk[a[1]] == a[0] for mk, a in _SCAN_ENERGY + (_ITERATION,) if a)
+# a run of SCF "Iteration" lines: per line, the first match of _ITER (``\s`` without the line end,
+# so that a match never leaves its line), then the rest of the line
+_ITER_RUN = re.compile(r"Iteration[^\S\n]*(\d+)[^\S\n]*\([^\S\n]*(\d+)[^\S\n]*\)[^\n]*")
 
 
-def _find_anchored(buf: str, marker: str, ch: str, off: int, pos: int) -> int:
-    """``buf.find(marker, pos)`` by way of the occurrences of ``marker[off] == ch``."""
+def _find(buf: str, needle: str, anchor: tuple[str, int] | None, pos: int) -> int:
+    """``buf.find(needle, pos)``, by way of the occurrences of ``anchor`` when given."""
+    if anchor is None:
+        return buf.find(needle, pos)
+    ch, off = anchor
     q = buf.find(ch, pos + off)
     while q >= 0:
-        if buf.startswith(marker, q - off):
+        if buf.startswith(needle, q - off):
             return q - off
         q = buf.find(ch, q + 1)
     return -1
+
+
+def _decode(raw: bytes) -> str:
+    """What open(path, "r", encoding="utf-8", errors="replace") gives for whole lines: ``raw`` ends at
+    a line end, so no UTF-8 sequence or "\r\n" pair is split; universal newlines as in text mode."""
+    text = raw.decode("utf-8", "replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def _read_chunk(read: Any, readline: Any) -> bytes:
+    """The next chunk: ``read(_CHUNK)`` completed to the end of its last line."""
+    raw = read(_CHUNK)
+    if raw and not raw.endswith(b"\n"):
+        raw += readline()
+    return raw
+
+
+def _count_lines(raw: bytes) -> int:
+    """Lines ended in ``raw`` (whole lines) after universal-newline translation."""
+    return raw.count(b"\n") + raw.count(b"\r") - raw.count(b"\r\n")
 
 
 @register_reader
@@ -110,27 +139,56 @@ class VaspOutcarReader(Reader):
             self._buf = ""  # a chunk of whole lines; self._pos = start of the next unread line
             self._pos = 0
             self._gen = 0  # bumped on every refill (invalidates cached marker positions)
-            self.lineno = 0  # number of lines before self._pos (= 1-based number of the last line read)
+            self._chunk_byte0 = 0  # file offset of the chunk in self._buf
+            self._chunk_len = 0  # its length in bytes
+            self._known = (0, 0)  # (file offset of a chunk start, lines before it), for lineno
             yield from self._parse(keep_unconverged)
         self._buf = ""
 
     # The file is read in large chunks that always end on a line boundary.  The step parser
     # never looks at most lines (SCF iterations are ~95 % of an OUTCAR): it jumps with C-level
-    # ``str.find`` to the next line that contains one of the markers it reacts to, and counts
-    # the skipped newlines for error line numbers.
+    # ``str.find`` to the next line that contains one of the markers it reacts to.  Line numbers
+    # are needed only for messages, so they are counted only when one is asked for (``lineno``).
     def _fill(self) -> bool:
         """Load the next chunk once the current one is used up; False at end of file."""
-        raw = self._read(self._fh, _CHUNK)
-        if raw and not raw.endswith(b"\n"):
-            raw += self._readline(self._fh)
-        # what open(path, "r", encoding="utf-8", errors="replace") gives: the chunk ends at a line
-        # end, so no UTF-8 sequence or "\r\n" pair is split; universal newlines as in text mode
-        chunk = raw.decode("utf-8", "replace")
-        if "\r" in chunk:
-            chunk = chunk.replace("\r\n", "\n").replace("\r", "\n")
-        self._buf, self._pos = chunk, 0
+        fh = self._fh
+        raw = _read_chunk(lambda n: self._read(fh, n), lambda: self._readline(fh))
+        self._chunk_byte0 += self._chunk_len
+        self._chunk_len = len(raw)
+        self._buf, self._pos = _decode(raw), 0
         self._gen += 1
-        return bool(chunk)
+        return bool(raw)
+
+    @property
+    def lineno(self) -> int:
+        """Number of lines before self._pos (= 1-based number of the last line read)."""
+        return self._line_at(self._chunk_byte0, self._pos)
+
+    def _line_at(self, byte0: int, pos: int) -> int:
+        """Lines before position ``pos`` of the chunk that starts at file offset ``byte0`` (that chunk
+        is read again when it is not the current one).  Only for messages: it rereads the file."""
+        known_byte, known_lines = self._known
+        if byte0 < known_byte:
+            known_byte, known_lines = 0, 0
+        with open(self.path, "rb") as fh:
+            fh.seek(known_byte)
+            while known_byte < byte0:
+                block = fh.read(min(1 << 22, byte0 - known_byte))
+                if not block:
+                    break
+                if block.endswith(b"\r") and fh.read(1) == b"\n":  # a "\r\n" across the blocks
+                    block += b"\n"
+                else:
+                    fh.seek(known_byte + len(block))
+                known_lines += _count_lines(block)
+                known_byte += len(block)
+            self._known = (known_byte, known_lines)
+            if byte0 == self._chunk_byte0:
+                text = self._buf
+            else:
+                fh.seek(byte0)
+                text = _decode(_read_chunk(fh.read, fh.readline))
+        return known_lines + text.count("\n", 0, pos)
 
     def _next(self) -> str | None:
         buf, pos = self._buf, self._pos
@@ -140,13 +198,11 @@ class VaspOutcarReader(Reader):
             buf, pos = self._buf, 0
         end = buf.find("\n", pos) + 1 or len(buf)
         self._pos = end
-        self.lineno += 1
         return buf[pos:end]
 
     def _unread(self, line: str) -> None:
         """Push back the line just returned by ``_next`` (it is still in the buffer)."""
         self._pos -= len(line)
-        self.lineno -= 1
 
     def _err(self, msg: str, line: int | None = None) -> FormatError:
         return FormatError(self.path, msg, line=self.lineno if line is None else line)
@@ -168,11 +224,12 @@ class VaspOutcarReader(Reader):
         stress_is_ml = False
         energy_block: str | None = None  # None, "dft" or "ml": inside a FREE ENERGIE block
         ml_energy: float | None = None
-        energy_line = 0
-        # next position of each marker in the current chunk (valid while gen == self._gen);
-        # every line the dispatch below reacts to contains one of them, all others are no-ops.
-        # TOTEN / energy(sigma->0) (in every SCF iteration) only matter inside an energy block.
-        nxt = [0] * (len(_MARKERS) + len(_ENERGY_MARKERS))
+        energy_at = (0, 0)  # (chunk, position) of the TOTEN line, for a message's line number
+        line_no = lambda: self.lineno  # noqa: E731  (counted only when a message needs it)
+        # next position of "Iteration" (index 0) and of each _SCAN_ENERGY needle in the current chunk
+        # (valid while gen == self._gen); every line the dispatch below reacts to contains one of
+        # them, all others are no-ops.
+        nxt = [-1] * (len(_SCAN_ENERGY) + 1)
         gen = -1
         while True:
             # ---- jump to the next line holding a marker
@@ -182,48 +239,40 @@ class VaspOutcarReader(Reader):
                 nxt = [-1] * len(nxt)
             n = len(buf)
             best = n
-            markers = _ALL_MARKERS if energy_block is not None else _MARKERS
-            for k, mk in enumerate(markers):
+            for k, (mk, anchor) in enumerate(_SCAN_ENERGY if energy_block is not None else _SCAN, 1):
                 q = nxt[k]
                 if q < pos:
-                    fa = _FINDERS[k]
-                    q = buf.find(mk, pos) if fa is None else _find_anchored(buf, mk, fa[0], fa[1], pos)
+                    q = _find(buf, mk, anchor, pos)
                     if q < 0:
                         q = n
                     nxt[k] = q
-                if k and q < best:
+                if q < best:
                     best = q
-            it = nxt[0]  # "Iteration"
+            it = nxt[0]
+            if it < pos:
+                it = _find(buf, *_ITERATION, pos)
+                nxt[0] = it = n if it < 0 else it
             if it < best:
-                # a run of SCF "Iteration" lines before the next other marker: they only update
-                # pend (no error is possible), so take them in a tight loop, counting lines once
-                end = pos
-                while it < best:
-                    ls = buf.rfind("\n", end, it) + 1 or end
-                    end = buf.find("\n", it) + 1 or n
-                    m = _ITER.search(buf, ls, end)  # = _ITER.search(line)
-                    if m:
-                        pend.ionic = int(m.group(1))
-                        scf = int(m.group(2))
-                        if scf > pend.scf_max:
-                            pend.scf_max = scf
-                        pend.started = True
-                    it = _find_anchored(buf, "Iteration", "I", 0, end)
-                    if it < 0:
-                        it = n
-                nxt[0] = it
-                self.lineno += buf.count("\n", pos, end)
+                # a run of SCF "Iteration" lines (and the lines between them) before the next other
+                # marker: they only update pend (no error is possible), so take them in one go, from
+                # the line of the first to the end of the line of the last
+                ls = buf.rfind("\n", pos, it) + 1 or pos
+                end = buf.find("\n", buf.rfind("Iteration", it, best)) + 1 or n
+                found = _ITER_RUN.findall(buf, ls, end)
+                if found:
+                    pend.ionic = int(found[-1][0])
+                    scf = max(map(int, [s for _, s in found]))
+                    if scf > pend.scf_max:
+                        pend.scf_max = scf
+                    pend.started = True
                 self._pos = end
                 continue
             if best >= n:  # nothing more in this chunk
-                self.lineno += buf.count("\n", pos, n)
                 self._pos = n
                 if not self._fill():
                     break
                 continue
-            start = buf.rfind("\n", pos, best) + 1 or pos
-            self.lineno += buf.count("\n", pos, start)
-            self._pos = start
+            self._pos = buf.rfind("\n", pos, best) + 1 or pos
             line = self._next()
             # ---- the same per-line dispatch as a plain line-by-line loop
             if "Iteration" in line:
@@ -235,7 +284,7 @@ class VaspOutcarReader(Reader):
                 continue
             s = line.strip()
             if s.startswith("in kB"):
-                kb = vc.parse_floats(s[5:], 6, self.path, self.lineno, "'in kB' stress line")
+                kb = vc.parse_floats(s[5:], 6, self.path, line_no, "'in kB' stress line")
                 if not stress_is_ml:
                     pend.stress_kb = kb
                     pend.started = True
@@ -248,7 +297,7 @@ class VaspOutcarReader(Reader):
                     if ln is None:
                         self._warn_truncated(step, "lattice vectors")
                         return
-                    rows.append(vc.parse_floats(ln, 3, self.path, self.lineno, "lattice vector"))
+                    rows.append(vc.parse_floats(ln, 3, self.path, line_no, "lattice vector"))
                 cell = np.array(rows)
             elif "TOTAL-FORCE" in line:
                 ml_block = "(ML)" in line
@@ -265,7 +314,7 @@ class VaspOutcarReader(Reader):
                             return
                         if ln.lstrip().startswith("---"):
                             raise self._err(f"TOTAL-FORCE block has {i} rows, expected NIONS={nions}")
-                        data[i] = vc.parse_floats(ln, 6, self.path, self.lineno, "POSITION/TOTAL-FORCE row")
+                        data[i] = vc.parse_floats(ln, 6, self.path, line_no, "POSITION/TOTAL-FORCE row")
                 if not ml_block:
                     pend.positions, pend.forces = data[:, :3], data[:, 3:]
                     pend.cell = cell
@@ -289,7 +338,7 @@ class VaspOutcarReader(Reader):
                     ml_energy = self._float(m.group(1), "ML TOTEN")
                 elif m and pend.energy is None:
                     pend.energy = self._float(m.group(1), "TOTEN")
-                    energy_line = self.lineno
+                    energy_at = (self._chunk_byte0, self._pos)
                     if "w/o vdW" in line:  # vdW-corrected run (IVDW is not always echoed in the header)
                         self.report.settings.setdefault("extra", {})["vdw_correction"] = True
             elif energy_block is not None and "energy(sigma->0)" in line:
@@ -304,7 +353,7 @@ class VaspOutcarReader(Reader):
                     stress_is_ml = False
                 elif pend.energy is not None:
                     pend.sigma0 = sigma0
-                    frame = self._finish(pend, step, numbers, nelm, keep_unconverged, ispin2, energy_line)
+                    frame = self._finish(pend, step, numbers, nelm, keep_unconverged, ispin2, energy_at)
                     if frame is not None:
                         yield frame
                     step += 1
@@ -331,7 +380,6 @@ class VaspOutcarReader(Reader):
             data = vc.fixed_rows(buf[pos:end], nrows, ncols)
             if data is not None:
                 self._pos = end
-                self.lineno += nrows
                 return data
         # fixed-format rows: all lines about as long as the first one; slack for the odd longer one
         seg = buf[pos:pos + (first - pos + 8) * nrows + 64]
@@ -347,7 +395,6 @@ class VaspOutcarReader(Reader):
         except ValueError:  # glued numbers, '---' line, corrupt token
             return None
         self._pos = pos + len(seg) - len(rest)
-        self.lineno += nrows
         return data
 
     def _float(self, tok: str, what: str) -> float:
@@ -381,7 +428,7 @@ class VaspOutcarReader(Reader):
             out[i] = self._float(toks[-1], "magnetization")
         return out
 
-    def _finish(self, p: "_Pending", step: int, numbers, nelm, keep_unconverged, ispin2, energy_line):
+    def _finish(self, p: "_Pending", step: int, numbers, nelm, keep_unconverged, ispin2, energy_at):
         rep = self.report
         if p.positions is None:
             rep.drop("no-forces")
@@ -394,7 +441,7 @@ class VaspOutcarReader(Reader):
         if not (math.isfinite(p.energy) and np.isfinite(p.positions).all() and np.isfinite(p.forces).all()) or (
                 stress is not None and not np.isfinite(stress).all()):
             rep.drop("non-finite")
-            rep.warn(f"{self.path}: step {step} (line {energy_line}) has NaN/Inf energy, positions, forces or stress; dropped")
+            rep.warn(f"{self.path}: step {step} (line {self._line_at(*energy_at)}) has NaN/Inf energy, positions, forces or stress; dropped")
             return None
         info: dict[str, Any] = {"step": step}
         if p.ionic is not None:
