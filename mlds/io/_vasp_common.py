@@ -4,7 +4,8 @@ Conventions (see ``/work/shared/reference/formats.md`` §3):
 
 * VASP prints stress "pressure-like" in kB (1 kB = 0.1 GPa), i.e. ``-σ``; mlds
   stores σ in eV/Å³ with the ASE sign (positive = tensile), so
-  ``σ = -(in kB) * 0.1 * ase.units.GPa`` — the same factor ASE uses.
+  ``σ = -(in kB) * 0.1 GPa`` with the spec's CODATA 2018 GPa (:mod:`mlds.format.spec`;
+  ``ase.units.GPa`` is CODATA 2014, 8e-9 relative apart).
 * OUTCAR's "in kB" line is ordered XX YY ZZ XY YZ ZX.
 """
 
@@ -15,11 +16,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 from ase.data import chemical_symbols
-from ase.units import GPa
 
 from mlds.errors import FormatError
+from mlds.format.spec import GPA_IN_EV_PER_ANGSTROM3
 
-KB_TO_EV_A3 = 0.1 * GPa  # 1 kB in eV/Å³ (ase.units keeps all constants consistent)
+KB_TO_EV_A3 = 0.1 * GPA_IN_EV_PER_ANGSTROM3  # 1 kB in eV/Å³ (the spec's constants, CODATA 2018)
 
 _VALID_SYMBOLS = frozenset(chemical_symbols[1:])  # index 0 is the placeholder "X"
 # a '-' glued to a preceding digit or '.' starts a new number (fixed-format overflow, e.g. "-12.34567-123.45678")

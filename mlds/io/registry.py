@@ -34,6 +34,11 @@ class SourceReport:
     # kept step indices as [first, last] runs: O(runs) memory, not O(frames)
     step_runs: list[list[int]] = field(default_factory=list)
     steps_in_order: bool = True
+    # why the source gave no frame (CONTRACTS §7): set by every reader that yields none, e.g.
+    # "run aborted before the first ionic step completed"; None when it gave frames
+    empty_reason: str | None = None
+    # units the reader assumed for a format that carries none (n2p2): {"length": ..., "energy": ...}
+    units: dict[str, str] | None = None
 
     def keep_step(self, step: int) -> None:
         runs = self.step_runs
@@ -71,7 +76,37 @@ class SourceReport:
             out["steps_kept"] = steps
         if self.warnings:
             out["warnings"] = list(self.warnings)
+        if self.units:
+            out["units"] = dict(self.units)
+        if self.kept == 0 and self.empty_reason:
+            out["empty_reason"] = self.empty_reason
         return out
+
+    def set_empty_reason(self, reason: str) -> None:
+        """Record why no frame came out so far (the first, most specific reason wins); cleared
+        when the reader yields a frame after all."""
+        if self.empty_reason is None and self.kept == 0:
+            self.empty_reason = reason
+
+    def default_empty_reason(self) -> str:
+        """A reason from the tallies, for readers that found steps but kept none."""
+        if not self.dropped:
+            return "no frame in the file"
+        total = sum(self.dropped.values())
+        parts = ", ".join(f"{n} {_DROP_WORDS.get(k, k)}" for k, n in self.dropped.items())
+        hint = " (keep_unconverged / --keep-unconverged keeps them)" if "scf-unconverged" in self.dropped else ""
+        return f"all {total} step(s) dropped: {parts}{hint}"
+
+
+_DROP_WORDS = {
+    "scf-unconverged": "with an unconverged SCF",
+    "ml-predicted": "predicted by the machine-learned force field",
+    "no-forces": "without forces",
+    "no-energy": "without an energy",
+    "non-finite": "with NaN/Inf values",
+    "no-scf": "without SCF steps",
+    "incomplete-step": "incomplete",
+}
 
 
 class Reader:
@@ -149,6 +184,10 @@ class Reader:
                     report.keep_step(int(step))
                 yield frame
             done = True
+            if report.kept == 0:
+                report.set_empty_reason(report.default_empty_reason())
+            else:
+                report.empty_reason = None
         finally:
             self._hashing = False
             if hash_here and not self.report.sha256:

@@ -7,7 +7,7 @@ One :class:`Frame` per ab-initio ionic step.  Choices (formats.md §3.1):
   ``w/o vdW`` columns are ignored (the values used include the correction,
   like the forces).
 * stress from the ``in kB`` line (XX YY ZZ XY YZ ZX, pressure-like) converted
-  to σ in eV/Å³ with the ASE sign: ``σ = -kB * 0.1 * ase.units.GPa``; ``None``
+  to σ in eV/Å³ with the ASE sign: ``σ = -kB * 0.1 GPa`` (spec constants); ``None``
   for steps that print no stress.
 * cell: the last ``direct lattice vectors`` block before the step's forces
   (changes per step for ISIF=3 relax and NpT MD).
@@ -363,6 +363,8 @@ class VaspOutcarReader(Reader):
             self._warn_truncated(step, "energy")
         elif step == 0:
             self.report.warn(f"{self.path}: no complete ionic step in the file (run aborted or truncated); 0 frames")
+            self.report.set_empty_reason("no complete ionic step: the run stopped before its first ionic step "
+                                         "finished (no energy, no forces)")
 
     def _rows_fast(self, nrows: int, ncols: int) -> np.ndarray | None:
         """The next ``nrows`` lines as an (nrows, ncols) array when every line is exactly ``ncols``
@@ -408,6 +410,11 @@ class VaspOutcarReader(Reader):
             f"{self.path}: file ends inside ionic step {step} (while reading {where}); "
             f"kept the {step} complete step(s) before it"
         )
+        if step == 0:
+            self.report.set_empty_reason("the file ends inside the first ionic step (job killed or still running?)")
+        elif self.report.kept == 0:
+            self.report.set_empty_reason(f"{self.report.default_empty_reason()}; the file ends inside ionic "
+                                         f"step {step}")
 
     def _read_magnetization(self, nions: int):
         # "# of ion  s p d (f) tot" then a dashed line, then one row per ion; take the last column
@@ -564,6 +571,8 @@ class VaspOutcarReader(Reader):
                 raise FormatError(self.path, "header has no 'ions per type' line before the first ionic step",
                                   line=self.lineno + 1)
             self.report.warn(f"{self.path}: file ends before the 'ions per type' header line; 0 frames")
+            self.report.set_empty_reason("the file ends inside the header: the run stopped before its first "
+                                         "ionic step")
             self._fill_settings(version, values, potcars, [], lexch_potcar, lexch_internal, kmesh, kshift, nkpts)
             return None
         ntypes = len(ions_per_type)

@@ -212,6 +212,12 @@ class VaspXmlReader(Reader):
                 f"<calculation> step(s) before the break")
         if self._step == 0:
             self.report.warn(f"{self.path}: no complete ionic step (<calculation>) in the file; 0 frames")
+            self.report.set_empty_reason(
+                "XML is truncated before the first complete <calculation> (job killed or still running?)"
+                if truncated else "no <calculation> (ionic step) in the file")
+        elif truncated and self.report.kept == 0:
+            self.report.set_empty_reason(f"{self.report.default_empty_reason()}; the XML is truncated after "
+                                         f"<calculation> {self._step}")
 
     def _feed(self, parser: ET.XMLPullParser, stack: list[ET.Element], data: bytes,
               flush: bool = False) -> Iterator[Frame]:
