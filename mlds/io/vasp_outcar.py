@@ -516,7 +516,9 @@ class VaspOutcarReader(Reader):
                     ions_per_type, ipt_line = ipt, self.lineno
                 elif ipt != ions_per_type:
                     raise self._err(f"'ions per type' {ipt} disagrees with line {ipt_line} ({ions_per_type})")
-            elif "NIONS =" in line:
+            elif "NIONS =" in line and nions is None:
+                # the first one: VASP <= 6.3 may print a second, garbled "Dimension of arrays" block
+                # (NIONS = 3 in a 48-atom run, dpdata's outcar.longit)
                 m = re.search(r"NIONS\s*=\s*(\S+)", line)
                 try:
                     nions, nions_line = int(m.group(1)), self.lineno
@@ -575,12 +577,12 @@ class VaspOutcarReader(Reader):
                                          "ionic step")
             self._fill_settings(version, values, potcars, [], lexch_potcar, lexch_internal, kmesh, kshift, nkpts)
             return None
-        ntypes = len(ions_per_type)
         total = sum(ions_per_type)
         if nions is not None and nions != total:
-            raise FormatError(
-                self.path, f"header disagrees with itself: 'ions per type' {ions_per_type} sums to {total} "
-                f"but NIONS = {nions} (line {nions_line})", line=ipt_line)
+            ions_per_type = self._complete_ion_counts(ions_per_type, nions, nions_line, ipt_line, titels, potcars,
+                                                      vrhfin)
+            total = nions
+        ntypes = len(ions_per_type)
         # species: one TITEL per type (VASP 5).  VASP 6 prints no TITEL; its POTCAR: lines are a
         # summary list (ntypes or ntypes+1 entries, more in some VASP <= 6.3 builds) followed by one
         # line per type as each POTCAR is read: the LAST ntypes lines, which must repeat the
@@ -613,6 +615,46 @@ class VaspOutcarReader(Reader):
             self.report.warn(f"{self.path}: NELM not found in the header; SCF convergence cannot be checked")
         return numbers, total, nelm
 
+    def _complete_ion_counts(self, ipt: list[int], nions: int, nions_line: int, ipt_line: int,
+                             titels: list[str], potcars: list[str], vrhfin: list[str]) -> list[int]:
+        """'ions per type' that does not add up to NIONS.  VASP <= 6.3 prints at most 10 counts there,
+        so a run with more species (more POTCARs than counts) lacks the rest: they are taken from the
+        run's POSCAR, CONTCAR or vasprun.xml beside the OUTCAR when one matches (with a warning).
+        Anything else is a header that disagrees with itself: FormatError citing both lines."""
+        total = sum(ipt)
+        npot = _potcar_types(potcars)
+        ppnames = titels if titels else potcars[-npot:] if npot else []
+        if len(ppnames) <= len(ipt) or total >= nions:
+            raise FormatError(
+                self.path, f"header disagrees with itself: 'ions per type' {ipt} sums to {total} "
+                f"but NIONS = {nions} (line {nions_line})", line=ipt_line)
+        elements = [vc.element_from_potcar(n) or (vrhfin[i] if i < len(vrhfin) else None)
+                    for i, n in enumerate(ppnames)]
+        problems = []
+        for name in ("POSCAR", "CONTCAR", "vasprun.xml"):
+            beside = self.path.parent / name
+            if not beside.is_file():
+                continue
+            try:
+                symbols, counts = _species_of(beside)
+            except (OSError, ValueError, FormatError) as err:
+                problems.append(f"{name}: {getattr(err, 'message', err)}")
+                continue
+            if (len(counts) != len(ppnames) or counts[:len(ipt)] != ipt or sum(counts) != nions
+                    or (symbols is not None and symbols != elements)):
+                problems.append(f"{name} lists {dict(zip(symbols or elements, counts))}, which does not match")
+                continue
+            self.report.warn(
+                f"{self.path}: 'ions per type' lists only {len(ipt)} of the {len(ppnames)} species (VASP <= 6.3 "
+                f"prints at most 10); the atom counts {counts} were taken from the {name} beside it")
+            return counts
+        tried = f" ({'; '.join(problems)})" if problems else ""
+        raise FormatError(
+            self.path, f"'ions per type' lists {len(ipt)} count(s) ({total} atoms) but NIONS = {nions} (line "
+            f"{nions_line}) and the POTCARs name {len(ppnames)} species: VASP <= 6.3 prints at most 10 counts "
+            f"there. Put this run's POSCAR, CONTCAR or vasprun.xml beside the OUTCAR (the counts are then taken "
+            f"from it), or convert its vasprun.xml instead{tried}", line=ipt_line)
+
     def _fill_settings(self, version, values, ppnames, symbols, lexch_potcar, lexch_internal, kmesh, kshift, nkpts):
         st: dict[str, Any] = {"code": "VASP"}
         if version:
@@ -641,6 +683,37 @@ class VaspOutcarReader(Reader):
         if extra:
             st["extra"] = extra
         self.report.settings = st
+
+
+def _potcar_types(potcars: list[str]) -> int:
+    """Species named by VASP 6's POTCAR: lines (a summary list, then one line per species as each
+    POTCAR is read, repeating the start of the summary): the largest such repeat, 0 if none."""
+    for n in range(len(potcars) // 2, 0, -1):
+        if potcars[:n] == potcars[-n:]:
+            return n
+    return 0
+
+
+def _species_of(path: Path) -> tuple[list[str] | None, list[int]]:
+    """(element symbols or None, atoms per species) of a POSCAR/CONTCAR or a vasprun.xml."""
+    if path.name.endswith(".xml"):
+        from mlds.io.vasp_xml import atom_types
+
+        types = atom_types(path)
+        return [t[1] for t in types], [t[0] for t in types]
+    # POSCAR: comment, scale, 3 lattice rows, then (VASP 5) a line of symbols, then the counts.
+    # Read by hand: only these two lines matter, and ASE's POSCAR reader would look for the
+    # species in the OUTCAR/POTCAR being repaired when the symbols line is absent.
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = [next(fh, "") for _ in range(7)]
+    first = lines[5].split()
+    if first and all(t.isdigit() for t in first):
+        return None, [int(t) for t in first]
+    symbols = [re.match(r"[A-Za-z]*", t).group(0).capitalize() for t in first]  # "Fe_pv", "Fe/abc" -> "Fe"
+    counts = lines[6].split()
+    if not symbols or not all(t.isdigit() for t in counts) or len(counts) != len(symbols):
+        raise ValueError("no species/counts lines (lines 6-7)")
+    return symbols, [int(t) for t in counts]
 
 
 def _f(v) -> float | None:

@@ -696,6 +696,24 @@ _MISSING = object()
 _PBC = np.ones(3, dtype=bool)
 
 
+def atom_types(path: str | Path) -> list[tuple[int, str]]:
+    """(atoms, element) per species from the ``<atominfo>`` of a vasprun.xml (read up to there only),
+    with the same element fix-ups as the reader; FormatError when there is none."""
+    reader = VaspXmlReader(path)
+    reader._types, reader._atom_types, reader._numbers = [], None, None
+    try:
+        for _, elem in ET.iterparse(str(path), events=("end",)):
+            if elem.tag == "array" and elem.get("name") == "atomtypes":
+                reader._read_atomtypes(elem)
+                break
+            if elem.tag in ("atominfo", "calculation"):
+                break
+    except ET.ParseError as err:
+        raise FormatError(path, f"malformed XML before <atominfo>: {err}") from None
+    reader._resolve_species()  # FormatError when no atomtypes were found
+    return [(count, sym) for (count, _, _), sym in zip(reader._types, reader._symbols)]
+
+
 def _texts(el: ET.Element | None) -> list | None:
     """The texts of the <v> children of a varray (None when there is no varray)."""
     return None if el is None else [v.text for v in el.findall("v")]

@@ -458,3 +458,60 @@ def test_agrees_with_dpdata_where_dpdata_is_right():
         vol = abs(np.linalg.det(f.cell))
         np.testing.assert_allclose(np.linalg.eigvalsh(s["virials"][k]), np.linalg.eigvalsh(-f.stress * vol), atol=1e-6)
         np.testing.assert_allclose(np.linalg.norm(s["forces"][k], axis=1), np.linalg.norm(f.forces, axis=1), atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- VASP <= 6.3: >10 species
+def _longit_like(tmp_path, keep: int):
+    """SYNTHETIC, from the real OUTCAR.h2o.md.10: its 'ions per type' line cut to ``keep`` counts and
+    followed by a garbled second 'Dimension of arrays' block with NIONS = 3, as VASP <= 6.3 writes for
+    runs with more than 10 species (dpdata's outcar.longit: 16 POTCARs, 10 counts, a second block
+    claiming NIONS = 3; that file is not in the shared test data)."""
+    text = tf(P + "OUTCAR.h2o.md.10").read_text()
+    m = re.search(r"^(\s*ions per type =\s+)(\d+(?:\s+\d+)*)\s*$", text, re.M)
+    counts = [int(c) for c in m.group(2).split()]
+    nions_line = next(i for i, ln in enumerate(text.splitlines(), 1) if "NIONS =" in ln)
+    garbled = (m.group(1) + "   ".join(str(c) for c in counts[:keep]) + "\n\n\n\n Dimension of arrays:\n"
+               "   k-points           NKPTS =      2   k-points in BZ     NKDIM =      1   number of bands    NBANDS=  1\n"
+               "   number of dos      NEDOS =      3   number of ions     NIONS =      3\n")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "OUTCAR").write_text(text[:m.start()] + garbled + text[m.end() + 1:])
+    ipt_line = text[:m.start()].count("\n") + 1
+    return folder, counts, nions_line, ipt_line
+
+
+def test_too_few_ion_counts_cites_the_real_nions_line(tmp_path):
+    folder, counts, nions_line, ipt_line = _longit_like(tmp_path, keep=1)
+    with pytest.raises(FormatError) as exc:
+        read(folder / "OUTCAR")
+    msg = str(exc.value)
+    assert exc.value.line == ipt_line
+    assert f"NIONS = {sum(counts)} (line {nions_line})" in msg and "NIONS = 3" not in msg
+    assert "POSCAR" in msg and "vasprun.xml" in msg and "\n" not in msg
+
+
+def test_too_few_ion_counts_recovered_from_vasprun_beside(tmp_path):
+    """The real vasprun.xml of the same run beside the OUTCAR gives the counts; frames as from the intact file."""
+    import shutil
+
+    folder, counts, _, _ = _longit_like(tmp_path, keep=1)
+    shutil.copy(tf(P + "vasprun.h2o.md.10.xml"), folder / "vasprun.xml")
+    frames, rep = read(folder / "OUTCAR")
+    intact, _ = read(tf(P + "OUTCAR.h2o.md.10"))
+    assert len(frames) == len(intact) == 10
+    for a, b in zip(frames, intact):
+        assert np.array_equal(a.numbers, b.numbers) and np.array_equal(a.forces, b.forces) and a.energy == b.energy
+    assert any("vasprun.xml beside it" in w and str(counts) in w for w in rep.warnings)
+
+
+def test_too_few_ion_counts_recovered_from_poscar_or_refused(tmp_path):
+    folder, counts, _, _ = _longit_like(tmp_path, keep=1)
+    symbols = [m.group(1) for m in re.finditer(r"TITEL\s*=\s*\S+\s+([A-Z][a-z]?)", tf(P + "OUTCAR.h2o.md.10").read_text())]
+    head = "h2o\n1.0\n10 0 0\n0 10 0\n0 0 10\n"
+    poscar = folder / "POSCAR"
+    poscar.write_text(head + " ".join(symbols) + "\n" + " ".join(str(c + 1) for c in counts) + "\nCartesian\n")
+    with pytest.raises(FormatError, match="POSCAR lists .* which does not match"):
+        read(folder / "OUTCAR")
+    poscar.write_text(head + " ".join(str(c) for c in counts) + "\nCartesian\n")  # VASP 4 style: counts only
+    frames, rep = read(folder / "OUTCAR")
+    assert len(frames) == 10 and any("POSCAR beside it" in w for w in rep.warnings)
