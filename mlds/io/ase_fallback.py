@@ -15,8 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
 from mlds.format.ase_bridge import atoms_to_frame
 from mlds.format.frame import Frame
 from mlds.io.registry import Reader, register_reader
@@ -38,8 +36,4 @@ class AseReader(Reader):
         fmt = self.options.get("ase_format")
         index = self.options.get("index", ":")
         for atoms in ase.io.iread(str(self.path), index=index, format=fmt):
-            frame = atoms_to_frame(atoms)
-            moments = (getattr(atoms.calc, "results", None) or {}).get("magmoms")
-            if frame.magmoms is None and moments is not None and len(moments) == frame.n_atoms:
-                frame.magmoms = np.asarray(moments, dtype=np.float64).reshape(-1)  # e.g. VASP/QE readers of ASE
-            yield frame
+            yield atoms_to_frame(atoms)
