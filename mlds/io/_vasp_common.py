@@ -283,7 +283,7 @@ def _layout(row: bytes, ncols: int) -> _Layout | None:
         return None
 
 
-def fixed_rows(text: str, nrows: int, ncols: int) -> np.ndarray | None:
+def fixed_rows(text: str | bytes, nrows: int, ncols: int) -> np.ndarray | None:
     """``text`` (exactly ``nrows`` lines, each ending in a newline) as an (nrows, ncols) array when it
     is a plain fixed-format table: every row as long as the first, ``ncols`` numbers
     ``[-]digits.digits`` per row, each after at least one blank and with its decimal point in the same
@@ -293,10 +293,13 @@ def fixed_rows(text: str, nrows: int, ncols: int) -> np.ndarray | None:
     mantissa below 2**53 (a sum of exact products digit * 10**p, exact in any order), and one IEEE
     division of exactly representable numbers is correctly rounded.
     """
-    try:
-        raw = text.encode("ascii")
-    except UnicodeEncodeError:
-        return None
+    if isinstance(text, str):
+        try:
+            raw = text.encode("ascii")
+        except UnicodeEncodeError:
+            return None
+    else:
+        raw = text  # bytes: any non-ASCII byte makes a row shape that is never plain
     n = len(raw)
     if nrows <= 0 or n % nrows:
         return None

@@ -88,6 +88,7 @@ _REST_PLAIN = re.compile(
     + rb"<energy>((?:" + _W + rb'<i name="' + _NAME + rb'">' + _TXT + rb"</i>)*+)" + _W + rb"</energy>" + _W
     + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+(?:</calculation>)?+")
 _V_TEXT = re.compile(r"<v>([^<]*)</v>")
+_V_BYTES = re.compile(rb"<v>([^<]*)</v>")
 # first <i> of that name in the (already strictly matched) <energy> body
 _I_EFR = re.compile(rb'<i name="e_fr_energy">([^<]*)</i>')
 _XML_ENCODING = re.compile(rb"\s*<\?xml[^>]*?encoding=[\"']([A-Za-z0-9._-]+)[\"']")
@@ -821,9 +822,17 @@ def _plain_arrays(groups, rows, joined: bool = False) -> Any:
             return None
         parts.append(g)
         total += r
+    joined_rows = b"".join(parts)
+    if joined:
+        # VASP's fixed-format rows (every <v> text as wide as the first, 3 numbers): column-wise
+        texts = _V_BYTES.findall(joined_rows)
+        if len(texts) == total:
+            vals = vc.fixed_rows(b"\n".join(texts) + b"\n", total, 3)
+            if vals is not None:
+                return vals.reshape(-1)
     # each </v> becomes a "<" token ('<' cannot occur in a text): rows of 3 numbers are exactly
     # token lists whose every 4th token is "<"
-    toks = b"".join(parts).decode("ascii").replace("<v>", " ").replace("</v>", " < ").split()
+    toks = joined_rows.decode("ascii").replace("<v>", " ").replace("</v>", " < ").split()
     if len(toks) != 4 * total or toks[3::4] != ["<"] * total:
         return None
     del toks[3::4]
