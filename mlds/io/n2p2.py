@@ -86,20 +86,8 @@ def resolve_units(units: Any = None, length_unit: Any = None, energy_unit: Any =
             raise FormatError(path, f"unknown n2p2 unit system {units!r}; use 'angstrom-ev' or 'bohr-hartree' "
                               "(or 'angstrom-hartree', 'bohr-ev')")
         length, energy = _LENGTH_NAMES[parts[0]], _ENERGY_NAMES[parts[1]]
-    if length_unit is not None:
-        lu = _LENGTH_NAMES.get(str(length_unit).strip().lower())
-        if lu is None:
-            raise FormatError(path, f"unknown length unit {length_unit!r}; use 'angstrom' or 'bohr'")
-        if length is not None and lu != length:
-            raise FormatError(path, f"length unit {length_unit!r} contradicts units={units!r}")
-        length = lu
-    if energy_unit is not None:
-        eu = _ENERGY_NAMES.get(str(energy_unit).strip().lower())
-        if eu is None:
-            raise FormatError(path, f"unknown energy unit {energy_unit!r}; use 'eV' or 'hartree'")
-        if energy is not None and eu != energy:
-            raise FormatError(path, f"energy unit {energy_unit!r} contradicts units={units!r}")
-        energy = eu
+    length = _one_unit("length", length_unit, length, _LENGTH_NAMES, "'angstrom' or 'bohr'", units, path)
+    energy = _one_unit("energy", energy_unit, energy, _ENERGY_NAMES, "'eV' or 'hartree'", units, path)
     if length is None and energy is None and default is not None:
         return default
     if length is None or energy is None:
@@ -108,6 +96,19 @@ def resolve_units(units: Any = None, length_unit: Any = None, energy_unit: Any =
                           f"n2p2 files carry no units: the {missing} unit is missing "
                           f"({missing}_unit=..., --{missing}-unit)")
     return length, energy
+
+
+def _one_unit(kind: str, given: Any, from_units: str | None, names: dict[str, str], choices: str, units: Any,
+              path: Any) -> str | None:
+    """The ``kind`` unit: ``given`` (checked against the preset's) or the preset's."""
+    if given is None:
+        return from_units
+    unit = names.get(str(given).strip().lower())
+    if unit is None:
+        raise FormatError(path, f"unknown {kind} unit {given!r}; use {choices}")
+    if from_units is not None and unit != from_units:
+        raise FormatError(path, f"{kind} unit {given!r} contradicts units={units!r}")
+    return unit
 
 
 def _unit_options(options: dict[str, Any], path: Any, default: tuple[str, str] | None = None) -> tuple[str, str]:
