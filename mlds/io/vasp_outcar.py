@@ -159,6 +159,18 @@ class VaspOutcarReader(Reader):
         self._gen += 1
         return bool(raw)
 
+    def _extend(self) -> bool:
+        """Append the next chunk to the current one (a table that runs past the chunk's end is then
+        read in one piece); False at end of file.  Positions in the buffer stay valid."""
+        fh = self._fh
+        raw = _read_chunk(lambda n: self._read(fh, n), lambda: self._readline(fh))
+        if not raw:
+            return False
+        self._chunk_len += len(raw)
+        self._buf += _decode(raw)
+        self._gen += 1  # needles not found in the old buffer may be in the new part
+        return True
+
     @property
     def lineno(self) -> int:
         """Number of lines before self._pos (= 1-based number of the last line read)."""
@@ -185,9 +197,14 @@ class VaspOutcarReader(Reader):
             self._known = (known_byte, known_lines)
             if byte0 == self._chunk_byte0:
                 text = self._buf
-            else:
+            else:  # an earlier buffer: its chunk (and the chunks _extend appended, up to pos) again
                 fh.seek(byte0)
                 text = _decode(_read_chunk(fh.read, fh.readline))
+                while len(text) < pos:
+                    more = _read_chunk(fh.read, fh.readline)
+                    if not more:
+                        break
+                    text += _decode(more)
         return known_lines + text.count("\n", 0, pos)
 
     def _next(self) -> str | None:
@@ -378,6 +395,8 @@ class VaspOutcarReader(Reader):
             return None
         # VASP's fixed-format table (all rows as long as the first): parsed column-wise by numpy
         end = pos + (first - pos) * nrows
+        if end > len(buf) and self._extend():  # the table runs past the chunk: take the next one too
+            buf = self._buf
         if end <= len(buf):
             data = vc.fixed_rows(buf[pos:end], nrows, ncols)
             if data is not None:

@@ -515,3 +515,59 @@ def test_too_few_ion_counts_recovered_from_poscar_or_refused(tmp_path):
     poscar.write_text(head + " ".join(str(c) for c in counts) + "\nCartesian\n")  # VASP 4 style: counts only
     frames, rep = read(folder / "OUTCAR")
     assert len(frames) == 10 and any("POSCAR beside it" in w for w in rep.warnings)
+
+
+# ----------------------------------------------------------------------------- files larger than a chunk
+def _long_outcar(tmp_path, repeats: int):
+    """SYNTHETIC: the real npt_common OUTCAR with its 10 ionic steps repeated ``repeats`` times
+    (header and end-of-job summary once): many read chunks, tables across chunk ends."""
+    text = tf(C + "npt_common/OUTCAR").read_text()
+    starts = [m.start() for m in re.finditer(r"^-+ Iteration\s+\d+\(\s*1\)", text, re.M)]
+    end = text.index("\n", text.rfind("LOOP+")) + 1
+    steps = [text[a:b] for a, b in zip(starts, starts[1:] + [end])]
+    path = tmp_path / "OUTCAR"
+    path.write_text(text[:starts[0]] + "".join(steps * repeats) + text[end:])
+    return path, len(steps)
+
+
+def test_long_file_frames_repeat_the_source_exactly(tmp_path):
+    path, n = _long_outcar(tmp_path, 12)  # ~6 MB: a dozen chunks
+    frames, rep = read(path)
+    src, _ = read(tf(C + "npt_common/OUTCAR"))
+    assert len(frames) == 12 * n and rep.warnings == []
+    for k, f in enumerate(frames):
+        s = src[k % n]
+        assert np.array_equal(f.positions, s.positions) and np.array_equal(f.forces, s.forces)
+        assert np.array_equal(f.cell, s.cell) and np.array_equal(f.stress, s.stress) and f.energy == s.energy
+
+
+def test_long_file_error_names_its_line(tmp_path):
+    path, _ = _long_outcar(tmp_path, 12)
+    lines = path.read_text().splitlines(keepends=True)
+    forces = [i for i, ln in enumerate(lines) if "TOTAL-FORCE" in ln]
+    target = forces[100] + 2 + 40  # row 41 of the 101st table, far past the first chunk
+    lines[target] = lines[target].replace(".", "x", 1)
+    path.write_text("".join(lines))
+    with pytest.raises(FormatError) as exc:
+        read(path)
+    assert exc.value.line == target + 1 and "corrupt number" in exc.value.message
+
+
+@pytest.mark.parametrize("chunk", [3000, 1 << 19])
+def test_nan_step_warning_names_its_line_whatever_the_chunks(tmp_path, monkeypatch, chunk):
+    """Tiny chunks put chunk ends everywhere (inside tables, between an energy and the end of its
+    step): frames and the dropped step's line number must not depend on them."""
+    from mlds.io import vasp_outcar
+
+    path, n = _long_outcar(tmp_path, 3)
+    lines = path.read_text().splitlines(keepends=True)
+    totens = [i for i, ln in enumerate(lines) if "free  energy   TOTEN" in ln]
+    bad = totens[17]
+    lines[bad] = re.sub(r"=\s*(-?\d+\.\d+)", "= NaN", lines[bad], count=1)
+    path.write_text("".join(lines))
+    monkeypatch.setattr(vasp_outcar, "_CHUNK", chunk)
+    frames, rep = read(path)
+    src, _ = read(tf(C + "npt_common/OUTCAR"))
+    assert len(frames) == 3 * n - 1 and rep.dropped == {"non-finite": 1}
+    assert [f.energy for f in frames] == [s.energy for k, s in enumerate(src * 3) if k != 17]
+    assert any(f"step 17 (line {bad + 1})" in w for w in rep.warnings), rep.warnings
