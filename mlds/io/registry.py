@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator
@@ -121,14 +123,15 @@ class Reader:
     description: ClassVar[str] = ""
     # True: ``_frames`` reads the file only through ``_read``/``_readline`` (which feed every byte
     # into ``self._hasher``), so the SHA-256 comes from that one pass instead of a second read of
-    # the whole file.  Used only when the reader reached end of file; otherwise the file is hashed.
+    # the whole file, computed on a second thread while the reader parses (_BackgroundHash).  Used
+    # only when the reader reached end of file; otherwise the file is hashed.
     hashes_while_reading: ClassVar[bool] = False
 
     def __init__(self, path: str | os.PathLike, **options: Any) -> None:
         self.path = Path(path)
         self.options = options
         self.report = SourceReport(path=str(self.path), format=self.name)
-        self._hasher = hashlib.sha256()
+        self._hasher: Any = None
         self._hash_eof = False
         self._hashing = False  # _read/_readline feed the hasher (set by __iter__)
 
@@ -169,7 +172,7 @@ class Reader:
             hash_here = False
         elif self.hashes_while_reading:
             hash_here = True
-            self._hasher = hashlib.sha256()
+            self._hasher = _BackgroundHash()
         else:
             self.report.sha256 = sha256_file(self.path)
             hash_here = False
@@ -190,9 +193,35 @@ class Reader:
                 report.empty_reason = None
         finally:
             self._hashing = False
-            if hash_here and not self.report.sha256:
-                # the one-pass digest only when the reader went through the whole file
-                self.report.sha256 = self._hasher.hexdigest() if done and self._hash_eof else sha256_file(self.path)
+            if hash_here:
+                digest = self._hasher.hexdigest()
+                if not self.report.sha256:
+                    # the one-pass digest only when the reader went through the whole file
+                    self.report.sha256 = digest if done and self._hash_eof else sha256_file(self.path)
+
+
+class _BackgroundHash:
+    """SHA-256 of the chunks a reader reads, computed on a second thread: hashlib releases the GIL
+    on large buffers, so hashing overlaps parsing instead of adding to it.  ``hexdigest`` waits
+    for the chunks given so far and ends the thread."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._queue: queue.Queue = queue.Queue(maxsize=16)  # bounded: a stalled hash slows reading
+        self._thread = threading.Thread(target=self._run, name="mlds-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._sha.update(data)
+
+    def update(self, data: bytes) -> None:
+        self._queue.put(data)
+
+    def hexdigest(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        return self._sha.hexdigest()
 
 
 class Writer:
