@@ -63,9 +63,10 @@ def _is_float(tok: str) -> bool:
 
 def kb6_to_stress(kb: Sequence[float]) -> np.ndarray:
     """OUTCAR 'in kB' (XX YY ZZ XY YZ ZX, pressure-like) -> 3x3 σ in eV/Å³, ASE sign."""
-    xx, yy, zz, xy, yz, zx = kb
-    p = np.array([[xx, xy, zx], [xy, yy, yz], [zx, yz, zz]], dtype=float)
-    return -p * KB_TO_EV_A3
+    # the products in Python (exactly numpy's -p * c, elementwise) and one array from them
+    c = KB_TO_EV_A3
+    xx, yy, zz, xy, yz, zx = [-v * c for v in kb]
+    return np.array([[xx, xy, zx], [xy, yy, yz], [zx, yz, zz]])
 
 
 def kb33_to_stress(kb: np.ndarray) -> np.ndarray:

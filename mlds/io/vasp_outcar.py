@@ -333,7 +333,7 @@ class VaspOutcarReader(Reader):
                             raise self._err(f"TOTAL-FORCE block has {i} rows, expected NIONS={nions}")
                         data[i] = vc.parse_floats(ln, 6, self.path, line_no, "POSITION/TOTAL-FORCE row")
                 if not ml_block:
-                    pend.positions, pend.forces = data[:, :3], data[:, 3:]
+                    pend.positions, pend.forces, pend.table = data[:, :3], data[:, 3:], data
                     pend.cell = cell
                     pend.started = True
             elif "magnetization (x)" in line and nions:
@@ -463,9 +463,11 @@ class VaspOutcarReader(Reader):
         if not converged and not keep_unconverged:
             rep.drop("scf-unconverged")
             return None
-        stress = vc.kb6_to_stress(p.stress_kb) if p.stress_kb is not None else None
-        if not (math.isfinite(p.energy) and np.isfinite(p.positions).all() and np.isfinite(p.forces).all()) or (
-                stress is not None and not np.isfinite(stress).all()):
+        kb = p.stress_kb
+        # one check over the POSITION/TOTAL-FORCE table (positions and forces are views of it); the
+        # stress is finite exactly when its 6 numbers are (they are scaled down, never overflow)
+        if not (math.isfinite(p.energy) and np.isfinite(p.table).all()
+                and (kb is None or all(map(math.isfinite, kb)))):
             rep.drop("non-finite")
             rep.warn(f"{self.path}: step {step} (line {self._line_at(*energy_at)}) has NaN/Inf energy, positions, forces or stress; dropped")
             return None
@@ -474,6 +476,7 @@ class VaspOutcarReader(Reader):
             info["ionic_step"] = p.ionic
         if p.scf_max:
             info["scf_iterations"] = p.scf_max
+        stress = vc.kb6_to_stress(kb) if kb is not None else None
         magmoms = p.magmoms if (ispin2 and p.magmoms is not None and not p.noncollinear) else None
         # every array already float64 (uint8 numbers) of its final shape, energies Python floats:
         # what Frame.__post_init__ would make of them, without its per-frame conversions
@@ -742,7 +745,7 @@ def _f(v) -> float | None:
 class _Pending:
     """Everything seen so far for the ionic step being read."""
 
-    __slots__ = ("started", "scf_max", "ionic", "stress_kb", "positions", "forces", "cell", "magmoms",
+    __slots__ = ("started", "scf_max", "ionic", "stress_kb", "positions", "forces", "table", "cell", "magmoms",
                  "noncollinear", "energy", "sigma0")
 
     def __init__(self) -> None:
@@ -752,6 +755,7 @@ class _Pending:
         self.stress_kb = None
         self.positions = None
         self.forces = None
+        self.table = None  # the (n, 6) POSITION/TOTAL-FORCE array positions and forces are views of
         self.cell = None
         self.magmoms = None
         self.noncollinear = False
