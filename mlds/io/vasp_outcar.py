@@ -139,6 +139,7 @@ class VaspOutcarReader(Reader):
             self._buf = ""  # a chunk of whole lines; self._pos = start of the next unread line
             self._pos = 0
             self._gen = 0  # bumped on every refill (invalidates cached marker positions)
+            self._extended_from = 0  # set by _extend: the old length of the buffer
             self._chunk_byte0 = 0  # file offset of the chunk in self._buf
             self._chunk_len = 0  # its length in bytes
             self._known = (0, 0)  # (file offset of a chunk start, lines before it), for lineno
@@ -167,8 +168,9 @@ class VaspOutcarReader(Reader):
         if not raw:
             return False
         self._chunk_len += len(raw)
+        if not self._extended_from:  # needles not found before here may be in the new part
+            self._extended_from = len(self._buf)
         self._buf += _decode(raw)
-        self._gen += 1  # needles not found in the old buffer may be in the new part
         return True
 
     @property
@@ -251,6 +253,9 @@ class VaspOutcarReader(Reader):
         while True:
             # ---- jump to the next line holding a marker
             buf, pos = self._buf, self._pos
+            if self._extended_from:  # the buffer grew (_extend): "not found" is no longer sure
+                old_n, self._extended_from = self._extended_from, 0
+                nxt = [-1 if q >= old_n else q for q in nxt]
             if gen != self._gen:
                 gen = self._gen
                 nxt = [-1] * len(nxt)
