@@ -51,6 +51,20 @@ MB = 1e6
 
 _STEP_START = re.compile(r"^-+ Iteration\s+\d+\(\s*1\)", re.M)
 _ITER_NUM = re.compile(r"(?<=Iteration)(\s*\d+)(?=\()")
+# the labelled energy of an OUTCAR step / a vasprun <calculation> (the last e_fr_energy of the block)
+_TOTEN = re.compile(r"(?<=free  energy   TOTEN  =)(\s*-?\d+\.\d+)")
+_E_FR = re.compile(r'(?<=<i name="e_fr_energy">)(\s*-?\d+\.\d+)(?=[^<]*</i>\s*(?:<i [^>]*>[^<]*</i>\s*)*</energy>\s*'
+                   r'(?:<time [^>]*>[^<]*</time>\s*)*(?:<dos>|<eigenvalues>|</calculation>))')
+
+
+def _unique(pattern: re.Pattern, text: str, n: int) -> str:
+    """``text`` with the energy ``pattern`` finds lowered by n * 1e-8 eV (same width): every repeated
+    step becomes a distinct frame (mlds drops exact duplicates by default; the peers keep them)."""
+    def shift(m: re.Match) -> str:
+        old = m.group(1)
+        decimals = len(old) - old.index(".") - 1
+        return f"{float(old) - n * 1e-8:.{decimals}f}".rjust(len(old))
+    return pattern.sub(shift, text)
 
 
 def split_outcar(text: str) -> tuple[str, list[str], str]:
@@ -67,7 +81,8 @@ def split_outcar(text: str) -> tuple[str, list[str], str]:
 
 
 def make_outcar(src: Path, dst: Path, size: int) -> int:
-    """Repeat the ionic steps of ``src`` until ``dst`` is >= ``size`` bytes; returns the step count."""
+    """Repeat the ionic steps of ``src`` until ``dst`` is >= ``size`` bytes, each copy's energy made
+    distinct; returns the step count."""
     header, steps, trailer = split_outcar(src.read_text())
     pieces = [_ITER_NUM.split(s) for s in steps]  # each step split around its "Iteration N(" counter
     n = written = 0
@@ -79,7 +94,7 @@ def make_outcar(src: Path, dst: Path, size: int) -> int:
             for parts in pieces:
                 n += 1
                 num = f"{n:5d}"
-                txt = "".join(num if i % 2 else p for i, p in enumerate(parts))
+                txt = _unique(_TOTEN, "".join(num if i % 2 else p for i, p in enumerate(parts)), n)
                 fh.write(txt)
                 written += len(txt)
                 if written >= size:
@@ -90,7 +105,8 @@ def make_outcar(src: Path, dst: Path, size: int) -> int:
 
 
 def make_vasprun(src: Path, dst: Path, size: int) -> int:
-    """Repeat the ``<calculation>`` blocks of ``src`` until ``dst`` is >= ``size`` bytes."""
+    """Repeat the ``<calculation>`` blocks of ``src`` until ``dst`` is >= ``size`` bytes, each copy's
+    energy made distinct."""
     text = src.read_text()
     first = text.rindex("\n", 0, text.index("<calculation>")) + 1
     last = text.index("\n", text.rindex("</calculation>")) + 1
@@ -103,9 +119,10 @@ def make_vasprun(src: Path, dst: Path, size: int) -> int:
         written += len(header)
         while written < size:
             for b in blocks:
+                n += 1
+                b = _unique(_E_FR, b, n)
                 fh.write(b)
                 written += len(b)
-                n += 1
                 if written >= size:
                     break
         fh.write(trailer)
