@@ -19,6 +19,8 @@ _COMMAND_MODULES = [
     "mlds.cli.store_cmds",     # init, add, log, tag, checkout, fsck, gc, ls, search, push, pull, clone, promote
     "mlds.cli.remote_cmds",    # remote add/list/remove/check
     "mlds.cli.demo_cmds",      # demo
+    "mlds.cli.machine_cmds",   # machine add/list/remove/check/template/url
+    "mlds.cli.jobs_cmds",      # jobs submit/ls/status/log/fetch/cancel/resubmit
     "mlds.cli.ingest_cmds",    # ingest (run trees -> new versions)
     "mlds.cli.train_cmds",     # train n2p2/resume/finish/status
     "mlds.cli.potential_cmds", # potential ls/show/search/get/evaluate
