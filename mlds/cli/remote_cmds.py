@@ -54,7 +54,7 @@ def remote_list() -> None:
     for col in ("name", "url", "tier", "scope", "options"):
         table.add_column(col, overflow="fold")
     for r in remotes:
-        opts = ", ".join(f"{k}={v}" for k, v in sorted(r.options.items()))
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(r.display_options.items()))
         table.add_row(r.name, r.display_url, r.tier, r.scope, opts)
     console.print(table)
 
