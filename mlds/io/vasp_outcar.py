@@ -66,15 +66,18 @@ _CHUNK = 1 << 19  # bytes per read (whole lines are appended); small enough for 
 # other lines are skipped with C-level searches.  Each entry: (needle, anchor) where anchor is
 # None for a plain ``str.find`` (fast for long needles: it skips ahead by up to the needle's length)
 # or (character, its index in the needle) for short needles made of common characters, which are
-# found through the occurrences of that rarer character (memchr).  "FORCE on cell" and "TOTAL-FORCE"
-# are the only "FORCE" lines the dispatch reacts to; as two long needles they are found faster than
-# "FORCE".  "Iteration" (many per step) is handled apart, a whole run of SCF iterations at a time.
+# found through the occurrences of that rarer character (memchr).  "Iteration" (many per step) is
+# handled apart, a whole run of SCF iterations at a time.
 _ITERATION = ("Iteration", ("I", 0))
-_SCAN = (("in kB", ("k", 3)), ("FORCE on cell", None), ("TOTAL-FORCE", None), ("direct lattice vectors", None),
-         ("magnetization (", ("z", 7)), ("FREE ENERGIE OF THE ION-ELECTRON SYSTEM", None))
+# "FORCE on cell" lines are not searched: they only say whether the "in kB" line that follows is an
+# MLFF one, which _stress_is_ml looks up backwards from that line (a short C-level search instead of
+# a pass over every byte).  "magnetization (" lines matter only for ISPIN=2 runs.
+_SCAN = (("in kB", ("k", 3)), ("TOTAL-FORCE", None), ("direct lattice vectors", None),
+         ("FREE ENERGIE OF THE ION-ELECTRON SYSTEM", None))
+_SCAN_SPIN = _SCAN + (("magnetization (", ("z", 7)),)
 # TOTEN / energy(sigma->0) (in every SCF iteration) only matter inside an energy block
-_SCAN_ENERGY = _SCAN + (("TOTEN", None), ("energy(sigma->0)", None))
-assert all(mk[a[1]] == a[0] for mk, a in _SCAN_ENERGY + (_ITERATION,) if a)
+_SCAN_ENERGY_ONLY = (("TOTEN", None), ("energy(sigma->0)", None))
+assert all(mk[a[1]] == a[0] for mk, a in _SCAN_SPIN + _SCAN_ENERGY_ONLY + (_ITERATION,) if a)
 # a run of SCF "Iteration" lines: per line, the first match of _ITER (``\s`` without the line end,
 # so that a match never leaves its line), then the rest of the line
 _ITER_RUN = re.compile(r"Iteration[^\S\n]*(\d+)[^\S\n]*\([^\S\n]*(\d+)[^\S\n]*\)[^\n]*")
@@ -140,6 +143,9 @@ class VaspOutcarReader(Reader):
             self._pos = 0
             self._gen = 0  # bumped on every refill (invalidates cached marker positions)
             self._extended_from = 0  # set by _extend: the old length of the buffer
+            # MLFF-stress state (_stress_is_ml): where this buffer's steps begin (-1: in the header),
+            # the state at that point, and the start of the last MLFF energy block's end line
+            self._force_floor, self._force_carry, self._ml_reset_at = -1, False, -1
             self._chunk_byte0 = 0  # file offset of the chunk in self._buf
             self._chunk_len = 0  # its length in bytes
             self._known = (0, 0)  # (file offset of a chunk start, lines before it), for lineno
@@ -154,11 +160,29 @@ class VaspOutcarReader(Reader):
         """Load the next chunk once the current one is used up; False at end of file."""
         fh = self._fh
         raw = _read_chunk(lambda n: self._read(fh, n), lambda: self._readline(fh))
+        if self._force_floor >= 0:  # the steps have begun: carry the MLFF-stress state over
+            self._force_carry = self._stress_is_ml(len(self._buf))
+            self._force_floor, self._ml_reset_at = 0, -1
         self._chunk_byte0 += self._chunk_len
         self._chunk_len = len(raw)
         self._buf, self._pos = _decode(raw), 0
         self._gen += 1
         return bool(raw)
+
+    def _stress_is_ml(self, end: int) -> bool:
+        """Whether an "in kB" line starting at ``end`` belongs to an MLFF block: what the last
+        "FORCE on cell" line before it says (``ML FORCE on cell``), unless an MLFF energy block ended
+        after that line.  Lines are taken as the dispatch in _parse classifies them (a line with
+        "Iteration" or starting with "in kB" is not a "FORCE on cell" line)."""
+        buf, floor, reset = self._buf, self._force_floor, self._ml_reset_at
+        q = buf.rfind("FORCE on cell", floor, end)
+        while q > reset:
+            start = buf.rfind("\n", floor, q) + 1 or floor
+            line = buf[start:buf.find("\n", q) + 1 or len(buf)]
+            if "Iteration" not in line and not line.strip().startswith("in kB"):
+                return bool(_ML.search(line))
+            q = buf.rfind("FORCE on cell", floor, start)
+        return False if reset >= 0 else self._force_carry
 
     def _extend(self) -> bool:
         """Append the next chunk to the current one (a table that runs past the chunk's end is then
@@ -232,6 +256,9 @@ class VaspOutcarReader(Reader):
             return
         numbers, nions, nelm = hdr
         ispin2 = self.report.settings.get("spin_polarized", False)
+        scan = _SCAN_SPIN if ispin2 else _SCAN
+        scan_energy = scan + _SCAN_ENERGY_ONLY
+        self._force_floor = self._pos
 
         cell: np.ndarray | None = self._initial_cell
         step = 0
@@ -240,15 +267,14 @@ class VaspOutcarReader(Reader):
         # ML-marked line ("ML FORCE on cell", "TOTAL-FORCE ... (ML)", "ML FREE ENERGIE",
         # "free  energy ML TOTEN") only feeds ``ml_*`` state, so an ML block printed before,
         # after or instead of a DFT step can never leak into a frame.
-        stress_is_ml = False
         energy_block: str | None = None  # None, "dft" or "ml": inside a FREE ENERGIE block
         ml_energy: float | None = None
         energy_at = (0, 0)  # (chunk, position) of the TOTEN line, for a message's line number
         line_no = lambda: self.lineno  # noqa: E731  (counted only when a message needs it)
-        # next position of "Iteration" (index 0) and of each _SCAN_ENERGY needle in the current chunk
+        # next position of "Iteration" (index 0) and of each scan_energy needle in the current chunk
         # (valid while gen == self._gen); every line the dispatch below reacts to contains one of
         # them, all others are no-ops.
-        nxt = [-1] * (len(_SCAN_ENERGY) + 1)
+        nxt = [-1] * (len(scan_energy) + 1)
         gen = -1
         while True:
             # ---- jump to the next line holding a marker
@@ -261,7 +287,7 @@ class VaspOutcarReader(Reader):
                 nxt = [-1] * len(nxt)
             n = len(buf)
             best = n
-            for k, (mk, anchor) in enumerate(_SCAN_ENERGY if energy_block is not None else _SCAN, 1):
+            for k, (mk, anchor) in enumerate(scan_energy if energy_block is not None else scan, 1):
                 q = nxt[k]
                 if q < pos:
                     q = _find(buf, mk, anchor, pos)
@@ -294,7 +320,7 @@ class VaspOutcarReader(Reader):
                 if not self._fill():
                     break
                 continue
-            self._pos = buf.rfind("\n", pos, best) + 1 or pos
+            self._pos = line_at = buf.rfind("\n", pos, best) + 1 or pos
             line = self._next()
             # ---- the same per-line dispatch as a plain line-by-line loop
             if "Iteration" in line:
@@ -307,11 +333,11 @@ class VaspOutcarReader(Reader):
             s = line.strip()
             if s.startswith("in kB"):
                 kb = vc.parse_floats(s[5:], 6, self.path, line_no, "'in kB' stress line")
-                if not stress_is_ml:
+                if not self._stress_is_ml(line_at):
                     pend.stress_kb = kb
                     pend.started = True
             elif "FORCE on cell" in line:
-                stress_is_ml = bool(_ML.search(line))
+                pass  # read back by _stress_is_ml when the "in kB" line comes
             elif "direct lattice vectors" in line:
                 rows = []
                 for _ in range(3):
@@ -372,7 +398,7 @@ class VaspOutcarReader(Reader):
                     if ml_energy is not None:
                         self.report.drop("ml-predicted")
                         step += 1
-                    stress_is_ml = False
+                    self._ml_reset_at = line_at  # an MLFF step ends: its stress state with it
                 elif pend.energy is not None:
                     pend.sigma0 = sigma0
                     frame = self._finish(pend, step, numbers, nelm, keep_unconverged, ispin2, energy_at)

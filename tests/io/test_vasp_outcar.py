@@ -292,8 +292,9 @@ def test_glued_fixed_format_numbers(tmp_path):
     np.testing.assert_allclose(frames[0].stress, kb_to_sigma(ref[0]["kb"]))
 
 
+@pytest.mark.parametrize("chunk", [1 << 19, 1500])  # 1500 bytes: chunk ends between every ML line and the next
 @pytest.mark.parametrize("where", ["between-steps", "inside-step"])
-def test_ml_predicted_steps_dropped(tmp_path, where):
+def test_ml_predicted_steps_dropped(tmp_path, monkeypatch, where, chunk):
     """No real MLFF OUTCAR is available: this builds a SYNTHETIC one.
 
     Starting from the real OUTCAR.h2o.md.10, an ML-predicted ionic step is inserted
@@ -323,6 +324,9 @@ def test_ml_predicted_steps_dropped(tmp_path, where):
             out.append(ln)
     path = tmp_path / "OUTCAR"
     path.write_text("".join(out))
+    from mlds.io import vasp_outcar
+
+    monkeypatch.setattr(vasp_outcar, "_CHUNK", chunk)
     frames, rep = read(path)
     assert rep.dropped == {"ml-predicted": len(ref)}
     assert len(frames) == len(ref)
