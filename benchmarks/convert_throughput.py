@@ -1,22 +1,23 @@
 #!/usr/bin/env python
-"""Conversion throughput of the mlds VASP readers (OUTCAR, vasprun.xml) against ASE and dpdata.
+"""Conversion throughput: ``mlds convert`` as a process against ASE and dpdata, on VASP files.
 
-Builds a large MD OUTCAR and a large vasprun.xml (``--size-mb``, default 200) by
-repeating the ionic steps of real multi-step runs from the shared test data
-(header once, step blocks repeated with VASP's ionic-step counter renumbered,
-trailer once, so each file parses as one long valid run), plus the same at half
-the size.  Then every tool runs in its own fresh subprocess, so the peak RSS
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of that child) is per tool:
+Builds large MD files from real runs in the shared test data (header once, ionic steps repeated with
+VASP's counters renumbered, trailer once, so each file is one long valid run): OUTCARs at every
+``--sizes`` (default 60 and 400 MB) and vasprun.xml files at every ``--xml-sizes`` (default 60 MB).
+Then every tool runs as its own process, round-robin, ``--repeats`` times each (the same number for
+every tool), timed from the outside: wall clock from start to exit (interpreter start-up, imports,
+reading, writing), CPU time and peak RSS from ``os.wait4``:
 
-  mlds-iter     ``for frame in mlds.io.registry.open_reader(path)``
-  mlds-convert  ``mlds convert path -o out.h5 -q`` (the CLI, in the child process)
-  ase           ``ase.io.read(path, ":", format=...)``
-  dpdata        ``dpdata.LabeledSystem(path, fmt="vasp/outcar" | "vasp/xml")``
+  mlds          ``python -m mlds convert FILE -o out.h5 -q``                (reads and writes a dataset)
+  mlds-before   the same, with the source tree of ``--baseline`` (the converter before issue 12)
+  ase           ``ase.io.read(FILE, ":", format="vasp-out" | "vasp-xml")``  (reads only)
+  dpdata        ``dpdata.LabeledSystem(FILE, fmt="vasp/outcar" | "vasp/xml")``  (reads only)
 
-Only the call itself is timed (interpreter start-up and imports are not).
+and, timed inside the process (the call only), ``mlds-reader`` (iterating the mlds reader) and
+``linecount`` (``for line in open(FILE, "rb")``: the Python I/O limit a line-based reader has).
 
-    python benchmarks/convert_throughput.py                 # 200 MB files (ASE/dpdata take minutes)
-    python benchmarks/convert_throughput.py --size-mb 20    # quick
+    python benchmarks/convert_throughput.py                        # 60 + 400 MB OUTCARs, 60 MB vasprun
+    python benchmarks/convert_throughput.py --sizes 20 --xml-sizes 20 --repeats 1   # quick
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ import argparse
 import json
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,13 +41,30 @@ OUTCAR_SOURCES = {
     "h2o": "dpdata/tests/poscars/OUTCAR.h2o.md.10",  # 6 atoms, NVT MD, 10 steps
 }
 XML_SOURCE = "dpdata/tests/poscars/vasprun.h2o.md.10.xml"  # 6 atoms, 10 <calculation>
-TOOLS = ("mlds-iter", "mlds-convert", "ase", "dpdata")
+TOOLS = ("mlds", "mlds-before", "ase", "dpdata", "mlds-reader", "linecount")
+PROCESS_TOOLS = ("mlds", "mlds-before", "ase", "dpdata")
+# the commit before the issue-12 converter work: "its current speed" of the vasprun goal
+BASELINE = "8fe68a0"
 MB = 1e6
 
 # ----------------------------------------------------------------------------- data
 
 _STEP_START = re.compile(r"^-+ Iteration\s+\d+\(\s*1\)", re.M)
 _ITER_NUM = re.compile(r"(?<=Iteration)(\s*\d+)(?=\()")
+# the labelled energy of an OUTCAR step / a vasprun <calculation> (the last e_fr_energy of the block)
+_TOTEN = re.compile(r"(?<=free  energy   TOTEN  =)(\s*-?\d+\.\d+)")
+_E_FR = re.compile(r'(?<=<i name="e_fr_energy">)(\s*-?\d+\.\d+)(?=[^<]*</i>\s*(?:<i [^>]*>[^<]*</i>\s*)*</energy>\s*'
+                   r'(?:<time [^>]*>[^<]*</time>\s*)*(?:<dos>|<eigenvalues>|</calculation>))')
+
+
+def _unique(pattern: re.Pattern, text: str, n: int) -> str:
+    """``text`` with the energy ``pattern`` finds lowered by n * 1e-8 eV (same width): every repeated
+    step becomes a distinct frame (mlds drops exact duplicates by default; the peers keep them)."""
+    def shift(m: re.Match) -> str:
+        old = m.group(1)
+        decimals = len(old) - old.index(".") - 1
+        return f"{float(old) - n * 1e-8:.{decimals}f}".rjust(len(old))
+    return pattern.sub(shift, text)
 
 
 def split_outcar(text: str) -> tuple[str, list[str], str]:
@@ -59,12 +81,11 @@ def split_outcar(text: str) -> tuple[str, list[str], str]:
 
 
 def make_outcar(src: Path, dst: Path, size: int) -> int:
-    """Repeat the ionic steps of ``src`` until ``dst`` is >= ``size`` bytes; returns the step count."""
+    """Repeat the ionic steps of ``src`` until ``dst`` is >= ``size`` bytes, each copy's energy made
+    distinct; returns the step count."""
     header, steps, trailer = split_outcar(src.read_text())
-    # each step split around its "Iteration N(" counter so it can be renumbered cheaply
-    pieces = [_ITER_NUM.split(s) for s in steps]
-    n = 0
-    written = 0
+    pieces = [_ITER_NUM.split(s) for s in steps]  # each step split around its "Iteration N(" counter
+    n = written = 0
     tmp = dst.with_suffix(".part")
     with open(tmp, "w") as fh:
         fh.write(header)
@@ -73,7 +94,7 @@ def make_outcar(src: Path, dst: Path, size: int) -> int:
             for parts in pieces:
                 n += 1
                 num = f"{n:5d}"
-                txt = "".join(num if i % 2 else p for i, p in enumerate(parts))
+                txt = _unique(_TOTEN, "".join(num if i % 2 else p for i, p in enumerate(parts)), n)
                 fh.write(txt)
                 written += len(txt)
                 if written >= size:
@@ -84,26 +105,24 @@ def make_outcar(src: Path, dst: Path, size: int) -> int:
 
 
 def make_vasprun(src: Path, dst: Path, size: int) -> int:
-    """Repeat the ``<calculation>`` blocks of ``src`` until ``dst`` is >= ``size`` bytes."""
+    """Repeat the ``<calculation>`` blocks of ``src`` until ``dst`` is >= ``size`` bytes, each copy's
+    energy made distinct."""
     text = src.read_text()
-    first = text.index("<calculation>")
-    first = text.rindex("\n", 0, first) + 1
-    last = text.rindex("</calculation>")
-    last = text.index("\n", last) + 1
-    body = text[first:last]
-    blocks = [b + "</calculation>\n" for b in body.split("</calculation>\n") if b.strip()]
+    first = text.rindex("\n", 0, text.index("<calculation>")) + 1
+    last = text.index("\n", text.rindex("</calculation>")) + 1
+    blocks = [b + "</calculation>\n" for b in text[first:last].split("</calculation>\n") if b.strip()]
     header, trailer = text[:first], text[last:]
-    n = 0
-    written = 0
+    n = written = 0
     tmp = dst.with_suffix(".part")
     with open(tmp, "w") as fh:
         fh.write(header)
         written += len(header)
         while written < size:
             for b in blocks:
+                n += 1
+                b = _unique(_E_FR, b, n)
                 fh.write(b)
                 written += len(b)
-                n += 1
                 if written >= size:
                     break
         fh.write(trailer)
@@ -111,75 +130,108 @@ def make_vasprun(src: Path, dst: Path, size: int) -> int:
     return n
 
 
-# ----------------------------------------------------------------------------- child
+# ----------------------------------------------------------------------------- children
+
+_PEER = """
+import json, sys
+path, kind = sys.argv[1], sys.argv[2]
+if {tool!r} == "ase":
+    import ase.io
+    images = ase.io.read(path, ":", format="vasp-out" if kind == "outcar" else "vasp-xml")
+    e = [a.get_potential_energy(force_consistent=True) for a in images]
+else:
+    import dpdata
+    s = dpdata.LabeledSystem(path, fmt="vasp/outcar" if kind == "outcar" else "vasp/xml")
+    e = [float(x) for x in s["energies"]]
+print(json.dumps({{"frames": len(e), "e_first": e[0] if e else None, "e_last": e[-1] if e else None,
+                  "e_sum": sum(e)}}))
+"""
+
+_INNER = """
+import json, sys, time
+path = sys.argv[1]
+if {tool!r} == "linecount":
+    t0 = time.perf_counter()
+    n = 0
+    with open(path, "rb") as fh:
+        for _ in fh:
+            n += 1
+    print(json.dumps({{"seconds": time.perf_counter() - t0, "lines": n}}))
+else:
+    from mlds.io.registry import open_reader
+    t0 = time.perf_counter()
+    e = [fr.energy for fr in open_reader(path)]
+    print(json.dumps({{"seconds": time.perf_counter() - t0, "frames": len(e)}}))
+"""
 
 
-def child(tool: str, kind: str, path: str, out: str) -> None:
-    """Run one tool on one file in this (fresh) process; print one JSON line."""
-    import resource
+def _env(pythonpath: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    # bytecode caching as in a normal install (site-packages of the peers have their .pyc files)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return env
 
+
+def command(tool: str, kind: str, path: Path, out: Path, baseline: Path | None) -> tuple[list[str], dict]:
+    if tool in ("mlds", "mlds-before"):
+        return ([sys.executable, "-m", "mlds", "convert", str(path), "-o", str(out), "-q"],
+                _env(baseline if tool == "mlds-before" else ROOT))
+    if tool in ("ase", "dpdata"):
+        return [sys.executable, "-c", _PEER.format(tool=tool), str(path), kind], _env()
+    return [sys.executable, "-c", _INNER.format(tool=tool), str(path)], _env(ROOT)
+
+
+def run_process(cmd: list[str], env: dict, timeout: float) -> dict:
+    """Run one process; wall time from start to exit, CPU time and peak RSS of that process."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=tempfile.gettempdir())
+        timer = threading.Timer(timeout, p.kill)
+        timer.start()
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        timer.cancel()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if p.returncode != 0:
+        if p.returncode == -9 and wall >= timeout:
+            return {"status": "timeout"}
+        tail = (stderr or stdout).strip().splitlines()[-2:]
+        return {"status": "error: " + " | ".join(tail)}
+    res = {"status": "ok", "wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss": ru.ru_maxrss * 1024}
+    line = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    if line.startswith("{"):
+        res.update(json.loads(line))
+    return res
+
+
+def dataset_summary(path: Path) -> dict:
     import numpy as np
 
-    energies: list[float] = []
-    if tool == "mlds-iter":
-        from mlds.io.registry import open_reader
+    import mlds
 
-        t0 = time.perf_counter()
-        nat = 0
-        for fr in open_reader(path):
-            energies.append(fr.energy)
-            nat += len(fr.forces)
-        dt = time.perf_counter() - t0
-    elif tool == "mlds-convert":
-        import mlds
-        from mlds.cli import run
-
-        if os.path.exists(out):
-            os.remove(out)
-        t0 = time.perf_counter()
-        rc = run(["convert", path, "-o", out, "-q"])
-        dt = time.perf_counter() - t0
-        if rc != 0:
-            raise SystemExit(f"mlds convert exited {rc}")
-        with mlds.open(out) as ds:
-            energies = [float(e) for e in ds.array("energy")]
-        os.remove(out)
-    elif tool == "ase":
-        import ase.io
-
-        t0 = time.perf_counter()
-        images = ase.io.read(path, ":", format="vasp-out" if kind == "outcar" else "vasp-xml")
-        dt = time.perf_counter() - t0
-        energies = [a.get_potential_energy(force_consistent=True) for a in images]
-    elif tool == "dpdata":
-        import dpdata
-
-        t0 = time.perf_counter()
-        s = dpdata.LabeledSystem(path, fmt="vasp/outcar" if kind == "outcar" else "vasp/xml")
-        dt = time.perf_counter() - t0
-        energies = [float(e) for e in s["energies"]]
-    else:
-        raise SystemExit(f"unknown tool {tool}")
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    e = np.asarray(energies, dtype=float)
-    print(json.dumps({"seconds": dt, "frames": len(e), "rss": rss,
-                      "e_first": float(e[0]) if len(e) else None, "e_last": float(e[-1]) if len(e) else None,
-                      "e_sum": float(e.sum())}))
+    with mlds.open(path) as ds:
+        e = np.asarray(ds.array("energy"), dtype=float)
+    return {"frames": len(e), "e_first": float(e[0]) if len(e) else None,
+            "e_last": float(e[-1]) if len(e) else None, "e_sum": float(e.sum())}
 
 
-def run_child(tool: str, kind: str, path: Path, workdir: Path, timeout: float) -> dict:
-    out = workdir / f"convert_{tool}_{kind}.h5"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", tool, kind, str(path), str(out)]
+def baseline_tree(rev: str, workdir: Path) -> Path | None:
+    """The repository at ``rev`` (git archive), or None when git or the commit is unavailable."""
+    dst = workdir / f"baseline-{rev}"
+    if (dst / "mlds").is_dir():
+        return dst
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout"}
-    if p.returncode != 0:
-        tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
-        return {"status": "error: " + " | ".join(tail)}
-    res = json.loads(p.stdout.strip().splitlines()[-1])
-    res["status"] = "ok"
-    return res
+        data = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    dst.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(dst)], input=data, check=True)
+    return dst
 
 
 # ----------------------------------------------------------------------------- report
@@ -187,142 +239,189 @@ def run_child(tool: str, kind: str, path: Path, workdir: Path, timeout: float) -
 
 def table(rows: list[list[str]], header: list[str]) -> None:
     w = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    fmt = lambda r: "  ".join(str(c).rjust(w[i]) if i else str(c).ljust(w[i]) for i, c in enumerate(r))  # noqa: E731
+    fmt = lambda r: "  ".join(str(c).rjust(w[i]) if i > 1 else str(c).ljust(w[i]) for i, c in enumerate(r))  # noqa: E731
     print(fmt(header))
     print("  ".join("-" * x for x in w))
     for r in rows:
         print(fmt(r))
 
 
+def loadavg() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--child"]:
-        sys.path.insert(0, str(ROOT))
-        child(*argv[1:5])
-        return 0
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size-mb", type=float, default=200, help="size of each big file in MB (default 200)")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="60,400", help="OUTCAR sizes in MB, comma list (default 60,400; empty: none)")
+    ap.add_argument("--xml-sizes", default="60", help="vasprun.xml sizes in MB, comma list (default 60; empty: none)")
     ap.add_argument("--outcar-source", choices=sorted(OUTCAR_SOURCES), default="npt",
-                    help="OUTCAR to repeat: npt = custodian npt_common (84 atoms, default), h2o = dpdata h2o.md.10 (6 atoms)")
-    ap.add_argument("--formats", default="outcar,xml", help="comma list of outcar, xml (default both)")
+                    help="OUTCAR to repeat: npt = custodian npt_common (84 atoms, default), h2o = dpdata h2o.md.10")
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma list of {', '.join(TOOLS)} (default all)")
-    ap.add_argument("--timeout", type=float, default=900, help="per-tool timeout in seconds (default 900)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of every tool on every file (default 3)")
+    ap.add_argument("--baseline", default=BASELINE, help=f"git revision for mlds-before (default {BASELINE})")
+    ap.add_argument("--timeout", type=float, default=900, help="per-run timeout in seconds (default 900)")
     ap.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / "_work")
     ap.add_argument("--json", type=Path, help="also write all results to this JSON file")
-    ap.add_argument("--keep", action="store_true", help="keep the generated files (reused by the next run of the same size)")
+    ap.add_argument("--keep", action="store_true", help="keep the generated files (reused by a later run)")
     ap.add_argument("--strict", action="store_true", help="exit 1 if a target fails")
     a = ap.parse_args(argv)
 
     testdata = Path(os.environ.get("MLDS_TESTDATA", ROOT.parent / "shared" / "testdata"))
     a.workdir.mkdir(parents=True, exist_ok=True)
-    formats = [f for f in a.formats.split(",") if f]
     tools = [t for t in a.tools.split(",") if t]
-    size = int(a.size_mb * MB)
-    tag = f"{a.size_mb:g}mb"
-    half_tag = f"{a.size_mb / 2:g}mb"
+    sizes = {"outcar": [float(x) for x in a.sizes.split(",") if x],
+             "xml": [float(x) for x in a.xml_sizes.split(",") if x]}
     srcs = {"outcar": testdata / OUTCAR_SOURCES[a.outcar_source], "xml": testdata / XML_SOURCE}
-    files: dict[tuple[str, str], Path] = {}
     made: list[Path] = []
-    for kind in formats:
-        for t, sz in ((tag, size), (half_tag, size // 2)):
-            name = f"convert_{a.outcar_source}_{t}.OUTCAR" if kind == "outcar" else f"convert_vasprun_{t}.xml"
+    files: list[tuple[str, float, Path]] = []
+    for kind, szs in sizes.items():
+        for sz in szs:
+            name = (f"convert_{a.outcar_source}_{sz:g}mb.OUTCAR" if kind == "outcar" else f"convert_vasprun_{sz:g}mb.xml")
             p = a.workdir / name
             if not p.exists():
                 t0 = time.perf_counter()
-                n = (make_outcar if kind == "outcar" else make_vasprun)(srcs[kind], p, sz)
-                print(f"wrote {p} ({p.stat().st_size / MB:.1f} MB, {n} steps) in {time.perf_counter() - t0:.1f} s",
+                n = (make_outcar if kind == "outcar" else make_vasprun)(srcs[kind], p, int(sz * MB))
+                print(f"wrote {p.name} ({p.stat().st_size / MB:.1f} MB, {n} steps) in {time.perf_counter() - t0:.1f} s",
                       flush=True)
-            files[(kind, t)] = p
             made.append(p)
+            files.append((kind, sz, p))
+    baseline = None
+    if "mlds-before" in tools:
+        baseline = baseline_tree(a.baseline, a.workdir)
+        if baseline is None:
+            print(f"mlds-before skipped: cannot get revision {a.baseline} with git archive")
+            tools.remove("mlds-before")
 
-    results: dict[str, dict] = {}
-    for kind in formats:
-        jobs = [(tool, tag) for tool in tools] + [(tool, half_tag) for tool in tools if tool.startswith("mlds")]
-        for tool, t in jobs:
-            path = files[(kind, t)]
-            r = run_child(tool, kind, path, a.workdir, a.timeout)
-            r["bytes"] = path.stat().st_size
-            results[f"{kind}/{tool}/{t}"] = r
-            msg = (f"{r['seconds']:.1f} s, {r['frames']} frames, peak RSS {r['rss'] / MB:.0f} MB"
-                   if r["status"] == "ok" else r["status"])
-            print(f"  {kind:6s} {tool:12s} {t:>7s}: {msg}", flush=True)
+    # warm-up on a small real file: every tool's modules compiled and cached, as in a normal install
+    print(f"start: {loadavg()}", flush=True)
+    for tool in tools:
+        kind = "outcar"
+        cmd, env = command(tool, kind, srcs[kind], a.workdir / "warmup.h5", baseline)
+        run_process(cmd, env, a.timeout)
+        (a.workdir / "warmup.h5").unlink(missing_ok=True)
+
+    results: dict[str, list[dict]] = {}
+    for rep in range(a.repeats):
+        for kind, sz, path in files:
+            for tool in tools:
+                out = a.workdir / f"convert_out_{tool}.h5"
+                out.unlink(missing_ok=True)
+                cmd, env = command(tool, kind, path, out, baseline)
+                r = run_process(cmd, env, a.timeout)
+                if r["status"] == "ok" and tool in ("mlds", "mlds-before"):
+                    r.update(dataset_summary(out))
+                out.unlink(missing_ok=True)
+                results.setdefault(f"{kind}/{sz:g}/{tool}", []).append(r)
+                msg = (f"{r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, peak RSS {r['rss'] / MB:.0f} MB"
+                       if r["status"] == "ok" else r["status"])
+                if "seconds" in r:
+                    msg += f", call {r['seconds']:.2f} s"
+                print(f"  [{rep + 1}/{a.repeats}] {kind:6s} {sz:5g} MB {tool:12s} {msg}", flush=True)
+    print(f"end: {loadavg()}")
+
+    def summary(kind: str, sz: float, tool: str) -> dict | None:
+        runs = results.get(f"{kind}/{sz:g}/{tool}")
+        if not runs:
+            return None
+        ok = [r for r in runs if r["status"] == "ok"]
+        if len(ok) < len(runs):
+            return {"status": next(r["status"] for r in runs if r["status"] != "ok")}
+        med = lambda k: statistics.median(r[k] for r in ok)  # noqa: E731
+        s = {"status": "ok", "wall": med("wall"), "cpu": med("cpu"), "rss": max(r["rss"] for r in ok),
+             "wall_min": min(r["wall"] for r in ok), "runs": len(ok)}
+        if "seconds" in ok[0]:
+            s["seconds"] = med("seconds")
+        for k in ("frames", "e_first", "e_last", "e_sum"):
+            if k in ok[0]:
+                s[k] = ok[0][k]
+        return s
 
     # ---- table
-    fails: list[str] = []
-    checks: list[str] = []
     print()
-    print(f"VASP -> frames, {a.size_mb:g} MB files (half size {a.size_mb / 2:g} MB for the memory check); "
-          f"OUTCAR source: {a.outcar_source}")
+    print(f"VASP -> mlds dataset / frames; OUTCAR source {a.outcar_source}; {a.repeats} run(s) per tool, medians; "
+          f"{loadavg()}")
     rows = []
-    for kind in formats:
-        ref = results.get(f"{kind}/mlds-iter/{tag}", {})
+    fails: list[str] = []
+    for kind, sz, path in files:
+        size = path.stat().st_size
+        ref = summary(kind, sz, "mlds")
         for tool in tools:
-            for t in (tag, half_tag):
-                r = results.get(f"{kind}/{tool}/{t}")
-                if r is None:
-                    continue
-                if r["status"] != "ok":
-                    rows.append([kind, tool, t, r["status"], "", "", "", "", ""])
-                    continue
-                mbs = r["bytes"] / MB / r["seconds"]
-                fps = r["frames"] / r["seconds"]
-                speed = mem = ""
-                if ref.get("status") == "ok" and not tool.startswith("mlds"):
-                    speed = f"{r['seconds'] / ref['seconds']:.1f}x"  # mlds speed / tool speed
-                    mem = f"{ref['rss'] / r['rss']:.2f}"
-                rows.append([kind, tool, t, f"{r['seconds']:.2f}", f"{mbs:.1f}", f"{fps:.0f}",
-                             f"{r['rss'] / MB:.0f}", speed, mem])
-        # correctness: every tool must see the same frames and energies as mlds-iter
-        if ref.get("status") == "ok":
-            for tool in tools:
-                r = results.get(f"{kind}/{tool}/{tag}", {})
-                if r.get("status") != "ok" or tool == "mlds-iter":
-                    continue
-                ok = (r["frames"] == ref["frames"] and abs(r["e_first"] - ref["e_first"]) < 1e-6
-                      and abs(r["e_last"] - ref["e_last"]) < 1e-6
-                      and abs(r["e_sum"] - ref["e_sum"]) < 1e-6 * max(1, r["frames"]))
-                if not ok:
-                    fails.append(f"{kind}: {tool} disagrees with mlds ({r['frames']} vs {ref['frames']} frames, "
-                                 f"E first/last {r['e_first']}/{r['e_last']} vs {ref['e_first']}/{ref['e_last']})")
-    table(rows, ["file", "tool", "size", "seconds", "MB/s", "frames/s", "peak RSS MB",
-                 "mlds-iter speed-up", "RSS mlds-iter/tool"])
-
-    # ---- targets
-    print()
-    targets = {"ase": 5.0, "dpdata": 2.0}
-    for kind in formats:
-        for mtool in ("mlds-iter", "mlds-convert"):
-            m = results.get(f"{kind}/{mtool}/{tag}", {})
-            if m.get("status") != "ok":
+            s = summary(kind, sz, tool)
+            if s is None:
                 continue
-            for other, want in targets.items():
-                r = results.get(f"{kind}/{other}/{tag}")
-                if r is None:
-                    continue
-                if r["status"] == "timeout":
-                    got, ok = f">{a.timeout / m['seconds']:.1f}x (timeout)", True
-                elif r["status"] != "ok":
-                    got, ok = r["status"], False
-                else:
-                    x = r["seconds"] / m["seconds"]
-                    got, ok = f"{x:.1f}x", x >= want
-                checks.append(f"{'PASS' if ok else 'FAIL'}  {kind}: {mtool} throughput >= {want:g}x {other}: {got}")
-            h = results.get(f"{kind}/{mtool}/{half_tag}", {})
-            if h.get("status") == "ok":
-                # flat = the full-size file needs at most 10 % (or 16 MB) more peak memory than the half-size one
-                ok = m["rss"] <= max(h["rss"] * 1.10, h["rss"] + 16 * 2**20)
-                checks.append(f"{'PASS' if ok else 'FAIL'}  {kind}: {mtool} peak RSS flat with size: "
-                              f"{h['rss'] / MB:.0f} MB at {half_tag} -> {m['rss'] / MB:.0f} MB at {tag}")
+            if s["status"] != "ok":
+                rows.append([kind, f"{sz:g} MB", tool, s["status"], "", "", "", "", ""])
+                continue
+            secs = s.get("seconds", s["wall"])
+            speed = cpu_speed = ""
+            if tool in PROCESS_TOOLS and tool != "mlds" and ref and ref["status"] == "ok":
+                speed = f"{s['wall'] / ref['wall']:.1f}x"
+                cpu_speed = f"{s['cpu'] / ref['cpu']:.1f}x"
+            rows.append([kind, f"{sz:g} MB", tool, f"{s['wall']:.2f}", f"{s['cpu']:.2f}",
+                         f"{size / MB / secs:.0f}", f"{s['rss'] / MB:.0f}", speed, cpu_speed])
+            # correctness: every tool that returns frames sees the frames and energies mlds stored
+            if ref and ref["status"] == "ok" and tool != "mlds" and "e_sum" in s:
+                ok = (s["frames"] == ref["frames"] and abs(s["e_first"] - ref["e_first"]) < 1e-6
+                      and abs(s["e_last"] - ref["e_last"]) < 1e-6
+                      and abs(s["e_sum"] - ref["e_sum"]) < 1e-6 * max(1, s["frames"]))
+                if not ok:
+                    fails.append(f"{kind} {sz:g} MB: {tool} disagrees with mlds ({s['frames']} vs {ref['frames']} "
+                                 f"frames, E first/last {s['e_first']}/{s['e_last']} vs {ref['e_first']}/{ref['e_last']})")
+    table(rows, ["file", "size", "tool", "wall s", "CPU s", "MB/s", "peak RSS MB", "mlds speed-up", "(CPU)"])
+    print("MB/s: file size / wall time of the whole process, except mlds-reader and linecount (the call only).")
+
+    # ---- goals
+    print()
+    checks: list[str] = []
+
+    def ratio_check(kind: str, sz: float, other: str, want: float, label: str) -> None:
+        m, o = summary(kind, sz, "mlds"), summary(kind, sz, other)
+        if not m or not o or m["status"] != "ok":
+            return
+        if o["status"] == "timeout":
+            got, ok = f">{a.timeout / m['wall']:.1f}x (timeout)", True
+        elif o["status"] != "ok":
+            got, ok = o["status"], False
+        else:
+            x = o["wall"] / m["wall"]
+            got, ok = f"{x:.1f}x (CPU time {o['cpu'] / m['cpu']:.1f}x)", x >= want
+        checks.append(f"{'PASS' if ok else 'FAIL'}  {label} {sz:g} MB: mlds convert (process) >= {want:g}x {other}: {got}")
+
+    for kind, sz, _ in files:
+        if kind == "outcar":
+            ratio_check(kind, sz, "ase", 5.0, "OUTCAR")
+            ratio_check(kind, sz, "dpdata", 2.0, "OUTCAR")
+        else:
+            ratio_check(kind, sz, "mlds-before", 2.0, "vasprun.xml")
+    for kind in sizes:
+        szs = sizes[kind]
+        if len(szs) >= 2:  # memory flat with size: the largest file needs at most 10 % (or 16 MB) more
+            lo, hi = summary(kind, min(szs), "mlds"), summary(kind, max(szs), "mlds")
+            if lo and hi and lo["status"] == hi["status"] == "ok":
+                ok = hi["rss"] <= max(lo["rss"] * 1.10, lo["rss"] + 16 * 2**20)
+                checks.append(f"{'PASS' if ok else 'FAIL'}  {kind}: mlds convert peak RSS flat with size: "
+                              f"{lo['rss'] / MB:.0f} MB at {min(szs):g} MB -> {hi['rss'] / MB:.0f} MB at {max(szs):g} MB")
+    for kind, sz, path in files:  # information: the reader against the Python line-count limit
+        r, lc = summary(kind, sz, "mlds-reader"), summary(kind, sz, "linecount")
+        if r and lc and r["status"] == lc["status"] == "ok":
+            size = path.stat().st_size / MB
+            checks.append(f"INFO  {kind} {sz:g} MB: mlds reader {size / r['seconds']:.0f} MB/s = "
+                          f"{lc['seconds'] / r['seconds']:.2f}x Python line count ({size / lc['seconds']:.0f} MB/s)")
     for c in checks:
         print(c)
     for f in fails:
         print("FAIL  correctness:", f)
     if a.json:
-        a.json.write_text(json.dumps({"size_mb": a.size_mb, "outcar_source": a.outcar_source, "results": results,
-                                      "checks": checks, "correctness_failures": fails}, indent=1))
+        a.json.write_text(json.dumps({"sizes": sizes, "outcar_source": a.outcar_source, "repeats": a.repeats,
+                                      "load": os.getloadavg(), "results": results, "checks": checks,
+                                      "correctness_failures": fails}, indent=1))
     if not a.keep:
         for p in made:
             p.unlink(missing_ok=True)
+        if baseline is not None:
+            shutil.rmtree(baseline, ignore_errors=True)
     if fails:
         return 1
     if a.strict and any(c.startswith("FAIL") for c in checks):

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from mlds.cli.app import app, console
-from mlds.compute.errors import MachineError
 
 machine_app = typer.Typer(
     help="Manage machines (clusters and hosts that run training jobs), kept in the mlds config.",
@@ -19,6 +18,8 @@ app.add_typer(machine_app, name="machine")
 
 
 def _pairs(values: List[str], what: str, machine: str) -> dict:
+    from mlds.compute.errors import MachineError  # here: importing mlds.compute costs every command ~40 ms
+
     out = {}
     for pair in values:
         key, sep, value = pair.partition("=")

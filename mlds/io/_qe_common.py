@@ -18,10 +18,9 @@ import re
 from typing import Any
 
 from mlds.errors import FormatError
+from mlds.format.spec import BOHR_ANGSTROM, HARTREE_EV, RYDBERG_EV  # the spec's constants, CODATA 2018
 
-BOHR_ANGSTROM = 0.529177210903          # Å per Bohr (CODATA 2018)
-HARTREE_EV = 27.211386245988            # eV per Hartree (CODATA 2018)
-RY_EV = HARTREE_EV / 2.0                # eV per Rydberg = 13.605693122994
+RY_EV = RYDBERG_EV                      # eV per Rydberg = 13.605693122994
 
 # derived conversions
 RY_BOHR_TO_EV_ANG = RY_EV / BOHR_ANGSTROM                 # force, Ry/Bohr -> eV/Å

@@ -4,34 +4,35 @@ Conventions (see ``/work/shared/reference/formats.md`` §3):
 
 * VASP prints stress "pressure-like" in kB (1 kB = 0.1 GPa), i.e. ``-σ``; mlds
   stores σ in eV/Å³ with the ASE sign (positive = tensile), so
-  ``σ = -(in kB) * 0.1 * ase.units.GPa`` — the same factor ASE uses.
+  ``σ = -(in kB) * 0.1 GPa`` with the spec's CODATA 2018 GPa (:mod:`mlds.format.spec`;
+  ``ase.units.GPa`` is CODATA 2014, 8e-9 relative apart).
 * OUTCAR's "in kB" line is ordered XX YY ZZ XY YZ ZX.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from ase.data import chemical_symbols
-from ase.units import GPa
 
 from mlds.errors import FormatError
+from mlds.format.spec import GPA_IN_EV_PER_ANGSTROM3
 
-KB_TO_EV_A3 = 0.1 * GPa  # 1 kB in eV/Å³ (ase.units keeps all constants consistent)
+KB_TO_EV_A3 = 0.1 * GPA_IN_EV_PER_ANGSTROM3  # 1 kB in eV/Å³ (the spec's constants, CODATA 2018)
 
 _VALID_SYMBOLS = frozenset(chemical_symbols[1:])  # index 0 is the placeholder "X"
 # a '-' glued to a preceding digit or '.' starts a new number (fixed-format overflow, e.g. "-12.34567-123.45678")
 _GLUED_MINUS = re.compile(r"(?<=[\d.])-")
 
 
-def parse_floats(text: str, n: int, path: Any, line: int | None, what: str) -> list[float]:
+def parse_floats(text: str, n: int, path: Any, line: int | Callable[[], int] | None, what: str) -> list[float]:
     """The first ``n`` numbers of ``text``; FormatError(line=...) if they are not numbers.
 
     Handles Fortran fixed-format overflow where a negative number runs into
     the previous one, but nothing looser: a corrupt token is an error, never
-    silently split into two numbers.
+    silently split into two numbers.  ``line`` may be a function, called only for the error.
     """
     toks = text.split()
     try:
@@ -45,9 +46,10 @@ def parse_floats(text: str, n: int, path: Any, line: int | None, what: str) -> l
         vals = [float(t) for t in toks[:n]]
     except ValueError:
         bad = next((t for t in toks[:n] if not _is_float(t)), text.strip())
-        raise FormatError(path, f"corrupt number {bad!r} in {what}", line=line) from None
+        raise FormatError(path, f"corrupt number {bad!r} in {what}", line=line() if callable(line) else line) from None
     if len(vals) < n:
-        raise FormatError(path, f"expected {n} numbers in {what}, found {len(vals)}", line=line)
+        raise FormatError(path, f"expected {n} numbers in {what}, found {len(vals)}",
+                          line=line() if callable(line) else line)
     return vals
 
 
@@ -61,9 +63,10 @@ def _is_float(tok: str) -> bool:
 
 def kb6_to_stress(kb: Sequence[float]) -> np.ndarray:
     """OUTCAR 'in kB' (XX YY ZZ XY YZ ZX, pressure-like) -> 3x3 σ in eV/Å³, ASE sign."""
-    xx, yy, zz, xy, yz, zx = kb
-    p = np.array([[xx, xy, zx], [xy, yy, yz], [zx, yz, zz]], dtype=float)
-    return -p * KB_TO_EV_A3
+    # the products in Python (exactly numpy's -p * c, elementwise) and one array from them
+    c = KB_TO_EV_A3
+    xx, yy, zz, xy, yz, zx = [-v * c for v in kb]
+    return np.array([[xx, xy, zx], [xy, yy, yz], [zx, yz, zz]])
 
 
 def kb33_to_stress(kb: np.ndarray) -> np.ndarray:
@@ -208,65 +211,96 @@ def to_num(text: str | None) -> int | float | str | None:
 # most 15 digits, and one IEEE division of two exactly representable numbers is correctly rounded,
 # i.e. bit-identical to ``float(token)``.  Anything else (ragged rows, glued numbers, ``****``,
 # exponents, other characters) returns None and the caller's careful parser decides.
+#
+# Written by hand because no library parses text tables both exactly like float() and fast: numpy's
+# text parsers (fromstring, loadtxt, astype from bytes) and float() per token take 3-5x longer here,
+# and in an OUTCAR reader the POSITION/TOTAL-FORCE tables are the largest part of the work.
 _MAX_DIGITS = 15  # mantissas stay below 2**53, so sums of digit * 10**p are exact in float64
 _SHAPE = bytes.maketrans(b"0123456789-", b" " * 11)  # keeps the columns of the dots
-# character classes: blank 1, '-' 2, '.' 4, digit 8, newline 16, anything else 128 (never allowed)
-_BLANK, _MINUS, _DOT, _DIGIT, _NL, _OTHER = 1, 2, 4, 8, 16, 128
-_CLASS = bytes(_BLANK if c == 32 else _MINUS if c == 45 else _DOT if c == 46 else _DIGIT if 48 <= c <= 57
-               else _NL if c == 10 else _OTHER for c in range(256))
+_SIGNS = bytes.maketrans(b"0123456789", b"0" * 10)  # a row's shape: every digit a '0', signs kept
 _DIGIT_VALUE = bytes(c - 48 if 48 <= c <= 57 else 0 for c in range(256))
+_BLOCK_ROWS = 256  # rows per matrix product: small enough that BLAS stays on one thread
 _layouts: dict[tuple[bytes, int], Any] = {}
 
 
-def _layout(row: bytes, ncols: int):
-    """Column layout of one fixed-format row (with its newline), or None."""
-    width = len(row)
-    dots = [i for i, c in enumerate(row) if c == 46]
-    if len(dots) != ncols or not row.endswith(b"\n"):
+class _Layout:
+    """Columns of one fixed-format table: where each number is, and which row shapes are plain.
+
+    A row is plain when, for every number, the columns from the blank that separates it from what
+    precedes it up to its decimal point hold blanks, at most one '-', then at least one digit
+    (``" +-?0+"`` in the row's shape, where every digit is a '0'), and the columns after the point
+    hold its fraction digits; blanks after the last number.  Then the number in a row is
+    ``±(sum of digit * weight) / 10**fraction_digits`` with the weights of the columns, and the
+    shape alone says the signs: each plain shape seen gets an index into ``divisors``.
+    """
+
+    __slots__ = ("width", "dots", "pattern", "weights", "scale", "index", "divisors")
+
+    def __init__(self, row: bytes, ncols: int) -> None:
+        self.width = width = len(row)  # with the newline
+        dots = [i for i, c in enumerate(row) if c == 46]
+        if len(dots) != ncols or not row.endswith(b"\n"):
+            raise ValueError("not a fixed-format row")
+        self.dots = dots
+        self.weights = np.zeros((width, ncols))  # power of ten of each digit column, per number
+        self.scale = np.empty(ncols)  # 10**(number of fraction digits)
+        parts = []
+        lo = 0
+        for k, d in enumerate(dots):
+            end = d + 1
+            while end < width and 48 <= row[end] <= 57:
+                end += 1
+            nfrac = end - d - 1
+            if nfrac == 0 or d - lo < 2 or (d - lo - 1) + nfrac > _MAX_DIGITS:
+                raise ValueError("not a fixed-format row")
+            for j in range(lo, end):
+                if j != d:
+                    self.weights[j, k] = 10.0 ** (end - 1 - j - (j < d))
+            self.scale[k] = 10.0 ** nfrac
+            parts.append(rb" +(-?)0+\.0{%d}" % nfrac)
+            lo = end
+        self.pattern = re.compile(b"".join(parts) + rb" *")
+        self.index: dict[bytes, int] = {}  # plain row shape (without newline) -> row of divisors
+        self.divisors = np.empty((0, ncols))  # +-10**(fraction digits) of each number, per shape
+
+    def add(self, shape: bytes) -> bool:
+        """Index ``shape`` when it is plain; False when it is not."""
+        m = self.pattern.fullmatch(shape) if len(shape) == self.width - 1 else None
+        if m is None or any(shape[d] != 46 for d in self.dots):
+            return False
+        if len(self.index) >= 4096:  # bounded; shapes come back as they are met again
+            self.index.clear()
+            self.divisors = self.divisors[:0]
+        signs = np.array([-1.0 if g else 1.0 for g in m.groups()])
+        self.index[shape] = len(self.divisors)
+        self.divisors = np.vstack((self.divisors, self.scale * signs))
+        return True
+
+
+def _layout(row: bytes, ncols: int) -> _Layout | None:
+    try:
+        return _Layout(row, ncols)
+    except ValueError:
         return None
-    allowed = np.full(width, _BLANK, dtype=np.uint8)  # per column: the classes allowed there
-    allowed[-1] = _NL
-    pairs = np.zeros(width - 1, dtype=bool)  # j: j and j+1 lie in one blank/sign/integer region
-    w = np.zeros(width)  # power of ten of a digit in the mantissa of its field
-    starts = np.empty(ncols, dtype=np.intp)  # first column of each field
-    scale = np.empty(ncols)  # 10**(number of fraction digits)
-    lo = 0
-    for k, d in enumerate(dots):
-        end = d + 1
-        while end < width and 48 <= row[end] <= 57:
-            end += 1
-        nfrac = end - d - 1
-        if nfrac == 0 or d - lo < 2 or (d - lo - 1) + nfrac > _MAX_DIGITS:
-            return None
-        # lo: a blank separating the number from what precedes it; then blanks, at most one '-'
-        # and digits, a digit right before the dot, the dot, nfrac digits
-        allowed[lo + 1:d - 1] = _BLANK | _MINUS | _DIGIT
-        allowed[d - 1] = _DIGIT
-        allowed[d] = _DOT
-        allowed[d + 1:end] = _DIGIT
-        pairs[lo:d - 1] = True
-        for j in range(lo, end):
-            if j != d:
-                w[j] = 10.0 ** (end - 1 - j - (j < d))
-        starts[k] = lo
-        scale[k] = 10.0 ** nfrac
-        lo = end
-    return np.bitwise_not(allowed), pairs, w, starts, scale
 
 
-def fixed_rows(text: str, nrows: int, ncols: int) -> np.ndarray | None:
+def fixed_rows(text: str | bytes, nrows: int, ncols: int) -> np.ndarray | None:
     """``text`` (exactly ``nrows`` lines, each ending in a newline) as an (nrows, ncols) array when it
     is a plain fixed-format table: every row as long as the first, ``ncols`` numbers
     ``[-]digits.digits`` per row, each after at least one blank and with its decimal point in the same
     column in every row.  None otherwise (nothing is guessed; the caller's careful parser decides).
 
     Bit-identical to ``float()`` of each token: each number is ``mantissa / 10**k`` with an integer
-    mantissa below 2**53, and one IEEE division of exactly representable numbers is correctly rounded.
+    mantissa below 2**53 (a sum of exact products digit * 10**p, exact in any order), and one IEEE
+    division of exactly representable numbers is correctly rounded.
     """
-    try:
-        raw = text.encode("ascii")
-    except UnicodeEncodeError:
-        return None
+    if isinstance(text, str):
+        try:
+            raw = text.encode("ascii")
+        except UnicodeEncodeError:
+            return None
+    else:
+        raw = text  # bytes: any non-ASCII byte makes a row shape that is never plain
     n = len(raw)
     if nrows <= 0 or n % nrows:
         return None
@@ -279,19 +313,22 @@ def fixed_rows(text: str, nrows: int, ncols: int) -> np.ndarray | None:
         lay = _layouts[key] = _layout(raw[:width], ncols)
     if lay is None:
         return None
-    forbid, pairs, w, starts, scale = lay
-    cls = np.frombuffer(raw.translate(_CLASS), dtype=np.uint8).reshape(nrows, width)
-    # every character of a class its column allows; in the integer regions the classes never go
-    # down left to right (blanks, then '-', then digits; a second '-' is caught by the count below)
-    if (cls & forbid).any() or ((cls[:, 1:] < cls[:, :-1]) & pairs).any():
+    rows = raw.translate(_SIGNS).split(b"\n")
+    if len(rows) != nrows + 1 or rows.pop():  # nrows lines, the last one ending the text
         return None
-    # per field (columns starts[k]:starts[k+1]; the last field's trailing blanks and newline weigh 0):
-    # the sum of digit * 10**p is the mantissa, exact in float64; the number of '-' (one at most).
-    # (add.reduceat, not a matrix product: BLAS may go multi-threaded on large tables)
+    index = lay.index
+    try:
+        which = np.fromiter(map(index.__getitem__, rows), dtype=np.intp, count=nrows)
+    except KeyError:  # a row shape not met before: check the new ones
+        if not all(r in index or lay.add(r) for r in set(rows)):
+            return None
+        which = np.fromiter(map(index.__getitem__, rows), dtype=np.intp, count=nrows)
     digits = np.frombuffer(raw.translate(_DIGIT_VALUE), dtype=np.uint8).reshape(nrows, width)
-    mant = np.add.reduceat(digits * w, starts, axis=1)
-    neg = np.add.reduceat(cls == _MINUS, starts, axis=1, dtype=np.intp)
-    if (neg > 1).any():
-        return None
+    if nrows <= _BLOCK_ROWS:
+        mant = digits @ lay.weights
+    else:
+        mant = np.empty((nrows, ncols))
+        for i in range(0, nrows, _BLOCK_ROWS):
+            np.matmul(digits[i:i + _BLOCK_ROWS], lay.weights, out=mant[i:i + _BLOCK_ROWS])
     # mantissa / (+-10**k): one correctly rounded division (-0.0 for a negative zero, like float())
-    return mant / (scale * (1 - 2 * neg))
+    return mant / lay.divisors[which]

@@ -9,6 +9,7 @@ also what a model's calculator writes (MACE, nequip convention):
 energy     ``REF_energy`` > calculator ``free_energy`` > ``energy`` > info ``Energy``
 forces     array ``REF_forces`` > calculator ``forces`` > array ``force`` (QUIP/GAP, dpdata)
 stress     ``REF_stress`` > ``REF_virial`` > calculator ``stress`` > info ``virial``
+magmoms    array ``REF_magmoms`` > calculator ``magmoms`` > ``initial_magmoms`` > ``magmom``
 =========  ==================================================================
 
 Stress is in eV/Å³ with ASE's sign (positive = tensile).  A virial ``W`` (eV;
@@ -17,7 +18,8 @@ A virial on a frame without a cell volume cannot be converted and is dropped
 with a warning in the source report.  9-element tensors are read in the
 column-major order ASE uses for ``virial``/``stress``; 6-element ones as Voigt
 (xx yy zz yz xz xy).  Consumed keys are removed from ``info``; other info
-keys are kept.
+keys are kept as they are, so the training labels MACE/GAP/n2p2 users rely on
+(``config_type``, ``config_weight``, ``set``) travel on ``Frame.info``.
 
 Elements come from the ``species`` column.  ASE 3.29 takes them from a ``Z``
 column when there is one; ``dpdata/tests/xyz/xyz_unittest.xyz`` frame 2 has
@@ -153,10 +155,17 @@ class ExtxyzReader(Reader):
             stress = t
             break
 
+        magmoms = None
+        for value in (atoms.arrays.get("REF_magmoms"), results.get("magmoms"), atoms.arrays.get("initial_magmoms"),
+                      atoms.arrays.get("magmom")):
+            if value is not None and np.ndim(value) == 1:  # collinear moments only (Frame.magmoms is (n,))
+                magmoms = np.asarray(value, dtype=np.float64)
+                break
+
         extra = {k2: v for k2, v in info.items() if k2 not in _CONSUMED_INFO}
         atoms.info = extra
         atoms.calc = None
-        return atoms_to_frame(atoms, energy=energy, forces=forces, stress=stress)
+        return atoms_to_frame(atoms, energy=energy, forces=forces, stress=stress, magmoms=magmoms)
 
 
 @register_writer

@@ -13,13 +13,19 @@ Format (n2p2 ``src/libnnp/Structure.cpp`` ``readFromLines``)::
     end
 
 **Units.** The format carries none; n2p2 is unit-agnostic and its own examples
-use both Å/eV (Cu2S_PBE) and Bohr/Hartree (H2O_RPBE-D3).  So the reader never
-guesses: it needs ``units="angstrom-ev"`` or ``units="bohr-hartree"`` (dpdata
-1.1.0 silently assumes Bohr/Hartree, which turns Cu2S's -573.7 eV into -15611).
-Constants are CODATA 2018.  The writer defaults to Å/eV and records the unit
-system next to the data in ``<file>.units.json`` so that a training step writes
-``input.nn`` (cutoffs, eta, r_s) and LAMMPS ``cflength``/``cfenergy`` in the
-same units; :func:`n2p2_unit_factors` gives those two numbers.
+use Å/eV (Cu2S_PBE), Bohr/Hartree (H2O_RPBE-D3) and Å positions with Hartree
+energies (QM9), so length and energy units are independent.  The reader never
+guesses: it needs a length unit (``"angstrom"`` or ``"bohr"``) and an energy
+unit (``"eV"`` or ``"hartree"``), given as ``length_unit=``/``energy_unit=`` or
+as one ``units="<length>-<energy>"`` string (the presets ``"angstrom-ev"`` and
+``"bohr-hartree"``, or the mixed ``"angstrom-hartree"``/``"bohr-ev"``); dpdata
+1.1.0 silently assumes Bohr/Hartree, which turns Cu2S's -573.7 eV into -15611.
+The units read are recorded in the source's provenance (``report.units``).
+Constants are the spec's (CODATA 2018, :mod:`mlds.format.spec`).  The writer
+defaults to Å/eV and records the units next to the data in
+``<file>.units.json`` so that a training step writes ``input.nn`` (cutoffs,
+eta, r_s) and LAMMPS ``cflength``/``cfenergy`` in the same units;
+:func:`n2p2_unit_factors` gives those two numbers.
 
 Reader conventions: periodic iff the 3 ``lattice`` lines are present (then
 ``pbc`` is all True; otherwise cell is zero and pbc all False); positions are
@@ -50,55 +56,93 @@ import numpy as np
 
 from mlds.errors import FormatError
 from mlds.format.frame import Frame
+from mlds.format.spec import BOHR_ANGSTROM, HARTREE_EV
 from mlds.io.registry import Reader, Writer, register_reader, register_writer
 from mlds.util import atomic_path
 
-BOHR_ANGSTROM = 0.529177210903      # CODATA 2018: 1 Bohr in Å
-HARTREE_EV = 27.211386245988        # CODATA 2018: 1 Hartree in eV
-
-UNIT_SYSTEMS = ("angstrom-ev", "bohr-hartree")
-_NO_UNITS = "n2p2 files carry no units; pass units='angstrom-ev' or 'bohr-hartree' (--units)"
+UNIT_SYSTEMS = ("angstrom-ev", "bohr-hartree")  # the presets; "<length>-<energy>" mixes are accepted too
+LENGTH_UNITS = {"angstrom": 1.0, "bohr": BOHR_ANGSTROM}  # size of the unit in Å
+ENERGY_UNITS = {"eV": 1.0, "hartree": HARTREE_EV}  # size of the unit in eV
+_LENGTH_NAMES = {"angstrom": "angstrom", "ang": "angstrom", "bohr": "bohr"}
+_ENERGY_NAMES = {"ev": "eV", "hartree": "hartree", "ha": "hartree"}
+_NO_UNITS = ("n2p2 files carry no units; pass units='angstrom-ev' or 'bohr-hartree' (--units), or "
+             "length_unit='angstrom'|'bohr' and energy_unit='eV'|'hartree' (--length-unit, --energy-unit)")
 _KEYWORDS = {"begin", "comment", "lattice", "atom", "energy", "charge", "end"}
 _SETS = ("train", "test")
 
 
-def _check_units(units: Any, path: Any) -> str:
-    if units is None:
-        raise FormatError(path, _NO_UNITS)
-    u = str(units).strip().lower().replace("_", "-")
-    if u not in UNIT_SYSTEMS:
-        raise FormatError(path, f"unknown n2p2 unit system {units!r}; " + _NO_UNITS.split("; ")[1])
-    return u
+def resolve_units(units: Any = None, length_unit: Any = None, energy_unit: Any = None, *, path: Any = None,
+                  default: tuple[str, str] | None = None) -> tuple[str, str]:
+    """(length unit, energy unit) from a ``units`` preset and/or the two separate options.
+
+    The preset and a separate option may both be given only when they agree; with neither,
+    ``default`` is used when given, else FormatError (the reader never guesses).
+    """
+    length = energy = None
+    if units is not None:
+        text = str(units).strip().lower().replace("_", "-")
+        parts = text.split("-")
+        if len(parts) != 2 or parts[0] not in _LENGTH_NAMES or parts[1] not in _ENERGY_NAMES:
+            raise FormatError(path, f"unknown n2p2 unit system {units!r}; use 'angstrom-ev' or 'bohr-hartree' "
+                              "(or 'angstrom-hartree', 'bohr-ev')")
+        length, energy = _LENGTH_NAMES[parts[0]], _ENERGY_NAMES[parts[1]]
+    length = _one_unit("length", length_unit, length, _LENGTH_NAMES, "'angstrom' or 'bohr'", units, path)
+    energy = _one_unit("energy", energy_unit, energy, _ENERGY_NAMES, "'eV' or 'hartree'", units, path)
+    if length is None and energy is None and default is not None:
+        return default
+    if length is None or energy is None:
+        missing = "length" if length is None else "energy"
+        raise FormatError(path, _NO_UNITS if length is None and energy is None else
+                          f"n2p2 files carry no units: the {missing} unit is missing "
+                          f"({missing}_unit=..., --{missing}-unit)")
+    return length, energy
 
 
-def _unit_sizes(units: str) -> tuple[float, float]:
-    """(size of the file's length unit in Å, size of its energy unit in eV)."""
-    if units == "bohr-hartree":
-        return BOHR_ANGSTROM, HARTREE_EV
-    return 1.0, 1.0
+def _one_unit(kind: str, given: Any, from_units: str | None, names: dict[str, str], choices: str, units: Any,
+              path: Any) -> str | None:
+    """The ``kind`` unit: ``given`` (checked against the preset's) or the preset's."""
+    if given is None:
+        return from_units
+    unit = names.get(str(given).strip().lower())
+    if unit is None:
+        raise FormatError(path, f"unknown {kind} unit {given!r}; use {choices}")
+    if from_units is not None and unit != from_units:
+        raise FormatError(path, f"{kind} unit {given!r} contradicts units={units!r}")
+    return unit
 
 
-def n2p2_unit_factors(units: str) -> tuple[float, float]:
+def _unit_options(options: dict[str, Any], path: Any, default: tuple[str, str] | None = None) -> tuple[str, str]:
+    return resolve_units(options.get("units"), options.get("length_unit"), options.get("energy_unit"),
+                         path=path, default=default)
+
+
+def units_name(length: str, energy: str) -> str:
+    """'angstrom-ev', 'bohr-hartree', 'angstrom-hartree' or 'bohr-ev'."""
+    return f"{length}-{energy.lower()}"
+
+
+def n2p2_unit_factors(units: str | None = None, *, length_unit: str | None = None,
+                      energy_unit: str | None = None) -> tuple[float, float]:
     """(length_factor, energy_factor) = (file length units per Å, file energy units per eV).
 
     Multiply Å / eV quantities by these to get the values written in the
     file; they are exactly LAMMPS ``pair_style hdnnp``'s ``cflength`` and
     ``cfenergy`` (1.8897261246..., 0.0367493222... for Bohr/Hartree; 1, 1 for Å/eV).
     """
-    length, energy = _unit_sizes(_check_units(units, None))
-    return 1.0 / length, 1.0 / energy
+    length, energy = resolve_units(units, length_unit, energy_unit)
+    return 1.0 / LENGTH_UNITS[length], 1.0 / ENERGY_UNITS[energy]
 
 
-def units_sidecar(units: str) -> dict[str, Any]:
+def units_sidecar(units: str | None = None, *, length_unit: str | None = None,
+                  energy_unit: str | None = None) -> dict[str, Any]:
     """Content of the ``<file>.units.json`` sidecar written next to the data."""
-    u = _check_units(units, None)
-    lf, ef = n2p2_unit_factors(u)
-    bohr = u == "bohr-hartree"
+    length, energy = resolve_units(units, length_unit, energy_unit)
+    lf, ef = n2p2_unit_factors(length_unit=length, energy_unit=energy)
     return {
-        "units": u,
-        "length": "bohr" if bohr else "angstrom",
-        "energy": "hartree" if bohr else "eV",
-        "force": "hartree/bohr" if bohr else "eV/angstrom",
+        "units": units_name(length, energy),
+        "length": length,
+        "energy": energy,
+        "force": f"{energy}/{length}",
         "length_per_angstrom": lf,
         "energy_per_eV": ef,
         "codata": "2018",
@@ -123,19 +167,21 @@ def _looks_like_n2p2(head: bytes) -> bool:
 class N2p2Reader(Reader):
     name = "n2p2"
     extensions = (".data",)
-    description = "n2p2/RuNNer input.data (needs units='angstrom-ev' or 'bohr-hartree')"
+    description = "n2p2/RuNNer input.data (needs units= or length_unit= and energy_unit=)"
 
     def __init__(self, path, **options: Any) -> None:
         super().__init__(path, **options)
-        self.units = _check_units(options.get("units"), self.path)
+        self.length_unit, self.energy_unit = _unit_options(options, self.path)
+        self.units = units_name(self.length_unit, self.energy_unit)
         self.report.code = "n2p2"
+        self.report.units = {"length": self.length_unit, "energy": self.energy_unit}
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
         return _looks_like_n2p2(head)
 
     def _frames(self) -> Iterator[Frame]:
-        length, energy_unit = _unit_sizes(self.units)
+        length, energy_unit = LENGTH_UNITS[self.length_unit], ENERGY_UNITS[self.energy_unit]
         force_unit = energy_unit / length
         path = self.path
         block: dict[str, Any] | None = None
@@ -202,6 +248,8 @@ class N2p2Reader(Reader):
         if block is not None:
             raise FormatError(path, f"missing 'end': file ends at line {lineno} inside the structure begun "
                               f"at line {block['begin']}", line=lineno)
+        if self.report.kept == 0:
+            self.report.set_empty_reason("no structure (begin ... end block) in the file")
 
     def _make_frame(self, block: dict[str, Any], lineno: int, length: float, energy_unit: float,
                     force_unit: float) -> Frame:
@@ -258,11 +306,11 @@ def _r(x: float) -> str:
 class N2p2Writer(Writer):
     name = "n2p2"
     extensions = (".data",)
-    description = "n2p2/RuNNer input.data (+ <file>.units.json); options units=, split="
+    description = "n2p2/RuNNer input.data (+ <file>.units.json); options units= or length_unit=/energy_unit=, split="
 
     def write(self, frames: Iterable[Frame], metadata: dict[str, Any] | None = None) -> int:
-        units = _check_units(self.options.get("units") or "angstrom-ev", self.path)
-        length, energy_unit = _unit_sizes(units)
+        lu, eu = _unit_options(self.options, self.path, default=("angstrom", "eV"))
+        length, energy_unit = LENGTH_UNITS[lu], ENERGY_UNITS[eu]
         force_unit = energy_unit / length
         split = self._split_map(self.options.get("split"))
         sidecar = self.path.with_name(self.path.name + ".units.json")
@@ -272,7 +320,8 @@ class N2p2Writer(Writer):
                 for i, frame in enumerate(frames):
                     out.write(self._block(i, frame, split, length, energy_unit, force_unit))
                     count += 1
-            tmp_side.write_text(json.dumps(units_sidecar(units), indent=2) + "\n", encoding="utf-8")
+            tmp_side.write_text(json.dumps(units_sidecar(length_unit=lu, energy_unit=eu), indent=2) + "\n",
+                                encoding="utf-8")
         return count
 
     def _split_map(self, split: Any) -> dict[int, str]:

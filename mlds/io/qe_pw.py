@@ -161,6 +161,8 @@ class QEPwReader(Reader):
         self._finish_settings()
         if self.report.kept == 0:
             self.report.warn("no complete ionic step in the file (interrupted run?): 0 frames")
+            if self.step_index == 0:
+                self.report.set_empty_reason("the run stopped before its first SCF step (no energy in the file)")
 
     def _line(self, line: str, L: _Lines, keep: bool) -> Iterator[Frame]:
         s = line.strip()
@@ -530,16 +532,20 @@ class QEPwReader(Reader):
         k = self.step_index
         self.step_index += 1
         if st.energy_any is None:
-            self._drop("incomplete-step", f"step {k}: no total energy printed")
+            self._drop("incomplete-step", f"step {k}: no total energy printed",
+                       "run interrupted before the first SCF finished (no total energy printed)")
             return
         if st.forces_incomplete or st.stress_incomplete:
-            self._drop("incomplete-step", f"step {k}: forces or stress block cut off")
+            self._drop("incomplete-step", f"step {k}: forces or stress block cut off",
+                       "the file ends inside the forces or stress of the first step (job killed?)")
             return
         if st.converged is None:
-            self._drop("incomplete-step", f"step {k}: SCF did not finish")
+            self._drop("incomplete-step", f"step {k}: SCF did not finish",
+                       "run interrupted before the first SCF converged")
             return
         if at_eof and st.forces is None and not self.job_done:
-            self._drop("incomplete-step", f"step {k}: run ended before forces were printed")
+            self._drop("incomplete-step", f"step {k}: run ended before forces were printed",
+                       "run interrupted before the forces of the first step were printed")
             return
         converged = bool(st.converged)
         if converged and self.exx_run and st.marked_kind != "!!":
@@ -567,10 +573,12 @@ class QEPwReader(Reader):
             info={"step": k},
         )
 
-    def _drop(self, reason: str, warning: str | None) -> None:
+    def _drop(self, reason: str, warning: str | None, empty: str | None = None) -> None:
         self.report.drop(reason)
         if warning:
             self.report.warn(warning)
+        if empty and self.step_index == 1:  # the first step: why the file gives no frame at all
+            self.report.set_empty_reason(empty)
 
     def _element(self, label: str) -> str:
         if label in self.species:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator
@@ -34,6 +36,11 @@ class SourceReport:
     # kept step indices as [first, last] runs: O(runs) memory, not O(frames)
     step_runs: list[list[int]] = field(default_factory=list)
     steps_in_order: bool = True
+    # why the source gave no frame (CONTRACTS §7): set by every reader that yields none, e.g.
+    # "run aborted before the first ionic step completed"; None when it gave frames
+    empty_reason: str | None = None
+    # units the reader assumed for a format that carries none (n2p2): {"length": ..., "energy": ...}
+    units: dict[str, str] | None = None
 
     def keep_step(self, step: int) -> None:
         runs = self.step_runs
@@ -71,7 +78,37 @@ class SourceReport:
             out["steps_kept"] = steps
         if self.warnings:
             out["warnings"] = list(self.warnings)
+        if self.units:
+            out["units"] = dict(self.units)
+        if self.kept == 0 and self.empty_reason:
+            out["empty_reason"] = self.empty_reason
         return out
+
+    def set_empty_reason(self, reason: str) -> None:
+        """Record why no frame came out so far (the first, most specific reason wins); cleared
+        when the reader yields a frame after all."""
+        if self.empty_reason is None and self.kept == 0:
+            self.empty_reason = reason
+
+    def default_empty_reason(self) -> str:
+        """A reason from the tallies, for readers that found steps but kept none."""
+        if not self.dropped:
+            return "no frame in the file"
+        total = sum(self.dropped.values())
+        parts = ", ".join(f"{n} {_DROP_WORDS.get(k, k)}" for k, n in self.dropped.items())
+        hint = " (keep_unconverged / --keep-unconverged keeps them)" if "scf-unconverged" in self.dropped else ""
+        return f"all {total} step(s) dropped: {parts}{hint}"
+
+
+_DROP_WORDS = {
+    "scf-unconverged": "with an unconverged SCF",
+    "ml-predicted": "predicted by the machine-learned force field",
+    "no-forces": "without forces",
+    "no-energy": "without an energy",
+    "non-finite": "with NaN/Inf values",
+    "no-scf": "without SCF steps",
+    "incomplete-step": "incomplete",
+}
 
 
 class Reader:
@@ -86,14 +123,15 @@ class Reader:
     description: ClassVar[str] = ""
     # True: ``_frames`` reads the file only through ``_read``/``_readline`` (which feed every byte
     # into ``self._hasher``), so the SHA-256 comes from that one pass instead of a second read of
-    # the whole file.  Used only when the reader reached end of file; otherwise the file is hashed.
+    # the whole file, computed on a second thread while the reader parses (_BackgroundHash).  Used
+    # only when the reader reached end of file; otherwise the file is hashed.
     hashes_while_reading: ClassVar[bool] = False
 
     def __init__(self, path: str | os.PathLike, **options: Any) -> None:
         self.path = Path(path)
         self.options = options
         self.report = SourceReport(path=str(self.path), format=self.name)
-        self._hasher = hashlib.sha256()
+        self._hasher: Any = None
         self._hash_eof = False
         self._hashing = False  # _read/_readline feed the hasher (set by __iter__)
 
@@ -134,7 +172,7 @@ class Reader:
             hash_here = False
         elif self.hashes_while_reading:
             hash_here = True
-            self._hasher = hashlib.sha256()
+            self._hasher = _BackgroundHash()
         else:
             self.report.sha256 = sha256_file(self.path)
             hash_here = False
@@ -149,11 +187,41 @@ class Reader:
                     report.keep_step(int(step))
                 yield frame
             done = True
+            if report.kept == 0:
+                report.set_empty_reason(report.default_empty_reason())
+            else:
+                report.empty_reason = None
         finally:
             self._hashing = False
-            if hash_here and not self.report.sha256:
-                # the one-pass digest only when the reader went through the whole file
-                self.report.sha256 = self._hasher.hexdigest() if done and self._hash_eof else sha256_file(self.path)
+            if hash_here:
+                digest = self._hasher.hexdigest()
+                if not self.report.sha256:
+                    # the one-pass digest only when the reader went through the whole file
+                    self.report.sha256 = digest if done and self._hash_eof else sha256_file(self.path)
+
+
+class _BackgroundHash:
+    """SHA-256 of the chunks a reader reads, computed on a second thread: hashlib releases the GIL
+    on large buffers, so hashing overlaps parsing instead of adding to it.  ``hexdigest`` waits
+    for the chunks given so far and ends the thread."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._queue: queue.Queue = queue.Queue(maxsize=16)  # bounded: a stalled hash slows reading
+        self._thread = threading.Thread(target=self._run, name="mlds-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._sha.update(data)
+
+    def update(self, data: bytes) -> None:
+        self._queue.put(data)
+
+    def hexdigest(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        return self._sha.hexdigest()
 
 
 class Writer:

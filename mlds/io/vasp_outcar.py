@@ -7,7 +7,7 @@ One :class:`Frame` per ab-initio ionic step.  Choices (formats.md §3.1):
   ``w/o vdW`` columns are ignored (the values used include the correction,
   like the forces).
 * stress from the ``in kB`` line (XX YY ZZ XY YZ ZX, pressure-like) converted
-  to σ in eV/Å³ with the ASE sign: ``σ = -kB * 0.1 * ase.units.GPa``; ``None``
+  to σ in eV/Å³ with the ASE sign: ``σ = -kB * 0.1 GPa`` (spec constants); ``None``
   for steps that print no stress.
 * cell: the last ``direct lattice vectors`` block before the step's forces
   (changes per step for ISIF=3 relax and NpT MD).
@@ -62,28 +62,60 @@ _EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NW
                "NSW", "POTIM", "ML_LMLFF", "ML_MODE", "LASPH")
 _PBC = np.ones(3, dtype=bool)
 _CHUNK = 1 << 19  # bytes per read (whole lines are appended); small enough for malloc to reuse the memory
-# every line the step parser reacts to contains one of these (see the dispatch in _parse); "FORCE"
-# covers "FORCE on cell" and "TOTAL-FORCE" in one scan (lines with neither fall through the dispatch)
-_MARKERS = ("Iteration", "in kB", "FORCE", "direct lattice vectors", "magnetization (",
-            "FREE ENERGIE OF THE ION-ELECTRON SYSTEM")
-_ENERGY_MARKERS = ("TOTEN", "energy(sigma->0)")
-_ALL_MARKERS = _MARKERS + _ENERGY_MARKERS
-# Markers whose str.find is slow (short, or made of characters as common as blanks, digits and '.':
-# the search then advances one character at a time) are found through a rarer character of theirs,
-# located with memchr: (character, its index in the marker).
-_ANCHORS = {"Iteration": ("I", 0), "in kB": ("k", 3), "FORCE": ("F", 0), "magnetization (": ("z", 7)}
-_FINDERS = tuple(_ANCHORS.get(mk) for mk in _ALL_MARKERS)
-assert all(mk[off] == ch for mk, (ch, off) in _ANCHORS.items())
+# Every line the step parser reacts to contains one of these (see the dispatch in _parse), so all
+# other lines are skipped with C-level searches.  Each entry: (needle, anchor) where anchor is
+# None for a plain ``str.find`` (fast for long needles: it skips ahead by up to the needle's length)
+# or (character, its index in the needle) for short needles made of common characters, which are
+# found through the occurrences of that rarer character (memchr).  "Iteration" (many per step) is
+# handled apart, a whole run of SCF iterations at a time.
+_ITERATION = ("Iteration", ("I", 0))
+# "FORCE on cell" lines are not searched: they only say whether the "in kB" line that follows is an
+# MLFF one, which _stress_is_ml looks up backwards from that line (a short C-level search instead of
+# a pass over every byte).  "magnetization (" lines matter only for ISPIN=2 runs.
+_SCAN = (("in kB", ("k", 3)), ("TOTAL-FORCE", None), ("direct lattice vectors", None),
+         ("FREE ENERGIE OF THE ION-ELECTRON SYSTEM", None))
+_SCAN_SPIN = _SCAN + (("magnetization (", ("z", 7)),)
+# TOTEN / energy(sigma->0) (in every SCF iteration) only matter inside an energy block
+_SCAN_ENERGY_ONLY = (("TOTEN", None), ("energy(sigma->0)", None))
+assert all(mk[a[1]] == a[0] for mk, a in _SCAN_SPIN + _SCAN_ENERGY_ONLY + (_ITERATION,) if a)
+# a run of SCF "Iteration" lines: per line, the first match of _ITER (``\s`` without the line end,
+# so that a match never leaves its line), then the rest of the line
+_ITER_RUN = re.compile(r"Iteration[^\S\n]*(\d+)[^\S\n]*\([^\S\n]*(\d+)[^\S\n]*\)[^\n]*")
 
 
-def _find_anchored(buf: str, marker: str, ch: str, off: int, pos: int) -> int:
-    """``buf.find(marker, pos)`` by way of the occurrences of ``marker[off] == ch``."""
+def _find(buf: str, needle: str, anchor: tuple[str, int] | None, pos: int) -> int:
+    """``buf.find(needle, pos)``, by way of the occurrences of ``anchor`` when given."""
+    if anchor is None:
+        return buf.find(needle, pos)
+    ch, off = anchor
     q = buf.find(ch, pos + off)
     while q >= 0:
-        if buf.startswith(marker, q - off):
+        if buf.startswith(needle, q - off):
             return q - off
         q = buf.find(ch, q + 1)
     return -1
+
+
+def _decode(raw: bytes) -> str:
+    """What open(path, "r", encoding="utf-8", errors="replace") gives for whole lines: ``raw`` ends at
+    a line end, so no UTF-8 sequence or "\r\n" pair is split; universal newlines as in text mode."""
+    text = raw.decode("utf-8", "replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def _read_chunk(read: Any, readline: Any) -> bytes:
+    """The next chunk: ``read(_CHUNK)`` completed to the end of its last line."""
+    raw = read(_CHUNK)
+    if raw and not raw.endswith(b"\n"):
+        raw += readline()
+    return raw
+
+
+def _count_lines(raw: bytes) -> int:
+    """Lines ended in ``raw`` (whole lines) after universal-newline translation."""
+    return raw.count(b"\n") + raw.count(b"\r") - raw.count(b"\r\n")
 
 
 @register_reader
@@ -110,27 +142,96 @@ class VaspOutcarReader(Reader):
             self._buf = ""  # a chunk of whole lines; self._pos = start of the next unread line
             self._pos = 0
             self._gen = 0  # bumped on every refill (invalidates cached marker positions)
-            self.lineno = 0  # number of lines before self._pos (= 1-based number of the last line read)
+            self._extended_from = 0  # set by _extend: the old length of the buffer
+            # MLFF-stress state (_stress_is_ml): where this buffer's steps begin (-1: in the header),
+            # the state at that point, and the start of the last MLFF energy block's end line
+            self._force_floor, self._force_carry, self._ml_reset_at = -1, False, -1
+            self._chunk_byte0 = 0  # file offset of the chunk in self._buf
+            self._chunk_len = 0  # its length in bytes
+            self._known = (0, 0)  # (file offset of a chunk start, lines before it), for lineno
             yield from self._parse(keep_unconverged)
         self._buf = ""
 
     # The file is read in large chunks that always end on a line boundary.  The step parser
     # never looks at most lines (SCF iterations are ~95 % of an OUTCAR): it jumps with C-level
-    # ``str.find`` to the next line that contains one of the markers it reacts to, and counts
-    # the skipped newlines for error line numbers.
+    # ``str.find`` to the next line that contains one of the markers it reacts to.  Line numbers
+    # are needed only for messages, so they are counted only when one is asked for (``lineno``).
     def _fill(self) -> bool:
         """Load the next chunk once the current one is used up; False at end of file."""
-        raw = self._read(self._fh, _CHUNK)
-        if raw and not raw.endswith(b"\n"):
-            raw += self._readline(self._fh)
-        # what open(path, "r", encoding="utf-8", errors="replace") gives: the chunk ends at a line
-        # end, so no UTF-8 sequence or "\r\n" pair is split; universal newlines as in text mode
-        chunk = raw.decode("utf-8", "replace")
-        if "\r" in chunk:
-            chunk = chunk.replace("\r\n", "\n").replace("\r", "\n")
-        self._buf, self._pos = chunk, 0
+        fh = self._fh
+        raw = _read_chunk(lambda n: self._read(fh, n), lambda: self._readline(fh))
+        if self._force_floor >= 0:  # the steps have begun: carry the MLFF-stress state over
+            self._force_carry = self._stress_is_ml(len(self._buf))
+            self._force_floor, self._ml_reset_at = 0, -1
+        self._chunk_byte0 += self._chunk_len
+        self._chunk_len = len(raw)
+        self._buf, self._pos = _decode(raw), 0
         self._gen += 1
-        return bool(chunk)
+        return bool(raw)
+
+    def _stress_is_ml(self, end: int) -> bool:
+        """Whether an "in kB" line starting at ``end`` belongs to an MLFF block: what the last
+        "FORCE on cell" line before it says (``ML FORCE on cell``), unless an MLFF energy block ended
+        after that line.  Lines are taken as the dispatch in _parse classifies them (a line with
+        "Iteration" or starting with "in kB" is not a "FORCE on cell" line)."""
+        buf, floor, reset = self._buf, self._force_floor, self._ml_reset_at
+        q = buf.rfind("FORCE on cell", floor, end)
+        while q > reset:
+            start = buf.rfind("\n", floor, q) + 1 or floor
+            line = buf[start:buf.find("\n", q) + 1 or len(buf)]
+            if "Iteration" not in line and not line.strip().startswith("in kB"):
+                return bool(_ML.search(line))
+            q = buf.rfind("FORCE on cell", floor, start)
+        return False if reset >= 0 else self._force_carry
+
+    def _extend(self) -> bool:
+        """Append the next chunk to the current one (a table that runs past the chunk's end is then
+        read in one piece); False at end of file.  Positions in the buffer stay valid."""
+        fh = self._fh
+        raw = _read_chunk(lambda n: self._read(fh, n), lambda: self._readline(fh))
+        if not raw:
+            return False
+        self._chunk_len += len(raw)
+        if not self._extended_from:  # needles not found before here may be in the new part
+            self._extended_from = len(self._buf)
+        self._buf += _decode(raw)
+        return True
+
+    @property
+    def lineno(self) -> int:
+        """Number of lines before self._pos (= 1-based number of the last line read)."""
+        return self._line_at(self._chunk_byte0, self._pos)
+
+    def _line_at(self, byte0: int, pos: int) -> int:
+        """Lines before position ``pos`` of the chunk that starts at file offset ``byte0`` (that chunk
+        is read again when it is not the current one).  Only for messages: it rereads the file."""
+        known_byte, known_lines = self._known
+        if byte0 < known_byte:
+            known_byte, known_lines = 0, 0
+        with open(self.path, "rb") as fh:
+            fh.seek(known_byte)
+            while known_byte < byte0:
+                block = fh.read(min(1 << 22, byte0 - known_byte))
+                if not block:
+                    break
+                if block.endswith(b"\r") and fh.read(1) == b"\n":  # a "\r\n" across the blocks
+                    block += b"\n"
+                else:
+                    fh.seek(known_byte + len(block))
+                known_lines += _count_lines(block)
+                known_byte += len(block)
+            self._known = (known_byte, known_lines)
+            if byte0 == self._chunk_byte0:
+                text = self._buf
+            else:  # an earlier buffer: its chunk (and the chunks _extend appended, up to pos) again
+                fh.seek(byte0)
+                text = _decode(_read_chunk(fh.read, fh.readline))
+                while len(text) < pos:
+                    more = _read_chunk(fh.read, fh.readline)
+                    if not more:
+                        break
+                    text += _decode(more)
+        return known_lines + text.count("\n", 0, pos)
 
     def _next(self) -> str | None:
         buf, pos = self._buf, self._pos
@@ -140,13 +241,11 @@ class VaspOutcarReader(Reader):
             buf, pos = self._buf, 0
         end = buf.find("\n", pos) + 1 or len(buf)
         self._pos = end
-        self.lineno += 1
         return buf[pos:end]
 
     def _unread(self, line: str) -> None:
         """Push back the line just returned by ``_next`` (it is still in the buffer)."""
         self._pos -= len(line)
-        self.lineno -= 1
 
     def _err(self, msg: str, line: int | None = None) -> FormatError:
         return FormatError(self.path, msg, line=self.lineno if line is None else line)
@@ -157,6 +256,9 @@ class VaspOutcarReader(Reader):
             return
         numbers, nions, nelm = hdr
         ispin2 = self.report.settings.get("spin_polarized", False)
+        scan = _SCAN_SPIN if ispin2 else _SCAN
+        scan_energy = scan + _SCAN_ENERGY_ONLY
+        self._force_floor = self._pos
 
         cell: np.ndarray | None = self._initial_cell
         step = 0
@@ -165,65 +267,60 @@ class VaspOutcarReader(Reader):
         # ML-marked line ("ML FORCE on cell", "TOTAL-FORCE ... (ML)", "ML FREE ENERGIE",
         # "free  energy ML TOTEN") only feeds ``ml_*`` state, so an ML block printed before,
         # after or instead of a DFT step can never leak into a frame.
-        stress_is_ml = False
         energy_block: str | None = None  # None, "dft" or "ml": inside a FREE ENERGIE block
         ml_energy: float | None = None
-        energy_line = 0
-        # next position of each marker in the current chunk (valid while gen == self._gen);
-        # every line the dispatch below reacts to contains one of them, all others are no-ops.
-        # TOTEN / energy(sigma->0) (in every SCF iteration) only matter inside an energy block.
-        nxt = [0] * (len(_MARKERS) + len(_ENERGY_MARKERS))
+        energy_at = (0, 0)  # (chunk, position) of the TOTEN line, for a message's line number
+        line_no = lambda: self.lineno  # noqa: E731  (counted only when a message needs it)
+        # next position of "Iteration" (index 0) and of each scan_energy needle in the current chunk
+        # (valid while gen == self._gen); every line the dispatch below reacts to contains one of
+        # them, all others are no-ops.
+        nxt = [-1] * (len(scan_energy) + 1)
         gen = -1
         while True:
             # ---- jump to the next line holding a marker
             buf, pos = self._buf, self._pos
+            if self._extended_from:  # the buffer grew (_extend): "not found" is no longer sure
+                old_n, self._extended_from = self._extended_from, 0
+                nxt = [-1 if q >= old_n else q for q in nxt]
             if gen != self._gen:
                 gen = self._gen
                 nxt = [-1] * len(nxt)
             n = len(buf)
             best = n
-            markers = _ALL_MARKERS if energy_block is not None else _MARKERS
-            for k, mk in enumerate(markers):
+            for k, (mk, anchor) in enumerate(scan_energy if energy_block is not None else scan, 1):
                 q = nxt[k]
                 if q < pos:
-                    fa = _FINDERS[k]
-                    q = buf.find(mk, pos) if fa is None else _find_anchored(buf, mk, fa[0], fa[1], pos)
+                    q = _find(buf, mk, anchor, pos)
                     if q < 0:
                         q = n
                     nxt[k] = q
-                if k and q < best:
+                if q < best:
                     best = q
-            it = nxt[0]  # "Iteration"
+            it = nxt[0]
+            if it < pos:
+                it = _find(buf, *_ITERATION, pos)
+                nxt[0] = it = n if it < 0 else it
             if it < best:
-                # a run of SCF "Iteration" lines before the next other marker: they only update
-                # pend (no error is possible), so take them in a tight loop, counting lines once
-                end = pos
-                while it < best:
-                    ls = buf.rfind("\n", end, it) + 1 or end
-                    end = buf.find("\n", it) + 1 or n
-                    m = _ITER.search(buf, ls, end)  # = _ITER.search(line)
-                    if m:
-                        pend.ionic = int(m.group(1))
-                        scf = int(m.group(2))
-                        if scf > pend.scf_max:
-                            pend.scf_max = scf
-                        pend.started = True
-                    it = _find_anchored(buf, "Iteration", "I", 0, end)
-                    if it < 0:
-                        it = n
-                nxt[0] = it
-                self.lineno += buf.count("\n", pos, end)
+                # a run of SCF "Iteration" lines (and the lines between them) before the next other
+                # marker: they only update pend (no error is possible), so take them in one go, from
+                # the line of the first to the end of the line of the last
+                ls = buf.rfind("\n", pos, it) + 1 or pos
+                end = buf.find("\n", buf.rfind("Iteration", it, best)) + 1 or n
+                found = _ITER_RUN.findall(buf, ls, end)
+                if found:
+                    pend.ionic = int(found[-1][0])
+                    scf = max(map(int, [s for _, s in found]))
+                    if scf > pend.scf_max:
+                        pend.scf_max = scf
+                    pend.started = True
                 self._pos = end
                 continue
             if best >= n:  # nothing more in this chunk
-                self.lineno += buf.count("\n", pos, n)
                 self._pos = n
                 if not self._fill():
                     break
                 continue
-            start = buf.rfind("\n", pos, best) + 1 or pos
-            self.lineno += buf.count("\n", pos, start)
-            self._pos = start
+            self._pos = line_at = buf.rfind("\n", pos, best) + 1 or pos
             line = self._next()
             # ---- the same per-line dispatch as a plain line-by-line loop
             if "Iteration" in line:
@@ -235,12 +332,12 @@ class VaspOutcarReader(Reader):
                 continue
             s = line.strip()
             if s.startswith("in kB"):
-                kb = vc.parse_floats(s[5:], 6, self.path, self.lineno, "'in kB' stress line")
-                if not stress_is_ml:
+                kb = vc.parse_floats(s[5:], 6, self.path, line_no, "'in kB' stress line")
+                if not self._stress_is_ml(line_at):
                     pend.stress_kb = kb
                     pend.started = True
             elif "FORCE on cell" in line:
-                stress_is_ml = bool(_ML.search(line))
+                pass  # read back by _stress_is_ml when the "in kB" line comes
             elif "direct lattice vectors" in line:
                 rows = []
                 for _ in range(3):
@@ -248,7 +345,7 @@ class VaspOutcarReader(Reader):
                     if ln is None:
                         self._warn_truncated(step, "lattice vectors")
                         return
-                    rows.append(vc.parse_floats(ln, 3, self.path, self.lineno, "lattice vector"))
+                    rows.append(vc.parse_floats(ln, 3, self.path, line_no, "lattice vector"))
                 cell = np.array(rows)
             elif "TOTAL-FORCE" in line:
                 ml_block = "(ML)" in line
@@ -265,9 +362,9 @@ class VaspOutcarReader(Reader):
                             return
                         if ln.lstrip().startswith("---"):
                             raise self._err(f"TOTAL-FORCE block has {i} rows, expected NIONS={nions}")
-                        data[i] = vc.parse_floats(ln, 6, self.path, self.lineno, "POSITION/TOTAL-FORCE row")
+                        data[i] = vc.parse_floats(ln, 6, self.path, line_no, "POSITION/TOTAL-FORCE row")
                 if not ml_block:
-                    pend.positions, pend.forces = data[:, :3], data[:, 3:]
+                    pend.positions, pend.forces, pend.table = data[:, :3], data[:, 3:], data
                     pend.cell = cell
                     pend.started = True
             elif "magnetization (x)" in line and nions:
@@ -289,7 +386,7 @@ class VaspOutcarReader(Reader):
                     ml_energy = self._float(m.group(1), "ML TOTEN")
                 elif m and pend.energy is None:
                     pend.energy = self._float(m.group(1), "TOTEN")
-                    energy_line = self.lineno
+                    energy_at = (self._chunk_byte0, self._pos)
                     if "w/o vdW" in line:  # vdW-corrected run (IVDW is not always echoed in the header)
                         self.report.settings.setdefault("extra", {})["vdw_correction"] = True
             elif energy_block is not None and "energy(sigma->0)" in line:
@@ -301,10 +398,10 @@ class VaspOutcarReader(Reader):
                     if ml_energy is not None:
                         self.report.drop("ml-predicted")
                         step += 1
-                    stress_is_ml = False
+                    self._ml_reset_at = line_at  # an MLFF step ends: its stress state with it
                 elif pend.energy is not None:
                     pend.sigma0 = sigma0
-                    frame = self._finish(pend, step, numbers, nelm, keep_unconverged, ispin2, energy_line)
+                    frame = self._finish(pend, step, numbers, nelm, keep_unconverged, ispin2, energy_at)
                     if frame is not None:
                         yield frame
                     step += 1
@@ -314,6 +411,8 @@ class VaspOutcarReader(Reader):
             self._warn_truncated(step, "energy")
         elif step == 0:
             self.report.warn(f"{self.path}: no complete ionic step in the file (run aborted or truncated); 0 frames")
+            self.report.set_empty_reason("no complete ionic step: the run stopped before its first ionic step "
+                                         "finished (no energy, no forces)")
 
     def _rows_fast(self, nrows: int, ncols: int) -> np.ndarray | None:
         """The next ``nrows`` lines as an (nrows, ncols) array when every line is exactly ``ncols``
@@ -327,11 +426,12 @@ class VaspOutcarReader(Reader):
             return None
         # VASP's fixed-format table (all rows as long as the first): parsed column-wise by numpy
         end = pos + (first - pos) * nrows
+        if end > len(buf) and self._extend():  # the table runs past the chunk: take the next one too
+            buf = self._buf
         if end <= len(buf):
             data = vc.fixed_rows(buf[pos:end], nrows, ncols)
             if data is not None:
                 self._pos = end
-                self.lineno += nrows
                 return data
         # fixed-format rows: all lines about as long as the first one; slack for the odd longer one
         seg = buf[pos:pos + (first - pos + 8) * nrows + 64]
@@ -347,7 +447,6 @@ class VaspOutcarReader(Reader):
         except ValueError:  # glued numbers, '---' line, corrupt token
             return None
         self._pos = pos + len(seg) - len(rest)
-        self.lineno += nrows
         return data
 
     def _float(self, tok: str, what: str) -> float:
@@ -361,6 +460,11 @@ class VaspOutcarReader(Reader):
             f"{self.path}: file ends inside ionic step {step} (while reading {where}); "
             f"kept the {step} complete step(s) before it"
         )
+        if step == 0:
+            self.report.set_empty_reason("the file ends inside the first ionic step (job killed or still running?)")
+        elif self.report.kept == 0:
+            self.report.set_empty_reason(f"{self.report.default_empty_reason()}; the file ends inside ionic "
+                                         f"step {step}")
 
     def _read_magnetization(self, nions: int):
         # "# of ion  s p d (f) tot" then a dashed line, then one row per ion; take the last column
@@ -381,7 +485,7 @@ class VaspOutcarReader(Reader):
             out[i] = self._float(toks[-1], "magnetization")
         return out
 
-    def _finish(self, p: "_Pending", step: int, numbers, nelm, keep_unconverged, ispin2, energy_line):
+    def _finish(self, p: "_Pending", step: int, numbers, nelm, keep_unconverged, ispin2, energy_at):
         rep = self.report
         if p.positions is None:
             rep.drop("no-forces")
@@ -390,17 +494,20 @@ class VaspOutcarReader(Reader):
         if not converged and not keep_unconverged:
             rep.drop("scf-unconverged")
             return None
-        stress = vc.kb6_to_stress(p.stress_kb) if p.stress_kb is not None else None
-        if not (math.isfinite(p.energy) and np.isfinite(p.positions).all() and np.isfinite(p.forces).all()) or (
-                stress is not None and not np.isfinite(stress).all()):
+        kb = p.stress_kb
+        # one check over the POSITION/TOTAL-FORCE table (positions and forces are views of it); the
+        # stress is finite exactly when its 6 numbers are (they are scaled down, never overflow)
+        if not (math.isfinite(p.energy) and np.isfinite(p.table).all()
+                and (kb is None or all(map(math.isfinite, kb)))):
             rep.drop("non-finite")
-            rep.warn(f"{self.path}: step {step} (line {energy_line}) has NaN/Inf energy, positions, forces or stress; dropped")
+            rep.warn(f"{self.path}: step {step} (line {self._line_at(*energy_at)}) has NaN/Inf energy, positions, forces or stress; dropped")
             return None
         info: dict[str, Any] = {"step": step}
         if p.ionic is not None:
             info["ionic_step"] = p.ionic
         if p.scf_max:
             info["scf_iterations"] = p.scf_max
+        stress = vc.kb6_to_stress(kb) if kb is not None else None
         magmoms = p.magmoms if (ispin2 and p.magmoms is not None and not p.noncollinear) else None
         # every array already float64 (uint8 numbers) of its final shape, energies Python floats:
         # what Frame.__post_init__ would make of them, without its per-frame conversions
@@ -462,7 +569,9 @@ class VaspOutcarReader(Reader):
                     ions_per_type, ipt_line = ipt, self.lineno
                 elif ipt != ions_per_type:
                     raise self._err(f"'ions per type' {ipt} disagrees with line {ipt_line} ({ions_per_type})")
-            elif "NIONS =" in line:
+            elif "NIONS =" in line and nions is None:
+                # the first one: VASP <= 6.3 may print a second, garbled "Dimension of arrays" block
+                # (NIONS = 3 in a 48-atom run, dpdata's outcar.longit)
                 m = re.search(r"NIONS\s*=\s*(\S+)", line)
                 try:
                     nions, nions_line = int(m.group(1)), self.lineno
@@ -517,14 +626,16 @@ class VaspOutcarReader(Reader):
                 raise FormatError(self.path, "header has no 'ions per type' line before the first ionic step",
                                   line=self.lineno + 1)
             self.report.warn(f"{self.path}: file ends before the 'ions per type' header line; 0 frames")
+            self.report.set_empty_reason("the file ends inside the header: the run stopped before its first "
+                                         "ionic step")
             self._fill_settings(version, values, potcars, [], lexch_potcar, lexch_internal, kmesh, kshift, nkpts)
             return None
-        ntypes = len(ions_per_type)
         total = sum(ions_per_type)
         if nions is not None and nions != total:
-            raise FormatError(
-                self.path, f"header disagrees with itself: 'ions per type' {ions_per_type} sums to {total} "
-                f"but NIONS = {nions} (line {nions_line})", line=ipt_line)
+            ions_per_type = self._complete_ion_counts(ions_per_type, nions, nions_line, ipt_line, titels, potcars,
+                                                      vrhfin)
+            total = nions
+        ntypes = len(ions_per_type)
         # species: one TITEL per type (VASP 5).  VASP 6 prints no TITEL; its POTCAR: lines are a
         # summary list (ntypes or ntypes+1 entries, more in some VASP <= 6.3 builds) followed by one
         # line per type as each POTCAR is read: the LAST ntypes lines, which must repeat the
@@ -557,6 +668,46 @@ class VaspOutcarReader(Reader):
             self.report.warn(f"{self.path}: NELM not found in the header; SCF convergence cannot be checked")
         return numbers, total, nelm
 
+    def _complete_ion_counts(self, ipt: list[int], nions: int, nions_line: int, ipt_line: int,
+                             titels: list[str], potcars: list[str], vrhfin: list[str]) -> list[int]:
+        """'ions per type' that does not add up to NIONS.  VASP <= 6.3 prints at most 10 counts there,
+        so a run with more species (more POTCARs than counts) lacks the rest: they are taken from the
+        run's POSCAR, CONTCAR or vasprun.xml beside the OUTCAR when one matches (with a warning).
+        Anything else is a header that disagrees with itself: FormatError citing both lines."""
+        total = sum(ipt)
+        npot = _potcar_types(potcars)
+        ppnames = titels if titels else potcars[-npot:] if npot else []
+        if len(ppnames) <= len(ipt) or total >= nions:
+            raise FormatError(
+                self.path, f"header disagrees with itself: 'ions per type' {ipt} sums to {total} "
+                f"but NIONS = {nions} (line {nions_line})", line=ipt_line)
+        elements = [vc.element_from_potcar(n) or (vrhfin[i] if i < len(vrhfin) else None)
+                    for i, n in enumerate(ppnames)]
+        problems = []
+        for name in ("POSCAR", "CONTCAR", "vasprun.xml"):
+            beside = self.path.parent / name
+            if not beside.is_file():
+                continue
+            try:
+                symbols, counts = _species_of(beside)
+            except (OSError, ValueError, FormatError) as err:
+                problems.append(f"{name}: {getattr(err, 'message', err)}")
+                continue
+            if (len(counts) != len(ppnames) or counts[:len(ipt)] != ipt or sum(counts) != nions
+                    or (symbols is not None and symbols != elements)):
+                problems.append(f"{name} lists {dict(zip(symbols or elements, counts))}, which does not match")
+                continue
+            self.report.warn(
+                f"{self.path}: 'ions per type' lists only {len(ipt)} of the {len(ppnames)} species (VASP <= 6.3 "
+                f"prints at most 10); the atom counts {counts} were taken from the {name} beside it")
+            return counts
+        tried = f" ({'; '.join(problems)})" if problems else ""
+        raise FormatError(
+            self.path, f"'ions per type' lists {len(ipt)} count(s) ({total} atoms) but NIONS = {nions} (line "
+            f"{nions_line}) and the POTCARs name {len(ppnames)} species: VASP <= 6.3 prints at most 10 counts "
+            f"there. Put this run's POSCAR, CONTCAR or vasprun.xml beside the OUTCAR (the counts are then taken "
+            f"from it), or convert its vasprun.xml instead{tried}", line=ipt_line)
+
     def _fill_settings(self, version, values, ppnames, symbols, lexch_potcar, lexch_internal, kmesh, kshift, nkpts):
         st: dict[str, Any] = {"code": "VASP"}
         if version:
@@ -587,6 +738,37 @@ class VaspOutcarReader(Reader):
         self.report.settings = st
 
 
+def _potcar_types(potcars: list[str]) -> int:
+    """Species named by VASP 6's POTCAR: lines (a summary list, then one line per species as each
+    POTCAR is read, repeating the start of the summary): the largest such repeat, 0 if none."""
+    for n in range(len(potcars) // 2, 0, -1):
+        if potcars[:n] == potcars[-n:]:
+            return n
+    return 0
+
+
+def _species_of(path: Path) -> tuple[list[str] | None, list[int]]:
+    """(element symbols or None, atoms per species) of a POSCAR/CONTCAR or a vasprun.xml."""
+    if path.name.endswith(".xml"):
+        from mlds.io.vasp_xml import atom_types
+
+        types = atom_types(path)
+        return [t[1] for t in types], [t[0] for t in types]
+    # POSCAR: comment, scale, 3 lattice rows, then (VASP 5) a line of symbols, then the counts.
+    # Read by hand: only these two lines matter, and ASE's POSCAR reader would look for the
+    # species in the OUTCAR/POTCAR being repaired when the symbols line is absent.
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = [next(fh, "") for _ in range(7)]
+    first = lines[5].split()
+    if first and all(t.isdigit() for t in first):
+        return None, [int(t) for t in first]
+    symbols = [re.match(r"[A-Za-z]*", t).group(0).capitalize() for t in first]  # "Fe_pv", "Fe/abc" -> "Fe"
+    counts = lines[6].split()
+    if not symbols or not all(t.isdigit() for t in counts) or len(counts) != len(symbols):
+        raise ValueError("no species/counts lines (lines 6-7)")
+    return symbols, [int(t) for t in counts]
+
+
 def _f(v) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
@@ -594,7 +776,7 @@ def _f(v) -> float | None:
 class _Pending:
     """Everything seen so far for the ionic step being read."""
 
-    __slots__ = ("started", "scf_max", "ionic", "stress_kb", "positions", "forces", "cell", "magmoms",
+    __slots__ = ("started", "scf_max", "ionic", "stress_kb", "positions", "forces", "table", "cell", "magmoms",
                  "noncollinear", "energy", "sigma0")
 
     def __init__(self) -> None:
@@ -604,6 +786,7 @@ class _Pending:
         self.stress_kb = None
         self.positions = None
         self.forces = None
+        self.table = None  # the (n, 6) POSITION/TOTAL-FORCE array positions and forces are views of
         self.cell = None
         self.magmoms = None
         self.noncollinear = False

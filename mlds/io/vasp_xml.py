@@ -57,12 +57,19 @@ _SC_OPEN_ANY, _SC_OPEN, _SC_CLOSE = b"<scstep", b"<scstep>", b"</scstep>"
 _TXT = rb"[\t\n\x20-\x25\x27-\x3b\x3d-\x5c\x5e-\x7e]*+"
 _NAME = rb"[\x20\x21\x23-\x25\x27-\x3b\x3d-\x7e]*+"
 _W = rb"[ \t\r\n]*+"
-# all leading plain <scstep> elements in one match; then their <scstep> tags and the e_fr_energy /
-# e_0_energy <i> elements (inside a match, <i> only occur in the <energy> of each <scstep>)
-_SCSTEPS = re.compile(rb"(?:" + _W + rb"<scstep>" + _W + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>"
-                      + _W + rb")*+<energy>(?:" + _W + rb'<i name="' + _NAME + rb'">' + _TXT + rb"</i>)*+" + _W
-                      + rb"</energy>" + _W + rb"</scstep>)*+")
-_SC_VALUES = re.compile(rb'<(scstep)>|<i name="(e_fr_energy|e_0_energy)">([^<]*)</i>')
+# VASP's usual plain <scstep>: <time> elements, then one <energy> whose <i> elements hold an
+# e_fr_energy and, after it, an e_0_energy, both plain numbers (so float() cannot fail on them; the
+# first of each name in the <energy> is the one matched: no <i> of those names before it)
+_NUM = rb"[ \t\r\n]*+-?[0-9]++\.[0-9]*+(?:[eE][-+]?[0-9]++)?+[ \t\r\n]*+"
+_I_ANY = _W + rb'<i name="' + _NAME + rb'">' + _TXT + rb"</i>"
+_I_OTHER = _W + rb'<i name="(?!e_fr_energy"|e_0_energy")' + _NAME + rb'">' + _TXT + rb"</i>"
+_SC_ONE = (_W + rb"<scstep>" + _W + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+<energy>"
+           + rb"(?:" + _I_OTHER + rb")*+" + _W + rb'<i name="e_fr_energy">' + _NUM + rb"</i>"
+           + rb"(?:" + _I_OTHER + rb")*+" + _W + rb'<i name="e_0_energy">' + _NUM + rb"</i>"
+           + rb"(?:" + _I_ANY + rb")*+" + _W + rb"</energy>" + _W + rb"</scstep>")
+# all leading plain <scstep> elements in one match
+_SCSTEPS = re.compile(rb"(?:" + _SC_ONE + rb")*+")
+_EFR_TAG, _E0_TAG, _I_END = b'<i name="e_fr_energy">', b'<i name="e_0_energy">', b"</i>"
 _ROWS = rb"((?:" + _W + rb"<v>" + _TXT + rb"</v>)*+)" + _W
 
 
@@ -71,14 +78,17 @@ def _va(name: bytes) -> bytes:
 
 
 # VASP's usual rest of an MD/relaxation <calculation> after its <scstep>s (structure, forces,
-# optional stress, energy, timings), same strict texts as _SCSTEPS; anything else: ElementTree
+# optional stress, energy, timings), same strict texts as _SCSTEPS; when it stops before the end of
+# the block, what follows (DOS, eigenvalues... of the last step) may be a tail nothing reads
+# (_plain_tail); anything else: ElementTree
 _REST_PLAIN = re.compile(
     _W + rb"<structure>" + _W + rb"<crystal>" + _W + _va(rb"basis")
     + rb'<i name="volume">' + _TXT + rb"</i>" + _W + _va(rb"rec_basis") + rb"</crystal>" + _W
     + _va(rb"positions") + rb"</structure>" + _W + _va(rb"forces") + rb"(?:" + _va(rb"stress") + rb")?+"
     + rb"<energy>((?:" + _W + rb'<i name="' + _NAME + rb'">' + _TXT + rb"</i>)*+)" + _W + rb"</energy>" + _W
-    + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+</calculation>")
+    + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+(?:</calculation>)?+")
 _V_TEXT = re.compile(r"<v>([^<]*)</v>")
+_V_BYTES = re.compile(rb"<v>([^<]*)</v>")
 # first <i> of that name in the (already strictly matched) <energy> body
 _I_EFR = re.compile(rb'<i name="e_fr_energy">([^<]*)</i>')
 _XML_ENCODING = re.compile(rb"\s*<\?xml[^>]*?encoding=[\"']([A-Za-z0-9._-]+)[\"']")
@@ -88,6 +98,7 @@ _HEAVY = frozenset({"eigenvalues", "projected", "dos", "eigenvalues_kpoints_opt"
 _CUT_NAMES = (b"eigenvalues", b"dos", b"projected")
 _TAG_NAME_END = (b">", b" ", b"\t", b"\r", b"\n")
 _CUT_MIN = 1 << 13  # smaller blocks: ElementTree directly
+_BATCH = 128  # plain <calculation> blocks finished together (_flush_batch)
 _EXTRA_KEYS = ("ISMEAR", "NELM", "IBRION", "ISIF", "EDIFF", "IVDW", "ISPIN", "NWRITE", "PSTRESS", "EDIFFG",
                "NSW", "POTIM", "ML_LMLFF", "ML_MODE", "LASPH")
 
@@ -131,12 +142,17 @@ class VaspXmlReader(Reader):
         # fed a comment with the same line breaks in its place (so its line numbers stay right).
         # Anything unusual (parse error, nested or header-like elements, a block larger than
         # _BLOCK_MAX, a truncated file) goes through the streaming parser exactly as before.
-        pending: list[bytes] = []  # whitespace and placeholders not yet given to the streaming parser
+        # whitespace and fast-path blocks not yet given to the streaming parser: they reach it as one
+        # comment spanning the same lines (_Skipped), so that its line numbers stay right
+        pending = _Skipped()
+
+        batch: list = []  # plain blocks not finished yet (_flush_batch)
 
         def feed(data: bytes, flush: bool = False) -> Iterator[Frame]:
+            if batch:  # what the streaming parser may yield or raise comes after the blocks before it
+                yield from self._flush_batch(batch)
             if pending:
-                data = b"".join(pending) + data
-                pending.clear()
+                data = pending.take() + data
             yield from self._feed(parser, stack, data, flush)
 
         with open(self.path, "rb") as fh:
@@ -163,7 +179,7 @@ class VaspXmlReader(Reader):
                     if gap.translate(None, b" \t\r\n"):
                         yield from feed(gap)
                     else:  # whitespace between blocks: cannot change the parser state, feed it later
-                        pending.append(gap)
+                        pending.add(gap)
                     pos = i
                 if len(stack) != 1 and hasattr(parser, "flush"):
                     # expat (>= 2.6, Python >= 3.11.9 / 3.12.3) may hold back the end of what it was
@@ -190,15 +206,24 @@ class VaspXmlReader(Reader):
                 if calc is None:
                     yield from feed(block)
                 else:
-                    pending.append(_placeholder(block))
-                    if len(pending) > 256:
+                    pending.add(block)
+                    if isinstance(calc[3], re.Match):
+                        batch.append(calc)
+                        if len(batch) >= _BATCH:
+                            yield from self._flush_batch(batch)
+                    else:
+                        if batch:
+                            yield from self._flush_batch(batch)
+                        frame = self._block_calculation(calc)
+                        if frame is not None:
+                            yield frame
+                    if pending.lines > 1 << 20:  # bounded: the comment holds one byte per line
                         yield from feed(b"")
-                    frame = self._block_calculation(calc)
-                    if frame is not None:
-                        yield frame
                 pos = end
                 if pos > _CHUNK:
                     buf, pos = buf[pos:], 0
+        if batch:
+            yield from self._flush_batch(batch)
         truncated = False
         try:
             parser.close()
@@ -212,6 +237,12 @@ class VaspXmlReader(Reader):
                 f"<calculation> step(s) before the break")
         if self._step == 0:
             self.report.warn(f"{self.path}: no complete ionic step (<calculation>) in the file; 0 frames")
+            self.report.set_empty_reason(
+                "XML is truncated before the first complete <calculation> (job killed or still running?)"
+                if truncated else "no <calculation> (ionic step) in the file")
+        elif truncated and self.report.kept == 0:
+            self.report.set_empty_reason(f"{self.report.default_empty_reason()}; the XML is truncated after "
+                                         f"<calculation> {self._step}")
 
     def _feed(self, parser: ET.XMLPullParser, stack: list[ET.Element], data: bytes,
               flush: bool = False) -> Iterator[Frame]:
@@ -241,41 +272,37 @@ class VaspXmlReader(Reader):
             raise FormatError(self.path, f"malformed XML: {err.msg if hasattr(err, 'msg') else err}",
                               line=err.position[0]) from None
 
-    def _parse_block(self, block: bytes) -> tuple[list, ET.Element] | None:
+    def _parse_block(self, block: bytes) -> tuple | None:
         """One ``<calculation>...</calculation>`` parsed on its own, or None when the streaming
         parser must see it (malformed, or holding elements that ``_end`` reacts to outside
         ``<calculation>``: then only the streaming path gives the same result).
 
-        Returns ``(scsteps, calc)``: the leading ``<scstep>`` children are read straight from the
-        text when they have VASP's usual plain layout (``_SCSTEPS``), which saves building
-        ~15 elements per SCF step; ``calc`` is the element tree of everything else (ElementTree
+        Returns ``(n_plain, last_plain, steps, calc)``: the leading ``<scstep>`` children with
+        VASP's usual plain layout (``_SCSTEPS``) are only counted (``n_plain``), and the
+        e_fr_energy / e_0_energy texts of the last of them kept (``last_plain``): nothing else of
+        them matters and their numbers cannot be corrupt.  That saves building ~15 elements per
+        SCF step.  ``steps`` are any other leading <scstep> elements (ElementTree), ``calc`` the
+        ``_REST_PLAIN`` match of the rest when it is plain, else its element tree (ElementTree
         checks it, so a malformed block still goes to the streaming parser).
         """
-        steps: list = []
         p = len(_OPEN)
-        # VASP's usual plain <scstep> elements, all in one regex match: for each, a list of the texts
-        # of its first e_fr_energy and e_0_energy <i> (False: absent) ...
         end = _SCSTEPS.match(block, p).end()
+        n_plain, last_plain = 0, None
         if end > p:
-            cur: list = []
-            for tag, name, text in _SC_VALUES.findall(block, p, end):
-                if tag:
-                    cur = [False, False]
-                    steps.append(cur)
-                elif name == b"e_fr_energy":
-                    if cur[0] is False:
-                        cur[0] = text.decode("ascii")
-                elif cur[1] is False:
-                    cur[1] = text.decode("ascii")
+            n_plain = block.count(_SC_OPEN, p, end)
+            i = block.find(_EFR_TAG, block.rfind(_SC_OPEN, p, end)) + len(_EFR_TAG)
+            j = block.find(_E0_TAG, i) + len(_E0_TAG)
+            last_plain = (block[i:block.find(_I_END, i)], block[j:block.find(_I_END, j)])
             p = end
         plain_end = p
         m = _REST_PLAIN.match(block, p)
-        if m and m.end() == len(block):
+        if m and (m.end() == len(block) or self._plain_tail(block, m)):
             # all plain: no nested <calculation>, no _BLOCK_UNSAFE tag (texts cannot hold a '<')
-            return steps, m
+            return n_plain, last_plain, (), m
         if block.find(_OPEN, 1) >= 0 or any(t in block for t in _BLOCK_UNSAFE):
             return None
         # ... then any other leading <scstep> by ElementTree
+        steps: list = []
         try:
             while True:
                 m = _SC_NEXT.match(block, p)
@@ -292,12 +319,32 @@ class VaspXmlReader(Reader):
         if p != plain_end:  # (_REST_PLAIN did not match at plain_end)
             m = _REST_PLAIN.match(block, p)
             if m and m.end() == len(block):
-                return steps, m
+                return n_plain, last_plain, steps, m
         try:
             calc = self._xml_calc(_OPEN + block[p:])
         except (ET.ParseError, expat.ExpatError):
             return None
-        return steps, calc
+        return n_plain, last_plain, steps, calc
+
+    def _plain_tail(self, block: bytes, m: re.Match) -> bool:
+        """True when what follows the plain rest ``m`` (DOS, eigenvalues, projections: VASP writes them
+        in the last <calculation>) is well-formed XML that changes nothing the element-tree path
+        would read: no <scstep>, no second stress array when the plain part had none, no element
+        that _end reacts to, and no comment, CDATA, processing instruction or DTD (checked by expat,
+        exactly as ElementTree would parse it; a malformed tail goes to the streaming parser)."""
+        tail = block[m.end():]
+        if (_SC_OPEN_ANY in tail or tail.find(_OPEN) >= 0 or any(t in tail for t in _BLOCK_UNSAFE)
+                or (m.group(5) is None and b'"stress"' in tail)):
+            return False
+        unusual = []
+        check = expat.ParserCreate(self._block_encoding, "}")  # as ET.XMLParser creates it
+        check.CommentHandler = check.StartCdataSectionHandler = check.StartDoctypeDeclHandler = \
+            check.ProcessingInstructionHandler = lambda *a: unusual.append(1)
+        try:
+            check.Parse(_OPEN + tail, True)
+        except expat.ExpatError:
+            return False
+        return not unusual
 
     def _xml_calc(self, data: bytes) -> ET.Element:
         """``self._xml(data)`` for a <calculation>, without building the trees of its bulky parts.
@@ -348,41 +395,26 @@ class VaspXmlReader(Reader):
         parser.feed(data)
         return parser.close()
 
-    def _block_calculation(self, parsed: tuple[list, ET.Element]) -> Frame | None:
-        """What the end events of a streamed <calculation> do, for a block parsed in one go."""
-        steps, calc = parsed
-        # usually all steps are plain: check every number at once, keep the last pair
-        if steps and isinstance(steps[-1], list):
-            texts = [t for st in steps if st[0] is not False and st[1] is not False for t in st]
-            try:
-                vals = list(map(float, texts))
-            except ValueError:  # the loop below names the first bad number
-                pass
-            else:
-                self._sc_count += len(steps)
-                if vals:
-                    self._sc_last = (vals[-2], vals[-1])
-                steps = ()
+    def _block_calculation(self, parsed: tuple, pre: tuple | None = None) -> Frame | None:
+        """What the end events of a streamed <calculation> do, for a block parsed in one go
+        (``pre``: its arrays already converted by ``_batch_arrays``)."""
+        n_plain, last_plain, steps, calc = parsed
+        if n_plain:
+            self._sc_count += n_plain
+            self._sc_last = (float(last_plain[0]), float(last_plain[1]))  # _NUM: plain numbers
         for st in steps:
-            if isinstance(st, list):  # texts of the first e_fr_energy / e_0_energy <i> (False: absent)
-                self._sc_count += 1
-                efr, e0 = st
-                if efr is not False and e0 is not False:
-                    self._sc_last = (self._float(efr or None, "scstep e_fr_energy"),
-                                     self._float(e0 or None, "scstep e_0_energy"))
-            else:
-                self._scstep(st)
+            self._scstep(st)
         if isinstance(calc, ET.Element):
             for ch in calc:
                 if ch.tag == "scstep":
                     self._scstep(ch)
         if not self._settings_done:
             self._fill_settings()
-        out = self._calculation(calc) if isinstance(calc, ET.Element) else self._plain_calculation(calc)
+        out = self._calculation(calc) if isinstance(calc, ET.Element) else self._plain_calculation(calc, pre)
         self._sc_count, self._sc_last = 0, None
         return out
 
-    def _plain_calculation(self, m: re.Match) -> Frame | None:
+    def _plain_calculation(self, m: re.Match, pre: tuple | None = None) -> Frame | None:
         """_calculation for a block whose rest matched _REST_PLAIN (plain ASCII texts)."""
         step = self._calc_start()
         if step is None:
@@ -390,12 +422,59 @@ class VaspXmlReader(Reader):
         basis, _rec, positions, forces, stress, energy = m.groups()
         efr = _I_EFR.search(energy)
         efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
+        if pre is not None:  # (cell, positions, forces, stress, finite) from _batch_arrays
+            return self._calc_frame(step, *pre, efr)
         n = len(self._numbers)
         arrays = _plain_arrays((basis, positions, forces, stress), (3, n, n, 3))
         if arrays is not None:  # every row exactly 3 numbers: nothing to report
             return self._calc_arrays(step, *arrays, efr)
         dec = lambda g: None if g is None else _V_TEXT.findall(g.decode("ascii"))  # noqa: E731
         return self._calc_values(step, dec(basis), dec(positions), dec(forces), dec(stress), efr)
+
+    # Plain blocks are collected and their arrays converted together (one float() pass, one batched
+    # matrix product, ...): with small cells (6 atoms: 9 kB per block) the per-block numpy and
+    # parsing overhead is most of the work.  The blocks are then finished one by one, in order,
+    # exactly as one at a time (drops, warnings, errors and step numbers in the same order).
+    def _flush_batch(self, batch: list) -> Iterator[Frame]:
+        pre = self._batch_arrays(batch) if len(batch) > 1 else None
+        for k, parsed in enumerate(batch):
+            frame = self._block_calculation(parsed, None if pre is None else tuple(a[k] for a in pre))
+            if frame is not None:
+                yield frame
+        batch.clear()
+
+    def _batch_arrays(self, batch: list) -> tuple | None:
+        """Per block (cell, Cartesian positions, forces, stress or None, finite) of plain blocks that
+        all have the same arrays, every row exactly 3 numbers; None otherwise (one at a time then)."""
+        if self._numbers is None:
+            try:
+                self._resolve_species()
+            except FormatError:
+                return None  # raised again, in order, by the block that needs the species
+        n = len(self._numbers)
+        has_stress = batch[0][3].group(5) is not None
+        groups = []
+        for parsed in batch:
+            basis, _rec, positions, forces, stress, _energy = parsed[3].groups()
+            if (stress is not None) != has_stress:
+                return None
+            groups.append((basis, positions, forces, stress) if has_stress else (basis, positions, forces))
+        rows = (3, n, n, 3) if has_stress else (3, n, n)
+        arrays = _plain_arrays([g for gs in groups for g in gs], rows * len(batch), joined=True)
+        if arrays is None:
+            return None
+        per = sum(rows)
+        v = arrays.reshape(len(batch), per, 3)
+        cell, frac, forces = v[:, :3], v[:, 3:3 + n], v[:, 3 + n:3 + 2 * n]
+        positions = np.matmul(frac, cell)  # bit-identical to frac[k] @ cell[k] one by one
+        finite = np.isfinite(positions).all(axis=(1, 2)) & np.isfinite(forces).all(axis=(1, 2))
+        if has_stress:
+            kb = v[:, 3 + 2 * n:]
+            stress = -(0.5 * (kb + kb.transpose(0, 2, 1))) * vc.KB_TO_EV_A3  # as kb33_to_stress, per block
+            finite &= np.isfinite(stress).all(axis=(1, 2))
+        else:
+            stress = [None] * len(batch)
+        return cell, positions, forces, stress, finite
 
     def _scstep(self, elem: ET.Element) -> None:
         self._sc_count += 1
@@ -545,7 +624,6 @@ class VaspXmlReader(Reader):
     def _calc_arrays(self, step: int, cell, frac, forces, kb, efr) -> Frame | None:
         """The rest of a <calculation> from its arrays (kb: 3x3 stress in kB or None) and the
         e_fr_energy text (``_MISSING``: absent)."""
-        rep = self.report
         stress = None
         if kb is not None:
             # VASP writes the 3x3 stress slightly asymmetric (~1e-3 kB, numerical noise; observed in
@@ -553,6 +631,16 @@ class VaspXmlReader(Reader):
             # symmetric part (s + s.T)/2 (ASE keeps the upper triangle, dpdata the raw matrix).
             kb = 0.5 * (kb + kb.T)
             stress = vc.kb33_to_stress(kb)
+        positions = frac @ cell
+        # all (n, 3) or (3, 3): one finiteness check over the rows of all three
+        finite = bool(np.isfinite(np.concatenate((positions, forces) if stress is None
+                                                 else (positions, forces, stress))).all())
+        return self._calc_frame(step, cell, positions, forces, stress, finite, efr)
+
+    def _calc_frame(self, step: int, cell, positions, forces, stress, finite, efr) -> Frame | None:
+        """The frame of a <calculation> from its converted arrays (``finite``: no NaN/Inf in
+        positions, forces, stress) and the e_fr_energy text (``_MISSING``: absent)."""
+        rep = self.report
         if efr is _MISSING:
             rep.drop("no-energy")
             return None
@@ -571,10 +659,7 @@ class VaspXmlReader(Reader):
         if not converged and not self._keep_unconverged:
             rep.drop("scf-unconverged")
             return None
-        positions = frac @ cell
-        # all (n, 3) or (3, 3): one finiteness check over the rows of all three
-        if not (math.isfinite(energy) and np.isfinite(
-                np.concatenate((positions, forces) if stress is None else (positions, forces, stress))).all()):
+        if not (math.isfinite(energy) and finite):
             rep.drop("non-finite")
             rep.warn(f"{self.path}: step {step} has NaN/Inf energy, positions, forces or stress; dropped")
             return None
@@ -690,6 +775,24 @@ _MISSING = object()
 _PBC = np.ones(3, dtype=bool)
 
 
+def atom_types(path: str | Path) -> list[tuple[int, str]]:
+    """(atoms, element) per species from the ``<atominfo>`` of a vasprun.xml (read up to there only),
+    with the same element fix-ups as the reader; FormatError when there is none."""
+    reader = VaspXmlReader(path)
+    reader._types, reader._atom_types, reader._numbers = [], None, None
+    try:
+        for _, elem in ET.iterparse(str(path), events=("end",)):
+            if elem.tag == "array" and elem.get("name") == "atomtypes":
+                reader._read_atomtypes(elem)
+                break
+            if elem.tag in ("atominfo", "calculation"):
+                break
+    except ET.ParseError as err:
+        raise FormatError(path, f"malformed XML before <atominfo>: {err}") from None
+    reader._resolve_species()  # FormatError when no atomtypes were found
+    return [(count, sym) for (count, _, _), sym in zip(reader._types, reader._symbols)]
+
+
 def _texts(el: ET.Element | None) -> list | None:
     """The texts of the <v> children of a varray (None when there is no varray)."""
     return None if el is None else [v.text for v in el.findall("v")]
@@ -703,22 +806,33 @@ def _named(parent: ET.Element, tag: str, name: str) -> ET.Element | None:
     return None
 
 
-def _plain_arrays(groups, rows) -> list | None:
+def _plain_arrays(groups, rows, joined: bool = False) -> Any:
     """The (rows, 3) float arrays of the ``<v>`` rows in the _REST_PLAIN groups (None: no such
     array), parsed in one go, when every group has the expected number of rows and every row is
-    exactly 3 numbers; else None (the careful per-row path then names the problem)."""
+    exactly 3 numbers; else None (the careful per-row path then names the problem).
+    ``joined``: all groups present, and one flat array of all their numbers is returned."""
     parts = []
     total = 0
     for g, r in zip(groups, rows):
         if g is None:
+            if joined:
+                return None
             continue
         if g.count(b"<v>") != r:
             return None
         parts.append(g)
         total += r
+    joined_rows = b"".join(parts)
+    if joined:
+        # VASP's fixed-format rows (every <v> text as wide as the first, 3 numbers): column-wise
+        texts = _V_BYTES.findall(joined_rows)
+        if len(texts) == total:
+            vals = vc.fixed_rows(b"\n".join(texts) + b"\n", total, 3)
+            if vals is not None:
+                return vals.reshape(-1)
     # each </v> becomes a "<" token ('<' cannot occur in a text): rows of 3 numbers are exactly
     # token lists whose every 4th token is "<"
-    toks = b"".join(parts).decode("ascii").replace("<v>", " ").replace("</v>", " < ").split()
+    toks = joined_rows.decode("ascii").replace("<v>", " ").replace("</v>", " < ").split()
     if len(toks) != 4 * total or toks[3::4] != ["<"] * total:
         return None
     del toks[3::4]
@@ -726,6 +840,8 @@ def _plain_arrays(groups, rows) -> list | None:
         vals = np.fromiter(map(float, toks), dtype=np.float64, count=3 * total)
     except ValueError:
         return None
+    if joined:
+        return vals
     out: list = []
     pos = 0
     for g, r in zip(groups, rows):
@@ -737,11 +853,35 @@ def _plain_arrays(groups, rows) -> list | None:
     return out
 
 
-def _placeholder(block: bytes) -> bytes:
-    """A comment spanning the same lines (and last-line width) as ``block``."""
-    nl = block.count(b"\n")
-    last = len(block) - block.rfind(b"\n") - 1 if nl else len(block)
-    return b"<!--" + b"\n" * nl + b" " * max(0, last - (0 if nl else 4) - 3) + b"-->"
+class _Skipped:
+    """Text the streaming parser does not need to see (whitespace, blocks parsed on their own),
+    counted so that it can be given one comment spanning the same lines and last-line width."""
+
+    __slots__ = ("lines", "last", "any")
+
+    def __init__(self) -> None:
+        self.lines = 0  # newlines
+        self.last = 0  # characters after the last newline
+        self.any = False
+
+    def __bool__(self) -> bool:
+        return self.any
+
+    def add(self, text: bytes) -> None:
+        nl = text.count(b"\n")
+        if nl:
+            self.lines += nl
+            self.last = len(text) - text.rfind(b"\n") - 1
+        else:
+            self.last += len(text)
+        self.any = True
+
+    def take(self) -> bytes:
+        """The comment, and start again."""
+        nl, last = self.lines, self.last
+        self.lines = self.last = 0
+        self.any = False
+        return b"<!--" + b"\n" * nl + b" " * max(0, last - (0 if nl else 4) - 3) + b"-->"
 
 
 def _f(v) -> float | None:

@@ -87,7 +87,7 @@ def test_force_and_virial_spellings_that_ase_leaves_unused():
     assert fr.forces is not None and fr.stress is not None
     # sign: virial W = -stress * V; dpdata's pressure for this file is -3.3158 GPa on the last frame
     last = list(ExtxyzReader(path))[-1]
-    p_gpa = -np.trace(last.stress) / 3 * 160.21766208
+    p_gpa = -np.trace(last.stress) / 3 * 160.2176634
     assert p_gpa == pytest.approx(-3.3158, abs=1e-3)
 
 
@@ -204,3 +204,18 @@ def test_round_trip_hypothesis(tmp_path, frames):
         assert (a.stress is None) == (b.stress is None)
         if a.stress is not None:
             np.testing.assert_array_equal(a.stress, b.stress)
+
+
+@pytest.mark.parametrize("column", ["magmoms", "initial_magmoms", "REF_magmoms"])
+def test_training_labels_and_magmoms_reach_the_frame(tmp_path, column):
+    """config_type / config_weight / set (MACE, GAP, n2p2 split) stay in Frame.info; per-atom
+    moments become Frame.magmoms whichever column name carries them."""
+    p = tmp_path / "labels.xyz"
+    p.write_text(
+        f'2\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3:forces:R:3:{column}:R:1 energy=-1.5 '
+        'config_type=bulk_fcc config_weight=2.5 set=test pbc="T T T"\n'
+        "Fe 0 0 0 0.1 0.2 0.3 2.25\nFe 1 1 1 -0.1 -0.2 -0.3 -2.125\n")
+    fr = next(iter(ExtxyzReader(p)))
+    assert fr.info["config_type"] == "bulk_fcc" and fr.info["config_weight"] == 2.5 and fr.info["set"] == "test"
+    assert fr.magmoms.tolist() == [2.25, -2.125]
+    assert fr.energy == -1.5 and fr.forces[1].tolist() == [-0.1, -0.2, -0.3]

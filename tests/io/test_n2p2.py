@@ -109,6 +109,53 @@ def test_units_are_required():
         N2p2Reader("whatever/input.data", units="bohr")
 
 
+def test_length_and_energy_units_are_independent():
+    """n2p2's QM9 example mixes Å positions with Hartree energies; Cu2S read that way keeps its
+    positions and scales energies by Hartree and forces by Hartree/Å."""
+    path = data_file(CU2S)
+    ex = tiny_parse(path.read_text())
+    reader = N2p2Reader(path, length_unit="angstrom", energy_unit="hartree")
+    frames = list(reader)
+    assert len(frames) == len(ex)
+    for fr, e in zip(frames, ex):
+        np.testing.assert_array_equal(fr.positions, e["pos"])
+        assert fr.energy == e["energy"] * HARTREE_EV
+        np.testing.assert_array_equal(fr.forces, e["f"] * HARTREE_EV)
+    assert reader.report.to_provenance()["units"] == {"length": "angstrom", "energy": "hartree"}
+    # the preset spelling of the same, and a preset agreeing with a separate option, read the same
+    again = list(N2p2Reader(path, units="angstrom-hartree", energy_unit="Hartree"))
+    assert all(a.energy == b.energy for a, b in zip(frames, again))
+    preset = N2p2Reader(path, units="bohr-hartree")
+    assert preset.report.units == {"length": "bohr", "energy": "hartree"}
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"length_unit": "angstrom"}, "energy unit is missing"),
+    ({"energy_unit": "eV"}, "length unit is missing"),
+    ({"units": "bohr-hartree", "length_unit": "angstrom"}, "contradicts"),
+    ({"length_unit": "nm", "energy_unit": "eV"}, "unknown length unit"),
+])
+def test_unit_option_errors(options, message):
+    with pytest.raises(FormatError, match=message):
+        N2p2Reader("whatever/input.data", **options)
+
+
+def test_writer_mixed_units_round_trip(tmp_path):
+    frames = list(N2p2Reader(data_file(CU2S), units="angstrom-ev"))[:3]
+    out = tmp_path / "input.data"
+    N2p2Writer(out, length_unit="bohr", energy_unit="eV").write(frames)
+    side = json.loads((tmp_path / "input.data.units.json").read_text())
+    assert (side["units"], side["length"], side["energy"], side["force"]) == ("bohr-ev", "bohr", "eV", "eV/bohr")
+    assert (side["length_per_angstrom"], side["energy_per_eV"]) == n2p2_unit_factors(length_unit="bohr",
+                                                                                    energy_unit="eV")
+    ex = tiny_parse(out.read_text())
+    assert ex[0]["energy"] == frames[0].energy  # energies unscaled, lengths in Bohr
+    np.testing.assert_allclose(ex[0]["pos"], frames[0].positions / BOHR_ANGSTROM, rtol=1e-15)
+    again = list(N2p2Reader(out, length_unit="bohr", energy_unit="ev"))
+    for a, b in zip(frames, again):
+        _assert_same(a, b, exact=False)
+
+
 def test_unit_factors():
     assert n2p2_unit_factors("angstrom-ev") == (1.0, 1.0)
     lf, ef = n2p2_unit_factors("bohr-hartree")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ase.units import GPa
 
 from mlds.errors import FormatError
 from mlds.io.registry import READERS
@@ -31,7 +30,7 @@ OUTCARS = [
     C + "npt_common/OUTCAR",
     C + "large_cell_real_optlay/OUTCAR",
 ]
-KB = 0.1 * GPa
+KB = 0.1 / 160.2176634  # 1 kB in eV/Å³ with the spec's CODATA 2018 constants (e = 1.602176634e-19 C)
 
 
 # ----------------------------------------------------------------------------- independent extraction
@@ -293,8 +292,9 @@ def test_glued_fixed_format_numbers(tmp_path):
     np.testing.assert_allclose(frames[0].stress, kb_to_sigma(ref[0]["kb"]))
 
 
+@pytest.mark.parametrize("chunk", [1 << 19, 1500])  # 1500 bytes: chunk ends between every ML line and the next
 @pytest.mark.parametrize("where", ["between-steps", "inside-step"])
-def test_ml_predicted_steps_dropped(tmp_path, where):
+def test_ml_predicted_steps_dropped(tmp_path, monkeypatch, where, chunk):
     """No real MLFF OUTCAR is available: this builds a SYNTHETIC one.
 
     Starting from the real OUTCAR.h2o.md.10, an ML-predicted ionic step is inserted
@@ -324,6 +324,9 @@ def test_ml_predicted_steps_dropped(tmp_path, where):
             out.append(ln)
     path = tmp_path / "OUTCAR"
     path.write_text("".join(out))
+    from mlds.io import vasp_outcar
+
+    monkeypatch.setattr(vasp_outcar, "_CHUNK", chunk)
     frames, rep = read(path)
     assert rep.dropped == {"ml-predicted": len(ref)}
     assert len(frames) == len(ref)
@@ -373,6 +376,7 @@ def test_missing_forces_step_dropped(tmp_path):
 def test_sign_conventions_match_ase():
     """Where ASE 3.29 is right (h2o.md.10): positions, forces, stress sign/order, energies."""
     import ase.io
+    import ase.units
 
     path = tf(P + "OUTCAR.h2o.md.10")
     frames, _ = read(path)
@@ -383,7 +387,10 @@ def test_sign_conventions_match_ase():
         np.testing.assert_allclose(f.positions, a.positions, atol=1e-12)
         np.testing.assert_allclose(f.forces, a.get_forces(), atol=1e-12)
         np.testing.assert_allclose(f.cell, a.cell[:], atol=1e-12)
-        np.testing.assert_allclose(f.stress, a.get_stress(voigt=False), rtol=1e-9, atol=1e-15)
+        # same sign and order; ASE converts kB with CODATA 2014 (ase.units.GPa), mlds with the spec's 2018
+        codata = ase.units.GPa * 160.2176634
+        assert codata != 1.0 and abs(codata - 1.0) < 1e-7
+        np.testing.assert_allclose(f.stress, a.get_stress(voigt=False) / codata, rtol=1e-12, atol=1e-15)
         assert f.energy == pytest.approx(a.get_potential_energy(force_consistent=True), rel=1e-12)
         assert f.energy_sigma0 == pytest.approx(a.get_potential_energy(), rel=1e-12)
 
@@ -455,3 +462,116 @@ def test_agrees_with_dpdata_where_dpdata_is_right():
         vol = abs(np.linalg.det(f.cell))
         np.testing.assert_allclose(np.linalg.eigvalsh(s["virials"][k]), np.linalg.eigvalsh(-f.stress * vol), atol=1e-6)
         np.testing.assert_allclose(np.linalg.norm(s["forces"][k], axis=1), np.linalg.norm(f.forces, axis=1), atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- VASP <= 6.3: >10 species
+def _longit_like(tmp_path, keep: int):
+    """SYNTHETIC, from the real OUTCAR.h2o.md.10: its 'ions per type' line cut to ``keep`` counts and
+    followed by a garbled second 'Dimension of arrays' block with NIONS = 3, as VASP <= 6.3 writes for
+    runs with more than 10 species (dpdata's outcar.longit: 16 POTCARs, 10 counts, a second block
+    claiming NIONS = 3; that file is not in the shared test data)."""
+    text = tf(P + "OUTCAR.h2o.md.10").read_text()
+    m = re.search(r"^(\s*ions per type =\s+)(\d+(?:\s+\d+)*)\s*$", text, re.M)
+    counts = [int(c) for c in m.group(2).split()]
+    nions_line = next(i for i, ln in enumerate(text.splitlines(), 1) if "NIONS =" in ln)
+    garbled = (m.group(1) + "   ".join(str(c) for c in counts[:keep]) + "\n\n\n\n Dimension of arrays:\n"
+               "   k-points           NKPTS =      2   k-points in BZ     NKDIM =      1   number of bands    NBANDS=  1\n"
+               "   number of dos      NEDOS =      3   number of ions     NIONS =      3\n")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "OUTCAR").write_text(text[:m.start()] + garbled + text[m.end() + 1:])
+    ipt_line = text[:m.start()].count("\n") + 1
+    return folder, counts, nions_line, ipt_line
+
+
+def test_too_few_ion_counts_cites_the_real_nions_line(tmp_path):
+    folder, counts, nions_line, ipt_line = _longit_like(tmp_path, keep=1)
+    with pytest.raises(FormatError) as exc:
+        read(folder / "OUTCAR")
+    msg = str(exc.value)
+    assert exc.value.line == ipt_line
+    assert f"NIONS = {sum(counts)} (line {nions_line})" in msg and "NIONS = 3" not in msg
+    assert "POSCAR" in msg and "vasprun.xml" in msg and "\n" not in msg
+
+
+def test_too_few_ion_counts_recovered_from_vasprun_beside(tmp_path):
+    """The real vasprun.xml of the same run beside the OUTCAR gives the counts; frames as from the intact file."""
+    import shutil
+
+    folder, counts, _, _ = _longit_like(tmp_path, keep=1)
+    shutil.copy(tf(P + "vasprun.h2o.md.10.xml"), folder / "vasprun.xml")
+    frames, rep = read(folder / "OUTCAR")
+    intact, _ = read(tf(P + "OUTCAR.h2o.md.10"))
+    assert len(frames) == len(intact) == 10
+    for a, b in zip(frames, intact):
+        assert np.array_equal(a.numbers, b.numbers) and np.array_equal(a.forces, b.forces) and a.energy == b.energy
+    assert any("vasprun.xml beside it" in w and str(counts) in w for w in rep.warnings)
+
+
+def test_too_few_ion_counts_recovered_from_poscar_or_refused(tmp_path):
+    folder, counts, _, _ = _longit_like(tmp_path, keep=1)
+    symbols = [m.group(1) for m in re.finditer(r"TITEL\s*=\s*\S+\s+([A-Z][a-z]?)", tf(P + "OUTCAR.h2o.md.10").read_text())]
+    head = "h2o\n1.0\n10 0 0\n0 10 0\n0 0 10\n"
+    poscar = folder / "POSCAR"
+    poscar.write_text(head + " ".join(symbols) + "\n" + " ".join(str(c + 1) for c in counts) + "\nCartesian\n")
+    with pytest.raises(FormatError, match="POSCAR lists .* which does not match"):
+        read(folder / "OUTCAR")
+    poscar.write_text(head + " ".join(str(c) for c in counts) + "\nCartesian\n")  # VASP 4 style: counts only
+    frames, rep = read(folder / "OUTCAR")
+    assert len(frames) == 10 and any("POSCAR beside it" in w for w in rep.warnings)
+
+
+# ----------------------------------------------------------------------------- files larger than a chunk
+def _long_outcar(tmp_path, repeats: int):
+    """SYNTHETIC: the real npt_common OUTCAR with its 10 ionic steps repeated ``repeats`` times
+    (header and end-of-job summary once): many read chunks, tables across chunk ends."""
+    text = tf(C + "npt_common/OUTCAR").read_text()
+    starts = [m.start() for m in re.finditer(r"^-+ Iteration\s+\d+\(\s*1\)", text, re.M)]
+    end = text.index("\n", text.rfind("LOOP+")) + 1
+    steps = [text[a:b] for a, b in zip(starts, starts[1:] + [end])]
+    path = tmp_path / "OUTCAR"
+    path.write_text(text[:starts[0]] + "".join(steps * repeats) + text[end:])
+    return path, len(steps)
+
+
+def test_long_file_frames_repeat_the_source_exactly(tmp_path):
+    path, n = _long_outcar(tmp_path, 12)  # ~6 MB: a dozen chunks
+    frames, rep = read(path)
+    src, _ = read(tf(C + "npt_common/OUTCAR"))
+    assert len(frames) == 12 * n and rep.warnings == []
+    for k, f in enumerate(frames):
+        s = src[k % n]
+        assert np.array_equal(f.positions, s.positions) and np.array_equal(f.forces, s.forces)
+        assert np.array_equal(f.cell, s.cell) and np.array_equal(f.stress, s.stress) and f.energy == s.energy
+
+
+def test_long_file_error_names_its_line(tmp_path):
+    path, _ = _long_outcar(tmp_path, 12)
+    lines = path.read_text().splitlines(keepends=True)
+    forces = [i for i, ln in enumerate(lines) if "TOTAL-FORCE" in ln]
+    target = forces[100] + 2 + 40  # row 41 of the 101st table, far past the first chunk
+    lines[target] = lines[target].replace(".", "x", 1)
+    path.write_text("".join(lines))
+    with pytest.raises(FormatError) as exc:
+        read(path)
+    assert exc.value.line == target + 1 and "corrupt number" in exc.value.message
+
+
+@pytest.mark.parametrize("chunk", [3000, 1 << 19])
+def test_nan_step_warning_names_its_line_whatever_the_chunks(tmp_path, monkeypatch, chunk):
+    """Tiny chunks put chunk ends everywhere (inside tables, between an energy and the end of its
+    step): frames and the dropped step's line number must not depend on them."""
+    from mlds.io import vasp_outcar
+
+    path, n = _long_outcar(tmp_path, 3)
+    lines = path.read_text().splitlines(keepends=True)
+    totens = [i for i, ln in enumerate(lines) if "free  energy   TOTEN" in ln]
+    bad = totens[17]
+    lines[bad] = re.sub(r"=\s*(-?\d+\.\d+)", "= NaN", lines[bad], count=1)
+    path.write_text("".join(lines))
+    monkeypatch.setattr(vasp_outcar, "_CHUNK", chunk)
+    frames, rep = read(path)
+    src, _ = read(tf(C + "npt_common/OUTCAR"))
+    assert len(frames) == 3 * n - 1 and rep.dropped == {"non-finite": 1}
+    assert [f.energy for f in frames] == [s.energy for k, s in enumerate(src * 3) if k != 17]
+    assert any(f"step 17 (line {bad + 1})" in w for w in rep.warnings), rep.warnings

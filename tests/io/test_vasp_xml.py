@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ase.units import GPa
 
 from mlds.errors import FormatError
 from mlds.io.registry import READERS
@@ -34,7 +33,7 @@ PAIRS = [
     (P + "OUTCAR.Ge.vdw", P + "vasprun.Ge.vdw.xml"),
     (P + "Ti-O-Ti-v6/OUTCAR", P + "Ti-O-Ti-v6/vasprun.xml"),
 ]
-KB = 0.1 * GPa
+KB = 0.1 / 160.2176634  # 1 kB in eV/Å³ with the spec's CODATA 2018 constants (e = 1.602176634e-19 C)
 
 
 def _varray(chunk: str, name: str) -> np.ndarray | None:
@@ -208,6 +207,47 @@ def test_malformed_xml_mid_file_is_format_error(tmp_path):
     with pytest.raises(FormatError) as exc:
         read(path)
     assert exc.value.line == lineno
+
+
+def _nth(text: str, needle: str, n: int, start: int = 0) -> int:
+    i = start - 1
+    for _ in range(n):
+        i = text.index(needle, i + 1)
+    return i
+
+
+@pytest.mark.parametrize("where", ["scstep of calculation 7", "eigenvalues of the last calculation"])
+def test_malformed_xml_after_fast_blocks_reports_its_line(tmp_path, where):
+    """Blocks read on the fast path reach the streaming parser as a placeholder with the same lines,
+    so an error later in the file still names its own line."""
+    text = tf(P + "vasprun.h2o.md.10.xml").read_text()
+    if where.startswith("scstep"):
+        i = text.index("</scstep>", _nth(text, "<calculation>", 7))
+        bad, size = "</scstepX>", len("</scstep>")
+    else:
+        i = text.index("</r>", text.index("<eigenvalues>", _nth(text, "<calculation>", 10)))
+        bad, size = "</rX>", len("</r>")
+    lineno = text[:i].count("\n") + 1
+    path = _copy(tmp_path, P + "vasprun.h2o.md.10.xml", lambda t: t[:i] + bad + t[i + size:])
+    with pytest.raises(FormatError) as exc:
+        read(path)
+    assert exc.value.line == lineno
+
+
+@pytest.mark.parametrize("insert", ["<!-- note -->", '<varray name="stress" ><v> 1 2 3 </v></varray>'])
+def test_unusual_tail_takes_the_element_tree_path(tmp_path, insert):
+    """A comment after the last calculation's DOS, or a stress array there, is not skipped unread:
+    the block is parsed by ElementTree, with the same frames (the real file has its stress first,
+    so a second one changes nothing)."""
+    text = tf(P + "vasprun.h2o.md.10.xml").read_text()
+    i = text.index("</dos>", _nth(text, "<calculation>", 10)) + len("</dos>")
+    path = _copy(tmp_path, P + "vasprun.h2o.md.10.xml", lambda t: t[:i] + insert + t[i:])
+    frames, _ = read(path)
+    ref, _ = read(tf(P + "vasprun.h2o.md.10.xml"))
+    assert len(frames) == len(ref) == 10
+    for a, b in zip(frames, ref):
+        assert np.array_equal(a.positions, b.positions) and np.array_equal(a.stress, b.stress)
+        assert a.energy == b.energy and a.energy_sigma0 == b.energy_sigma0
 
 
 def test_atominfo_inconsistent_is_format_error(tmp_path):
