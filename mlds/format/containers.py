@@ -1,21 +1,26 @@
 """HDF5 and Zarr behind one small interface, like zarr-python's stores.
 
 Everything above this module (writer, reader, validation) speaks only in
-array keys such as ``"atoms/positions"``; the two classes here are the only
-places that know about h5py or zarr.  Arrays are one-dimensional along their
-first axis (frames or atoms) and grow by appending.
+array keys such as ``"atoms/positions"``; the classes here (and the Zarr
+reader in :mod:`mlds.format.zarr_read`) are the only places that know about
+h5py or zarr.  Arrays are one-dimensional along their first axis (frames or
+atoms) and grow by appending.  For reading, each container hands out
+:mod:`~mlds.format.columns` that read rows straight from the file where the
+storage allows it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from mlds.errors import FormatError
+from mlds.format import columns as cols
 
 
 class Container(Protocol):
@@ -35,6 +40,7 @@ class Container(Protocol):
     def resize(self, key: str, length: int, fill: Any) -> None: ...
     def read(self, key: str, start: int, stop: int) -> np.ndarray: ...
     def read_points(self, key: str, index: np.ndarray) -> np.ndarray: ...
+    def column(self, key: str, cache: cols.BlockCache) -> cols.Column: ...
     def close(self) -> None: ...
 
 
@@ -78,6 +84,9 @@ class HDF5Container:
         except OSError as err:
             raise FormatError(self.path, f"not a readable HDF5 file ({_h5_reason(err)})") from None
         self._ds: dict[str, Any] = {}  # h5py's File[key] lookup costs ~50 µs; look each up once
+        self._fd: int | None = None     # our own descriptor + map for raw row reads
+        self._map: Any = None
+        self._columns: list[Any] = []
 
     def _d(self, key: str):
         ds = self._ds.get(key)
@@ -85,20 +94,25 @@ class HDF5Container:
             ds = self._ds[key] = self._f[key]
         return ds
 
+    def root_attr(self, name: str, default: Any = None) -> Any:
+        """One root attribute (strings decoded, numbers as Python scalars, metadata as a dict)."""
+        try:
+            v = self._f.attrs[name]
+        except KeyError:
+            return default
+        if isinstance(v, bytes):
+            v = v.decode()
+        if isinstance(v, np.generic):
+            v = v.item()
+        if name == "metadata" and isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except json.JSONDecodeError as err:
+                raise FormatError(self.path, f"metadata attribute is not valid JSON ({err.msg} at char {err.pos})") from None
+        return v
+
     def root_attrs(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in self._f.attrs.items():
-            if isinstance(v, bytes):
-                v = v.decode()
-            if isinstance(v, np.generic):
-                v = v.item()
-            if k == "metadata" and isinstance(v, str):
-                try:
-                    v = json.loads(v)
-                except json.JSONDecodeError as err:
-                    raise FormatError(self.path, f"metadata attribute is not valid JSON ({err.msg} at char {err.pos})") from None
-            out[k] = v
-        return out
+        return {k: self.root_attr(k) for k in self._f.attrs.keys()}
 
     def set_root_attrs(self, attrs: dict[str, Any]) -> None:
         for k, v in attrs.items():
@@ -166,10 +180,137 @@ class HDF5Container:
     def read_points(self, key: str, index: np.ndarray) -> np.ndarray:
         return self._d(key)[np.asarray(index)]
 
+    def column(self, key: str, cache: cols.BlockCache) -> cols.Column:
+        """Mapped rows for an unfiltered little-endian dataset in a local file; h5py reads otherwise."""
+        ds = self._d(key)
+        dtype, shape = ds.dtype, ds.shape
+        chunk_len = self.chunk_len(key)
+        dcpl = ds.id.get_create_plist()
+        filtered = dcpl.get_nfilters() > 0
+        fill = _fill_of(key, dtype)
+        mapped = not filtered and dtype.byteorder in ("<", "|", "=") and dtype.kind in "biuf" \
+            and not (dtype.byteorder == "=" and np.little_endian is False)
+        layout = dcpl.get_layout()
+        if mapped and layout in (_h5d().CHUNKED, _h5d().CONTIGUOUS) and dcpl.get_external_count() == 0:
+            buf = self._mapped()
+            if buf is not None or shape[0] == 0:
+                if layout == _h5d().CONTIGUOUS:
+                    index: Any = _ContiguousIndex(ds.id)
+                    chunk_len = max(1, shape[0])
+                else:
+                    index = _H5ChunkIndex(ds.id, chunk_len, shape, self._identity(), key)
+                if buf is not None:
+                    col = cols.MappedColumn(key, dtype, tuple(shape[1:]), shape[0], chunk_len, buf, index, fill, self._fd)
+                    self._columns.append(col)
+                    return col
+        return cols.BufferedColumn(key, dtype, tuple(shape[1:]), shape[0], chunk_len,
+                                   lambda a, b, _k=key: self.read(_k, a, b), cache, filtered)
+
+    def _mapped(self) -> Any:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+            self._map = cols.map_file(self._fd)
+        return self._map
+
+    def _identity(self) -> tuple[int, ...]:
+        st = os.fstat(self._fd) if self._fd is not None else os.stat(self.path)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
     def close(self) -> None:
         self._ds.clear()
+        for col in self._columns:
+            col.release()
+        self._columns.clear()
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._f.id.valid:
             self._f.close()
+
+
+def _h5d():
+    import h5py
+
+    return h5py.h5d
+
+
+def _fill_of(key: str, dtype: np.dtype) -> Any:
+    """The spec's missing value for an array (what a chunk never written reads as)."""
+    from mlds.format import spec
+
+    a = spec.BY_NAME.get(key.rsplit("/", 1)[-1])
+    if a is not None and a.key == key:
+        return a.missing
+    return np.nan if dtype.kind == "f" else 0
+
+
+class _ContiguousIndex:
+    n_chunks = 1
+
+    def __init__(self, dsid: Any) -> None:
+        off = dsid.get_offset()
+        self._off = -1 if off is None else int(off)
+
+    def offset(self, k: int) -> int:
+        return self._off
+
+    def all(self) -> np.ndarray:
+        return np.array([self._off], dtype=np.int64)
+
+
+# Chunk tables of files already read in this process, keyed by file identity (device, inode,
+# size, mtime) and array: re-opening an unchanged file then costs no chunk lookups.
+_CHUNK_TABLES: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_CHUNK_TABLES_MAX = 256
+
+
+class _H5ChunkIndex:
+    """Byte offset of each chunk of an HDF5 dataset, looked up lazily.
+
+    The first couple of lookups ask for one chunk each (a frame read then pays
+    ~10 µs per array, not a walk of the whole index); from the third distinct
+    chunk on, the whole table is read in one ``chunk_iter`` pass.
+    """
+
+    def __init__(self, dsid: Any, chunk_len: int, shape: tuple[int, ...], identity: tuple, key: str) -> None:
+        self._dsid, self._c, self._shape = dsid, chunk_len, shape
+        self.n_chunks = -(-shape[0] // chunk_len) if shape[0] else 0
+        self._ident = (*identity, key)
+        self._known: dict[int, int] = {}
+        self._all: np.ndarray | None = _CHUNK_TABLES.get(self._ident)
+
+    def offset(self, k: int) -> int:
+        if self._all is not None:
+            return int(self._all[k])
+        off = self._known.get(k)
+        if off is None:
+            if len(self._known) >= 2:
+                return int(self.all()[k])
+            info = self._dsid.get_chunk_info_by_coord((k * self._c,) + (0,) * (len(self._shape) - 1))
+            off = self._known[k] = -1 if info.byte_offset is None else int(info.byte_offset)
+        return off
+
+    def all(self) -> np.ndarray:
+        if self._all is None:
+            offs = np.full(self.n_chunks, -1, dtype=np.int64)
+            c = self._c
+
+            def visit(info: Any) -> None:
+                offs[info.chunk_offset[0] // c] = info.byte_offset
+
+            try:
+                self._dsid.chunk_iter(visit)
+            except AttributeError:  # HDF5 < 1.12.3 / h5py without chunk_iter
+                for i in range(self._dsid.get_num_chunks()):
+                    visit(self._dsid.get_chunk_info(i))
+            self._all = offs
+            _CHUNK_TABLES[self._ident] = offs
+            while len(_CHUNK_TABLES) > _CHUNK_TABLES_MAX:
+                _CHUNK_TABLES.popitem(last=False)
+        return self._all
 
 
 def _h5_reason(err: OSError) -> str:
@@ -243,7 +384,7 @@ class ZarrContainer:
         group, name = key.split("/")
         g = self._g.require_group(group)
         compressors = [GzipCodec(level=4)] if self.compression == "gzip" else None
-        fill = np.nan if dtype.kind == "f" else 0
+        fill = _fill_of(key, dtype)  # spec §10.3: NaN, -1 for signed ints, 0 for uint8 (1 for converged)
         self._arrays[key] = g.create_array(
             name, shape=(0, *tail), chunks=(chunk_len, *tail), dtype=dtype,
             compressors=compressors, fill_value=fill, attributes=dict(attrs),
@@ -293,18 +434,28 @@ class ZarrContainer:
 
 
 def open_container(path: str | os.PathLike, mode: str = "r", compression: str | None = None) -> Container:
+    """Reading goes through mlds' own Zarr reader (see :mod:`mlds.format.zarr_read`); writing through zarr-python."""
     kind = container_kind(path)
     if kind == "hdf5":
         return HDF5Container(path, mode, compression)
+    if mode == "r":
+        from mlds.format.zarr_read import ZarrReader
+
+        return ZarrReader(path)
     return ZarrContainer(path, mode, compression)
 
 
 def zip_directory(src: Path, dest: Path) -> None:
-    """Pack a Zarr directory into a zip store (stored, not deflated: chunks carry their own codecs)."""
+    """Pack a Zarr directory into a zip store (stored, not deflated: chunks carry their own codecs).
+
+    The root ``zarr.json`` goes first, so the archive's first bytes say what it
+    is (ASE recognises an mlds ``.zarr.zip`` by content that way).
+    """
     import zipfile
 
+    files = sorted((p for p in src.rglob("*") if p.is_file()), key=lambda p: (p != src / "zarr.json", p.as_posix()))
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for file in sorted(p for p in src.rglob("*") if p.is_file()):
+        for file in files:
             info = zipfile.ZipInfo(file.relative_to(src).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
             with open(file, "rb") as fh, zf.open(info, "w", force_zip64=True) as out:
                 while block := fh.read(1 << 20):

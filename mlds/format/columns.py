@@ -1,0 +1,439 @@
+"""Rows of one stored array, read the cheapest way its storage allows.
+
+A frame is a handful of rows scattered over several arrays, so a random read
+costs what locating and copying those rows costs.  Going through h5py or
+zarr-python for each costs 20-100 µs per call and, on a cache miss, a whole
+chunk (megabytes) to return a few kB.  Uncompressed chunks, which the spec
+makes the default, are plain little-endian rows at a known place in a file,
+so :class:`MappedColumn` reads them straight from a memory map: a frame is a
+few numpy slices, a cold read fetches only the pages holding the frame's rows,
+and the OS page cache is the cache.  This is why it is hand-written: no
+library offers row access to HDF5/Zarr chunks without the per-call overhead.
+
+:class:`BufferedColumn` covers everything else (compressed chunks, layouts we
+do not map): blocks aligned to the storage chunks in an LRU bounded in bytes,
+or, for an uncompressed array too big for the cache, just the rows asked for.
+
+Every column offers the same four reads; none returns a view of the file.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections import OrderedDict
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+# Below this many rows a gather copies slice by slice; above, one vectorised take.
+_SMALL_GATHER = 8
+
+
+class Column(Protocol):
+    key: str
+    dtype: np.dtype
+    tail: tuple[int, ...]
+    n: int
+
+    def read(self, start: int, stop: int) -> np.ndarray: ...  # bulk range, fresh array
+    def rows(self, start: int, stop: int) -> np.ndarray: ...  # a few rows, fresh array
+    def row(self, i: int) -> Any: ...                         # one row; may be a view: copy arrays you keep
+    def take(self, index: np.ndarray) -> np.ndarray: ...      # rows in any order, fresh array
+
+
+def empty(col: Column, n: int = 0) -> np.ndarray:
+    return np.empty((n, *col.tail), dtype=col.dtype)
+
+
+def ranges_to_rows(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Row indices of the concatenated ranges ``starts[j] : starts[j] + counts[j]`` (vectorised)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    ends = np.cumsum(counts)
+    shift = np.asarray(starts, dtype=np.int64) - (ends - counts)
+    return np.repeat(shift, counts) + np.arange(total, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- mapped
+
+
+class ChunkIndex(Protocol):
+    """Where chunk ``k`` of an array starts in the mapped buffer (-1: never written, reads as fill)."""
+
+    n_chunks: int
+
+    def offset(self, k: int) -> int: ...
+    def all(self) -> np.ndarray: ...
+
+
+class MappedColumn:
+    """An array stored as raw little-endian chunks at byte offsets of one memory-mapped file.
+
+    Each chunk is addressed in a view of the whole map whose start is congruent
+    to the chunk's offset modulo the row size; chunks sharing that residue share
+    a view, so a gather over many chunks is one ``take`` per residue (one in
+    files whose chunks are aligned, as mlds writes them).
+    """
+
+    def __init__(self, key: str, dtype: np.dtype, tail: tuple[int, ...], n: int, chunk_len: int,
+                 buf: mmap.mmap, index: ChunkIndex, fill: Any, fd: int | None = None) -> None:
+        self.key, self.dtype, self.tail, self.n = key, np.dtype(dtype), tuple(tail), int(n)
+        self.chunk_len = max(1, int(chunk_len))
+        self._buf, self._index, self._fill, self._fd = buf, index, fill, fd
+        self._items = int(np.prod(self.tail, dtype=np.int64)) if self.tail else 1
+        self.row_bytes = self.dtype.itemsize * self._items
+        self._views: dict[int, np.ndarray] = {}       # residue -> rows view over the whole map
+        self._loc: dict[int, tuple[np.ndarray, int] | None] = {}  # chunk -> (view, first row) or None
+        self._table: tuple[np.ndarray, np.ndarray] | None = None  # (residue per chunk, first row per chunk)
+
+    def _view(self, residue: int) -> np.ndarray:
+        v = self._views.get(residue)
+        if v is None:
+            count = (len(self._buf) - residue) // self.row_bytes
+            v = np.frombuffer(self._buf, dtype=self.dtype, count=count * self._items, offset=residue)
+            v = self._views[residue] = v.reshape(count, *self.tail)
+        return v
+
+    def _chunk(self, k: int) -> tuple[np.ndarray, int] | None:
+        loc = self._loc.get(k, False)
+        if loc is False:
+            off = self._index.offset(k)
+            if off < 0:
+                loc = None
+            else:
+                residue = off % self.row_bytes
+                loc = (self._view(residue), (off - residue) // self.row_bytes)
+            self._loc[k] = loc
+        return loc  # type: ignore[return-value]
+
+    def row(self, i: int) -> Any:
+        c = self.chunk_len
+        k = i // c
+        loc = self._loc.get(k) or self._chunk(k)
+        if loc is None:
+            return np.full(self.tail, self._fill, dtype=self.dtype)[()]
+        return loc[0][loc[1] + i - k * c]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        c = self.chunk_len
+        k = start // c
+        if stop <= start:
+            return empty(self)
+        if (stop - 1) // c == k:
+            loc = self._loc.get(k) or self._chunk(k)
+            if loc is not None:
+                b = loc[1] - k * c
+                return loc[0][b + start : b + stop].copy()
+        return self.read(start, stop)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Bulk rows: chunk by chunk with ``preadv`` into the result (fast, and readahead works)."""
+        out = empty(self, max(0, stop - start))
+        if stop <= start:
+            return out
+        c = self.chunk_len
+        flat = out.reshape(-1).view(np.uint8) if out.size else out
+        for k in range(start // c, (stop - 1) // c + 1):
+            lo, hi = max(start, k * c), min(stop, (k + 1) * c)
+            dst = out[lo - start : hi - start]
+            off = self._index.offset(k)
+            if off < 0:
+                dst[...] = self._fill
+            elif self._fd is not None:
+                nbytes = (hi - lo) * self.row_bytes
+                mv = memoryview(flat)[(lo - start) * self.row_bytes : (lo - start) * self.row_bytes + nbytes]
+                got = os.preadv(self._fd, [mv], off + (lo - k * c) * self.row_bytes)
+                if got != nbytes:
+                    raise OSError(f"{self.key}: short read ({got} of {nbytes} bytes): file truncated?")
+            else:
+                loc = self._chunk(k)
+                assert loc is not None
+                b = loc[1] - k * c
+                dst[...] = loc[0][b + lo : b + hi]
+        return out
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index, dtype=np.int64)
+        if index.size <= _SMALL_GATHER:
+            return np.stack([np.asarray(self.row(int(i))) for i in index]) if index.size else empty(self)
+        c = self.chunk_len
+        k = index // c
+        if self._index.n_chunks == 1 or int(k.min()) == int(k.max()):
+            loc = self._chunk(int(k[0]))
+            if loc is not None:
+                return loc[0].take(index + (loc[1] - int(k[0]) * c), axis=0)
+        residue, first = self._chunk_table()
+        res_k, first_k = residue[k], first[k]
+        glob = first_k + (index - k * c)
+        kinds = np.unique(res_k)
+        if kinds.size == 1 and kinds[0] >= 0:
+            return self._view(int(kinds[0])).take(glob, axis=0)
+        out = empty(self, index.size)
+        for r in kinds.tolist():
+            sel = np.nonzero(res_k == r)[0]
+            out[sel] = self._fill if r < 0 else self._view(r).take(glob[sel], axis=0)
+        return out
+
+    def _chunk_table(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._table is None:
+            offs = self._index.all()
+            residue = np.where(offs >= 0, offs % self.row_bytes, -1)
+            first = np.where(offs >= 0, (offs - np.maximum(residue, 0)) // self.row_bytes, 0)
+            self._table = (residue, first)
+        return self._table
+
+    def release(self) -> None:
+        """Drop every view of the map so it can be closed."""
+        self._views.clear()
+        self._loc.clear()
+
+
+class ChunkFiles:
+    """One file per chunk (a Zarr directory store): each chunk file mapped on first use."""
+
+    def __init__(self, path_of: Callable[[int], str], n_chunks: int, chunk_bytes: int) -> None:
+        self._path_of, self.n_chunks, self._chunk_bytes = path_of, n_chunks, chunk_bytes
+        self._maps: dict[int, mmap.mmap | None] = {}
+
+    def map(self, k: int) -> mmap.mmap | None:
+        if k in self._maps:
+            return self._maps[k]
+        try:
+            fd = os.open(self._path_of(k), os.O_RDONLY)
+        except FileNotFoundError:
+            self._maps[k] = None  # a chunk never written reads as the fill value (Zarr rule)
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            if size < self._chunk_bytes:
+                raise OSError(f"chunk file {self._path_of(k)} has {size} bytes, expected {self._chunk_bytes}")
+            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        _advise_random(mm)
+        self._maps[k] = mm
+        return mm
+
+    def readinto(self, k: int, offset: int, dst: memoryview) -> bool:
+        try:
+            fd = os.open(self._path_of(k), os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            got = os.preadv(fd, [dst], offset)
+        finally:
+            os.close(fd)
+        if got != len(dst):
+            raise OSError(f"chunk file {self._path_of(k)} is truncated")
+        return True
+
+    def close(self) -> None:
+        for mm in self._maps.values():
+            if mm is not None:
+                mm.close()
+        self._maps.clear()
+
+
+class ChunkFileColumn:
+    """An uncompressed Zarr array in a directory store: rows straight from the mapped chunk files."""
+
+    def __init__(self, key: str, dtype: np.dtype, tail: tuple[int, ...], n: int, chunk_len: int,
+                 files: ChunkFiles, fill: Any) -> None:
+        self.key, self.dtype, self.tail, self.n = key, np.dtype(dtype), tuple(tail), int(n)
+        self.chunk_len = max(1, int(chunk_len))
+        self._files, self._fill = files, fill
+        self._items = int(np.prod(self.tail, dtype=np.int64)) if self.tail else 1
+        self.row_bytes = self.dtype.itemsize * self._items
+        self._views: dict[int, np.ndarray | None] = {}
+
+    def _view(self, k: int) -> np.ndarray | None:
+        if k in self._views:
+            return self._views[k]
+        mm = self._files.map(k)
+        v = None
+        if mm is not None:
+            v = np.frombuffer(mm, dtype=self.dtype, count=self.chunk_len * self._items).reshape(self.chunk_len, *self.tail)
+        self._views[k] = v
+        return v
+
+    def row(self, i: int) -> Any:
+        c = self.chunk_len
+        k = i // c
+        v = self._views.get(k)
+        if v is None:
+            v = self._view(k)
+            if v is None:
+                return np.full(self.tail, self._fill, dtype=self.dtype)[()]
+        return v[i - k * c]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        c = self.chunk_len
+        k = start // c
+        if stop > start and (stop - 1) // c == k:
+            v = self._views.get(k)
+            if v is None:
+                v = self._view(k)
+            if v is not None:
+                return v[start - k * c : stop - k * c].copy()
+        return self.read(start, stop)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = empty(self, max(0, stop - start))
+        if stop <= start:
+            return out
+        c = self.chunk_len
+        flat = out.reshape(-1).view(np.uint8)
+        for k in range(start // c, (stop - 1) // c + 1):
+            lo, hi = max(start, k * c), min(stop, (k + 1) * c)
+            b0 = (lo - start) * self.row_bytes
+            dst = memoryview(flat)[b0 : b0 + (hi - lo) * self.row_bytes]
+            if not self._files.readinto(k, (lo - k * c) * self.row_bytes, dst):
+                out[lo - start : hi - start] = self._fill
+        return out
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index, dtype=np.int64)
+        out = empty(self, index.size)
+        if not index.size:
+            return out
+        c = self.chunk_len
+        k = index // c
+        order = np.argsort(k, kind="stable")
+        ks = k[order]
+        cuts = np.flatnonzero(np.diff(ks)) + 1
+        for grp in np.split(order, cuts):
+            kk = int(k[grp[0]])
+            v = self._view(kk)
+            out[grp] = self._fill if v is None else v.take(index[grp] - kk * c, axis=0)
+        return out
+
+    def release(self) -> None:
+        self._views.clear()
+
+
+# --------------------------------------------------------------------------- buffered
+
+
+class BlockCache:
+    """LRU of decoded row blocks, keyed by (array key, block index), bounded in bytes (shared by columns)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._bytes = 0
+        self._blocks: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[str, int]) -> np.ndarray | None:
+        block = self._blocks.get(key)
+        if block is not None:
+            self._blocks.move_to_end(key)
+        return block
+
+    def put(self, key: tuple[str, int], block: np.ndarray) -> None:
+        block.setflags(write=False)
+        self._blocks[key] = block
+        self._bytes += block.nbytes
+        while self._bytes > self.max_bytes and len(self._blocks) > 1:
+            _, old = self._blocks.popitem(last=False)
+            self._bytes -= old.nbytes
+
+    def clear(self) -> None:
+        self._blocks.clear()
+        self._bytes = 0
+
+
+class BufferedColumn:
+    """Rows through the container's own reader (h5py / chunk decoding), for what cannot be mapped.
+
+    Compressed chunks must be decoded whole, so single rows come from blocks
+    aligned to the storage chunks, kept in the shared :class:`BlockCache`.  An
+    array small enough (under 1/8 of the cache) is one block.  An uncompressed
+    array too big for the cache is read row range by row range: a cache that
+    cannot hold the data would only turn every miss into a chunk-sized read.
+    """
+
+    def __init__(self, key: str, dtype: np.dtype, tail: tuple[int, ...], n: int, chunk_len: int,
+                 read: Callable[[int, int], np.ndarray], cache: BlockCache, compressed: bool) -> None:
+        self.key, self.dtype, self.tail, self.n = key, np.dtype(dtype), tuple(tail), int(n)
+        self._read, self._cache = read, cache
+        row_bytes = self.dtype.itemsize * (int(np.prod(self.tail, dtype=np.int64)) if self.tail else 1)
+        if self.n * row_bytes <= cache.max_bytes // 8:
+            self._per = max(1, self.n)
+        elif compressed:
+            self._per = max(1, int(chunk_len)) * max(1, (64 << 10) // max(1, int(chunk_len) * row_bytes))
+        else:
+            self._per = 0  # direct row reads
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self._read(start, stop) if stop > start else empty(self)
+
+    def _block(self, b: int) -> np.ndarray:
+        key = (self.key, b)
+        block = self._cache.get(key)
+        if block is None:
+            block = self._read(b * self._per, min(self.n, (b + 1) * self._per))
+            self._cache.put(key, block)
+        return block
+
+    def row(self, i: int) -> Any:
+        per = self._per
+        if not per:
+            return self._read(i, i + 1)[0]
+        b = i // per
+        return self._block(b)[i - b * per]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        per = self._per
+        if not per or stop <= start:
+            return self.read(start, stop)
+        b0, b1 = start // per, (stop - 1) // per
+        if b0 == b1:
+            return self._block(b0)[start - b0 * per : stop - b0 * per].copy()
+        return np.concatenate([self._block(b)[max(start, b * per) - b * per : min(stop, (b + 1) * per) - b * per]
+                               for b in range(b0, b1 + 1)])
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index, dtype=np.int64)
+        out = empty(self, index.size)
+        if not index.size:
+            return out
+        per = self._per or max(1, int(index.max()) - int(index.min()) + 1)
+        if not self._per:  # uncompressed and large: read the covering runs of sorted rows
+            order = np.argsort(index, kind="stable")
+            srt = index[order]
+            cuts = np.flatnonzero(np.diff(srt) > 1) + 1
+            for grp in np.split(np.arange(srt.size), cuts):
+                lo, hi = int(srt[grp[0]]), int(srt[grp[-1]]) + 1
+                out[order[grp]] = self._read(lo, hi)[srt[grp] - lo]
+            return out
+        b = index // per
+        order = np.argsort(b, kind="stable")
+        cuts = np.flatnonzero(np.diff(b[order])) + 1
+        for grp in np.split(order, cuts):
+            bb = int(b[grp[0]])
+            out[grp] = self._block(bb).take(index[grp] - bb * per, axis=0)
+        return out
+
+    def release(self) -> None:
+        pass
+
+
+def _advise_random(mm: mmap.mmap) -> None:
+    """Random row reads: ask the kernel to fetch only the pages touched (no read-around)."""
+    advice = getattr(mmap, "MADV_RANDOM", None)
+    if advice is not None and len(mm):
+        try:
+            mm.madvise(advice)
+        except OSError:  # pragma: no cover - advisory only
+            pass
+
+
+def map_file(fd: int) -> mmap.mmap | None:
+    """A read-only map of the whole file behind ``fd`` (None for an empty file)."""
+    if os.fstat(fd).st_size == 0:
+        return None
+    mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    _advise_random(mm)
+    return mm
