@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +25,7 @@ from mlds.format import columns as cols
 class Container(Protocol):
     path: Path
 
+    def root_attr(self, name: str, default: Any = None) -> Any: ...
     def root_attrs(self) -> dict[str, Any]: ...
     def set_root_attrs(self, attrs: dict[str, Any]) -> None: ...
     def keys(self) -> list[str]: ...
@@ -84,9 +84,6 @@ class HDF5Container:
         except OSError as err:
             raise FormatError(self.path, f"not a readable HDF5 file ({_h5_reason(err)})") from None
         self._ds: dict[str, Any] = {}  # h5py's File[key] lookup costs ~50 µs; look each up once
-        self._fd: int | None = None     # our own descriptor + map for raw row reads
-        self._map: Any = None
-        self._columns: list[Any] = []
 
     def _d(self, key: str):
         ds = self._ds.get(key)
@@ -181,60 +178,23 @@ class HDF5Container:
         return self._d(key)[np.asarray(index)]
 
     def column(self, key: str, cache: cols.BlockCache) -> cols.Column:
-        """Mapped rows for an unfiltered little-endian dataset in a local file; h5py reads otherwise."""
         ds = self._d(key)
-        dtype, shape = ds.dtype, ds.shape
-        chunk_len = self.chunk_len(key)
-        dcpl = ds.id.get_create_plist()
-        filtered = dcpl.get_nfilters() > 0
-        fill = _fill_of(key, dtype)
-        mapped = not filtered and dtype.byteorder in ("<", "|", "=") and dtype.kind in "biuf" \
-            and not (dtype.byteorder == "=" and np.little_endian is False)
-        layout = dcpl.get_layout()
-        if mapped and layout in (_h5d().CHUNKED, _h5d().CONTIGUOUS) and dcpl.get_external_count() == 0:
-            buf = self._mapped()
-            if buf is not None or shape[0] == 0:
-                if layout == _h5d().CONTIGUOUS:
-                    index: Any = _ContiguousIndex(ds.id)
-                    chunk_len = max(1, shape[0])
-                else:
-                    index = _H5ChunkIndex(ds.id, chunk_len, shape, self._identity(), key)
-                if buf is not None:
-                    col = cols.MappedColumn(key, dtype, tuple(shape[1:]), shape[0], chunk_len, buf, index, fill, self._fd)
-                    self._columns.append(col)
-                    return col
-        return cols.BufferedColumn(key, dtype, tuple(shape[1:]), shape[0], chunk_len,
-                                   lambda a, b, _k=key: self.read(_k, a, b), cache, filtered)
-
-    def _mapped(self) -> Any:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-            self._map = cols.map_file(self._fd)
-        return self._map
-
-    def _identity(self) -> tuple[int, ...]:
-        st = os.fstat(self._fd) if self._fd is not None else os.stat(self.path)
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return cols.BufferedColumn(key, ds.dtype, tuple(ds.shape[1:]), ds.shape[0], self.chunk_len(key),
+                                   lambda a, b, _k=key: self.read(_k, a, b), cache, bool(ds.compression))
 
     def close(self) -> None:
         self._ds.clear()
-        for col in self._columns:
-            col.release()
-        self._columns.clear()
-        if self._map is not None:
-            self._map.close()
-            self._map = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
         if self._f.id.valid:
             self._f.close()
 
 
-def _h5d():
-    import h5py
-
-    return h5py.h5d
+def _h5_reason(err: OSError) -> str:
+    text = str(err)
+    if "truncated" in text:
+        return "file is truncated"
+    if "signature" in text:
+        return "no HDF5 signature"
+    return text.split("(")[-1].rstrip(")") if "(" in text else text
 
 
 def _fill_of(key: str, dtype: np.dtype) -> Any:
@@ -245,81 +205,6 @@ def _fill_of(key: str, dtype: np.dtype) -> Any:
     if a is not None and a.key == key:
         return a.missing
     return np.nan if dtype.kind == "f" else 0
-
-
-class _ContiguousIndex:
-    n_chunks = 1
-
-    def __init__(self, dsid: Any) -> None:
-        off = dsid.get_offset()
-        self._off = -1 if off is None else int(off)
-
-    def offset(self, k: int) -> int:
-        return self._off
-
-    def all(self) -> np.ndarray:
-        return np.array([self._off], dtype=np.int64)
-
-
-# Chunk tables of files already read in this process, keyed by file identity (device, inode,
-# size, mtime) and array: re-opening an unchanged file then costs no chunk lookups.
-_CHUNK_TABLES: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_CHUNK_TABLES_MAX = 256
-
-
-class _H5ChunkIndex:
-    """Byte offset of each chunk of an HDF5 dataset, looked up lazily.
-
-    The first couple of lookups ask for one chunk each (a frame read then pays
-    ~10 µs per array, not a walk of the whole index); from the third distinct
-    chunk on, the whole table is read in one ``chunk_iter`` pass.
-    """
-
-    def __init__(self, dsid: Any, chunk_len: int, shape: tuple[int, ...], identity: tuple, key: str) -> None:
-        self._dsid, self._c, self._shape = dsid, chunk_len, shape
-        self.n_chunks = -(-shape[0] // chunk_len) if shape[0] else 0
-        self._ident = (*identity, key)
-        self._known: dict[int, int] = {}
-        self._all: np.ndarray | None = _CHUNK_TABLES.get(self._ident)
-
-    def offset(self, k: int) -> int:
-        if self._all is not None:
-            return int(self._all[k])
-        off = self._known.get(k)
-        if off is None:
-            if len(self._known) >= 2:
-                return int(self.all()[k])
-            info = self._dsid.get_chunk_info_by_coord((k * self._c,) + (0,) * (len(self._shape) - 1))
-            off = self._known[k] = -1 if info.byte_offset is None else int(info.byte_offset)
-        return off
-
-    def all(self) -> np.ndarray:
-        if self._all is None:
-            offs = np.full(self.n_chunks, -1, dtype=np.int64)
-            c = self._c
-
-            def visit(info: Any) -> None:
-                offs[info.chunk_offset[0] // c] = info.byte_offset
-
-            try:
-                self._dsid.chunk_iter(visit)
-            except AttributeError:  # HDF5 < 1.12.3 / h5py without chunk_iter
-                for i in range(self._dsid.get_num_chunks()):
-                    visit(self._dsid.get_chunk_info(i))
-            self._all = offs
-            _CHUNK_TABLES[self._ident] = offs
-            while len(_CHUNK_TABLES) > _CHUNK_TABLES_MAX:
-                _CHUNK_TABLES.popitem(last=False)
-        return self._all
-
-
-def _h5_reason(err: OSError) -> str:
-    text = str(err)
-    if "truncated" in text:
-        return "file is truncated"
-    if "signature" in text:
-        return "no HDF5 signature"
-    return text.split("(")[-1].rstrip(")") if "(" in text else text
 
 
 # --------------------------------------------------------------------------- Zarr
@@ -434,9 +319,13 @@ class ZarrContainer:
 
 
 def open_container(path: str | os.PathLike, mode: str = "r", compression: str | None = None) -> Container:
-    """Reading goes through mlds' own Zarr reader (see :mod:`mlds.format.zarr_read`); writing through zarr-python."""
+    """Read through mlds' own readers (:mod:`~mlds.format.h5_read`, :mod:`~mlds.format.zarr_read`); write through h5py / zarr-python."""
     kind = container_kind(path)
     if kind == "hdf5":
+        if mode == "r":
+            from mlds.format.h5_read import HDF5Reader
+
+            return HDF5Reader(path)
         return HDF5Container(path, mode, compression)
     if mode == "r":
         from mlds.format.zarr_read import ZarrReader
