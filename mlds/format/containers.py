@@ -80,7 +80,14 @@ class HDF5Container:
         try:
             # track_order off and no timestamps: same content -> same bytes, which
             # content-addressed storage relies on.
-            self._f = h5py.File(self.path, mode, libver=("earliest", "v110"), track_order=False) if mode != "r" else h5py.File(self.path, "r")
+            if mode == "r":
+                self._f = h5py.File(self.path, "r")
+            else:
+                from mlds.format.writer import ALIGN_INTERVAL, ALIGN_THRESHOLD
+
+                # big chunks start at multiples of every row size, so readers map all of an array's rows at once
+                self._f = h5py.File(self.path, mode, libver=("earliest", "v110"), track_order=False,
+                                    alignment_threshold=ALIGN_THRESHOLD, alignment_interval=ALIGN_INTERVAL)
         except OSError as err:
             raise FormatError(self.path, f"not a readable HDF5 file ({_h5_reason(err)})") from None
         self._ds: dict[str, Any] = {}  # h5py's File[key] lookup costs ~50 µs; look each up once
@@ -133,7 +140,7 @@ class HDF5Container:
             kw = dict(compression="gzip", compression_opts=4, shuffle=True)
         ds = self._ds[key] = self._f.create_dataset(
             key, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype,
-            chunks=(chunk_len, *tail), track_times=False, **kw,
+            chunks=(chunk_len, *tail), track_times=False, fillvalue=_fill_of(key, dtype), **kw,
         )
         for k, v in attrs.items():
             ds.attrs[k] = v
