@@ -19,6 +19,7 @@ DEFAULT_ARRAYS = ("numbers", "positions", "cell", "pbc", "energy", "forces", "st
 
 
 def default_batch_arrays(ds: Any) -> list[str]:
+    """The arrays a batch loads unless told: numbers, positions, cell, pbc, energy, forces/stress if stored."""
     return [n for n in DEFAULT_ARRAYS if ds.has(n)]
 
 
@@ -78,6 +79,7 @@ class Batch(Mapping[str, np.ndarray]):
 
     @property
     def n_frames(self) -> int:
+        """Number of frames in the batch (B)."""
         return int(self._arrays["indices"].size)
 
     def __repr__(self) -> str:

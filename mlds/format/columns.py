@@ -31,6 +31,8 @@ _SMALL_GATHER = 8
 
 
 class Column(Protocol):
+    """Rows of one array: ``read`` (bulk), ``rows`` (a few), ``row`` (one), ``take`` (any order)."""
+
     key: str
     dtype: np.dtype
     tail: tuple[int, ...]
@@ -43,6 +45,7 @@ class Column(Protocol):
 
 
 def empty(col: Column, n: int = 0) -> np.ndarray:
+    """An uninitialised result of ``n`` rows for ``col``."""
     return np.empty((n, *col.tail), dtype=col.dtype)
 
 

@@ -31,10 +31,12 @@ class ConcatDataset(FramesAPI):
 
     @property
     def metadata(self) -> dict[str, Any]:
+        """The version's metadata (from the manifest: the shards carry no provenance tables)."""
         return self._metadata
 
     @property
     def n_atoms_total(self) -> int:
+        """Number of atoms over all parts."""
         return sum(p.n_atoms_total for p in self.parts)
 
     def _locate(self, i: int) -> tuple[Dataset, int]:
@@ -47,10 +49,12 @@ class ConcatDataset(FramesAPI):
         return self.parts[k], i - int(self._starts[k])
 
     def frame(self, i: int) -> Frame:
+        """Frame ``i`` of the concatenation (negative counts from the end)."""
         part, j = self._locate(i)
         return part.frame(j)
 
     def iter_frames(self, start: int = 0, stop: int | None = None, **kw: Any) -> Iterator[Frame]:
+        """Frames ``start:stop`` in order, each part read in blocks."""
         stop = len(self) if stop is None else min(stop, len(self))
         for k, part in enumerate(self.parts):
             p0, p1 = int(self._starts[k]), int(self._starts[k + 1])
@@ -59,6 +63,7 @@ class ConcatDataset(FramesAPI):
                 yield from part.iter_frames(lo - p0, hi - p0, **kw)
 
     def array(self, name: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """Array ``name`` for frames ``start:stop``; parts lacking an optional array give its missing value."""
         a = spec.BY_NAME[name]
         if name not in self._present:
             raise KeyError(f"array {name!r} is not present")
@@ -113,6 +118,7 @@ class ConcatDataset(FramesAPI):
         return out, counts
 
     def close(self) -> None:
+        """Close every part."""
         for p in self.parts:
             p.close()
 

@@ -23,6 +23,8 @@ from mlds.format import columns as cols
 
 
 class Container(Protocol):
+    """One dataset file: root attributes and arrays addressed as ``"group/name"`` keys."""
+
     path: Path
 
     def root_attr(self, name: str, default: Any = None) -> Any: ...

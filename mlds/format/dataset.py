@@ -197,6 +197,7 @@ class Dataset(FramesAPI):
 
     @property
     def n_atoms_total(self) -> int:
+        """Number of atoms over all frames."""
         h = self._handle()
         if h.n_atoms_total is None:
             h.n_atoms_total = h.c.length("atoms/numbers")

@@ -10,7 +10,6 @@ selections, ASE conversion, summaries and copies follow from those.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -289,6 +288,3 @@ def frames_from_arrays(cols: dict[str, np.ndarray], counts: np.ndarray) -> Itera
             fields["info"] = {"step": steps[j]}
         yield trusted(**fields)
 
-
-def is_nan(x: float) -> bool:
-    return isinstance(x, float) and math.isnan(x)

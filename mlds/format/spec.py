@@ -79,6 +79,7 @@ GPA_IN_EV_PER_ANGSTROM3 = 1.0 / EV_PER_ANGSTROM3_IN_GPA
 
 
 def default_units() -> dict[str, str]:
+    """The fixed ``metadata.units`` object of spec §8.2."""
     return {
         "energy": "eV",
         "length": "angstrom",

@@ -40,15 +40,18 @@ class DatasetView(FramesAPI):
 
     @property
     def metadata(self) -> dict[str, Any]:
+        """The base's metadata with each source's counts restated for the selection (module docstring)."""
         if self._metadata is None:
             self._metadata = _restate_provenance(self.base, self.index)
         return self._metadata
 
     @property
     def n_atoms_total(self) -> int:
+        """Number of atoms over the selected frames."""
         return int(self.array("n_atoms").sum()) if len(self) else 0
 
     def frame(self, i: int) -> Frame:
+        """Frame ``i`` of the view (frame ``index[i]`` of the base)."""
         n = len(self)
         if i < 0:
             i += n
@@ -57,6 +60,7 @@ class DatasetView(FramesAPI):
         return self.base.frame(int(self.index[i]))
 
     def array(self, name: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """Array ``name`` for view frames ``start:stop`` (``atom_offset`` counted within the view)."""
         if name not in spec.BY_NAME:
             raise KeyError(f"unknown array {name!r}; spec arrays: {', '.join(spec.BY_NAME)}")
         if name not in self._present:

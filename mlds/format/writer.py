@@ -43,6 +43,8 @@ ALIGN_INTERVAL = 36 << 10
 
 
 class DatasetWriter:
+    """Writes one dataset: ``append`` frames, record provenance, ``close`` to publish (see the module docstring)."""
+
     def __init__(
         self,
         path: str | os.PathLike,
@@ -113,6 +115,7 @@ class DatasetWriter:
         return len(calcs) - 1
 
     def add_source(self, provenance: dict[str, Any]) -> int:
+        """Append a provenance entry (spec §8.4) and return its index, for ``frame.source``."""
         self.metadata["sources"].append(dict(provenance))
         return len(self.metadata["sources"]) - 1
 
@@ -137,6 +140,7 @@ class DatasetWriter:
     # -- frames ------------------------------------------------------------------
 
     def append(self, frames: Iterable[Frame]) -> int:
+        """Append frames (or ``ase.Atoms``); returns how many."""
         n = 0
         for frame in frames:
             self.append_frame(frame)
@@ -144,6 +148,7 @@ class DatasetWriter:
         return n
 
     def append_frame(self, frame: Frame) -> None:
+        """Append one frame (or ``ase.Atoms``)."""
         if not isinstance(frame, Frame):
             frame = Frame.from_atoms(frame) if hasattr(frame, "get_positions") else frame
         self._buf.append(frame)
@@ -267,6 +272,10 @@ class DatasetWriter:
             self._c.close()
         shutil.rmtree(self._tmpdir, ignore_errors=True)
         self._closed = True
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<mlds.DatasetWriter {self.path.name} ({state}): {self.n_frames:,} frames, {self.n_atoms:,} atoms>"
 
     def __enter__(self) -> "DatasetWriter":
         return self
