@@ -19,6 +19,7 @@ Every column offers the same four reads; none returns a view of the file.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 from collections import OrderedDict
@@ -42,6 +43,8 @@ class Column(Protocol):
     def rows(self, start: int, stop: int) -> np.ndarray: ...  # a few rows, fresh array
     def row(self, i: int) -> Any: ...                         # one row; may be a view: copy arrays you keep
     def take(self, index: np.ndarray) -> np.ndarray: ...      # rows in any order, fresh array
+    def hint(self, start: int, stop: int) -> None: ...        # these rows will be read soon
+    def hint_rows(self, index: np.ndarray) -> None: ...       # these rows will be read soon
 
 
 def empty(col: Column, n: int = 0) -> np.ndarray:
@@ -86,7 +89,7 @@ class MappedColumn:
         self.key, self.dtype, self.tail, self.n = key, np.dtype(dtype), tuple(tail), int(n)
         self.chunk_len = max(1, int(chunk_len))
         self._buf, self._index, self._fill, self._fd = buf, index, fill, fd
-        self._items = int(np.prod(self.tail, dtype=np.int64)) if self.tail else 1
+        self._items = math.prod(self.tail)
         self.row_bytes = self.dtype.itemsize * self._items
         self._views: dict[int, np.ndarray] = {}       # residue -> rows view over the whole map
         self._loc: dict[int, tuple[np.ndarray, int] | None] = {}  # chunk -> (view, first row) or None
@@ -179,6 +182,27 @@ class MappedColumn:
             sel = np.nonzero(res_k == r)[0]
             out[sel] = self._fill if r < 0 else self._view(r).take(glob[sel], axis=0)
         return out
+
+    def hint(self, start: int, stop: int) -> None:
+        """Ask the kernel to start reading the pages of rows ``start:stop`` (asynchronously)."""
+        c = self.chunk_len
+        for k in range(start // c, (stop - 1) // c + 1) if stop > start else ():
+            off = self._index.offset(k)
+            if off >= 0:
+                b0 = off + (max(start, k * c) - k * c) * self.row_bytes
+                b1 = off + (min(stop, (k + 1) * c) - k * c) * self.row_bytes
+                _willneed(self._buf, b0, b1)
+
+    def hint_rows(self, index: np.ndarray) -> None:
+        """:meth:`hint` for many rows at once: one request per run of adjacent pages."""
+        index = np.asarray(index, dtype=np.int64)
+        if not index.size:
+            return
+        residue, first = self._chunk_table()
+        k = index // self.chunk_len
+        ok = residue[k] >= 0
+        byte = (first[k] * self.row_bytes + residue[k] + (index - k * self.chunk_len) * self.row_bytes)[ok]
+        _willneed_pages(self._buf, byte, self.row_bytes)
 
     def _chunk_table(self) -> tuple[np.ndarray, np.ndarray]:
         if self._table is None:
@@ -296,6 +320,26 @@ class ChunkFileColumn:
             if not self._files.readinto(k, (lo - k * c) * self.row_bytes, dst):
                 out[lo - start : hi - start] = self._fill
         return out
+
+    def hint(self, start: int, stop: int) -> None:
+        """Ask the kernel to start reading the pages of rows ``start:stop`` (asynchronously)."""
+        c = self.chunk_len
+        for k in range(start // c, (stop - 1) // c + 1) if stop > start else ():
+            mm = self._files.map(k)
+            if mm is not None:
+                lo, hi = max(start, k * c) - k * c, min(stop, (k + 1) * c) - k * c
+                _willneed(mm, lo * self.row_bytes, hi * self.row_bytes)
+
+    def hint_rows(self, index: np.ndarray) -> None:
+        """:meth:`hint` for many rows: grouped by chunk file."""
+        index = np.asarray(index, dtype=np.int64)
+        if not index.size:
+            return
+        k = index // self.chunk_len
+        for kk in np.unique(k).tolist():
+            mm = self._files.map(kk)
+            if mm is not None:
+                _willneed_pages(mm, (index[k == kk] - kk * self.chunk_len) * self.row_bytes, self.row_bytes)
 
     def take(self, index: np.ndarray) -> np.ndarray:
         index = np.asarray(index, dtype=np.int64)
@@ -419,8 +463,39 @@ class BufferedColumn:
             out[grp] = self._block(bb).take(index[grp] - bb * per, axis=0)
         return out
 
+    def hint(self, start: int, stop: int) -> None:
+        """No-op: blocks are read (and decoded) on demand."""
+
+    def hint_rows(self, index: np.ndarray) -> None:
+        """No-op: blocks are read (and decoded) on demand."""
+
     def release(self) -> None:
         pass
+
+
+_PAGE = mmap.PAGESIZE
+_WILLNEED = getattr(mmap, "MADV_WILLNEED", None)
+
+
+def _willneed(mm: mmap.mmap, b0: int, b1: int) -> None:
+    if _WILLNEED is not None and b1 > b0:
+        p0 = b0 - b0 % _PAGE
+        try:
+            mm.madvise(_WILLNEED, p0, min(b1, len(mm)) - p0)
+        except (OSError, ValueError):  # pragma: no cover - advisory only
+            pass
+
+
+def _willneed_pages(mm: mmap.mmap, byte: np.ndarray, row_bytes: int) -> None:
+    """One WILLNEED request per run of consecutive pages touched by rows starting at ``byte``."""
+    if _WILLNEED is None or not byte.size:
+        return
+    pages = np.unique(np.concatenate([byte // _PAGE, (byte + row_bytes - 1) // _PAGE]))
+    cuts = np.flatnonzero(np.diff(pages) > 1) + 1
+    starts = pages[np.concatenate([[0], cuts])]
+    ends = pages[np.concatenate([cuts - 1, [pages.size - 1]])] + 1
+    for p0, p1 in zip(starts.tolist(), ends.tolist()):
+        _willneed(mm, p0 * _PAGE, p1 * _PAGE)
 
 
 def _advise_random(mm: mmap.mmap) -> None:

@@ -11,7 +11,15 @@ Three access paths, for what MLMD codes do:
   in one read per array and chunk, at I/O speed.
 
 Opening reads only the root attributes the format check needs and the list of
-arrays; metadata, offsets and chunk tables are read when first used.  A
+arrays; metadata, offsets and chunk tables are read when first used.
+
+Reads adapt to where the data is.  From the page cache a frame costs a few
+numpy slices.  When reads start taking major page faults (the data is on
+disk, e.g. a dataset much larger than RAM, or a fresh page cache), the handle
+switches to reading from disk well: it loads the frame-offset array once
+(sequentially) and, before touching a frame's rows, asks the kernel for all
+of their pages at once (``madvise(MADV_WILLNEED)``), so the disk serves them
+in parallel instead of one fault after another.  A
 Dataset pickles as its path and options and re-opens lazily where it is
 unpickled (e.g. a PyTorch ``DataLoader`` worker started with spawn), and a
 forked child re-opens its own handles instead of sharing the parent's.
@@ -21,6 +29,13 @@ from __future__ import annotations
 
 import os
 import weakref
+
+try:
+    import resource
+
+    _RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", None)
+except ImportError:  # pragma: no cover - not on POSIX
+    resource, _RUSAGE_THREAD = None, None  # type: ignore[assignment]
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -53,6 +68,17 @@ _FLOAT_FIELDS = ("energy", "energy_sigma0", "total_charge")
 _INT_FIELDS = ("source", "calculation")
 
 
+def _major_faults() -> int:
+    """Page faults this thread waited on the disk for (-1 where not available)."""
+    if _RUSAGE_THREAD is None:
+        return -1
+    return resource.getrusage(_RUSAGE_THREAD).ru_majflt
+
+
+_COLD_CHECK_EVERY = 8  # frames between fault-counter checks
+_COLD_FAULTS = 8       # faults in such a window that mean "the data is on disk"
+
+
 class _Handle:
     """Everything that belongs to one open of the file (dropped on close, fork or pickling)."""
 
@@ -76,6 +102,24 @@ class _Handle:
         self.cols: dict[str, colmod.Column] = {}
         self.plan: list[tuple[str, Any, int]] | None = None
         self.n_atoms_total: int | None = None
+        self.cold = False                       # reading from disk: prefetch (see module docstring)
+        self.offsets: np.ndarray | None = None  # atom_offset, loaded when cold
+        self.reads = 0
+        self.faults = _major_faults()
+
+    def watch(self, n: int = 1) -> None:
+        """Count reads; every few, look at the major-fault counter and go cold if the disk is being hit."""
+        self.reads += n
+        if self.reads >= _COLD_CHECK_EVERY and self.faults >= 0:
+            now = _major_faults()
+            if now - self.faults >= _COLD_FAULTS * self.reads // _COLD_CHECK_EVERY:
+                self.go_cold()
+            self.faults, self.reads = now, 0
+
+    def go_cold(self) -> None:
+        self.cold = True
+        if self.offsets is None:
+            self.offsets = self.col("atom_offset").read(0, self.n)  # one sequential read replaces a fault per frame
 
     def col(self, name: str) -> colmod.Column:
         col = self.cols.get(name)
@@ -206,6 +250,8 @@ class Dataset(FramesAPI):
     def _atom_range(self, i: int) -> tuple[int, int]:
         """Rows of frame i's atoms, from ``atom_offset[i:i+2]`` (one read, one page)."""
         h = self._h or self._handle()
+        if h.offsets is not None:
+            return int(h.offsets[i]), int(h.offsets[i + 1]) if i + 1 < h.n else self.n_atoms_total
         off = h.cols.get("atom_offset") or h.col("atom_offset")
         if i + 1 < h.n:
             pair = off.rows(i, i + 2)
@@ -223,8 +269,14 @@ class Dataset(FramesAPI):
         if not 0 <= i < n:
             raise IndexError(f"frame {i} out of range for a dataset of {n} frames")
         a0, a1 = self._atom_range(i)
+        plan = h.plan or h.frame_plan()
+        if h.cold:
+            for name, col, kind in plan:
+                col.hint(a0, a1) if kind == 0 else col.hint(i, i + 1)
+        else:
+            h.watch()
         fields: dict[str, Any] = {}
-        for name, col, kind in h.plan or h.frame_plan():
+        for name, col, kind in plan:
             if kind == 0:
                 fields[name] = col.rows(a0, a1)
             elif kind == 1:
@@ -261,17 +313,26 @@ class Dataset(FramesAPI):
                 a = spec.BY_NAME[name]
                 out[name] = np.empty((0, *a.tail), dtype=a.dtype)
             return out, counts
-        offsets = h.col("atom_offset").take(idx)
+        faults = _major_faults() if not h.cold else -1
+        if h.cold:
+            h.col("n_atoms").hint_rows(idx)
+            offsets = h.offsets[idx]  # type: ignore[index]
+        else:
+            offsets = h.col("atom_offset").take(idx)
         counts = h.col("n_atoms").take(idx)
-        rows: np.ndarray | None = None
+        rows = colmod.ranges_to_rows(offsets, counts) if any(spec.BY_NAME[n].group == spec.ATOMS for n in names) else None
+        if h.cold:  # every page the batch needs requested at once, then read
+            for name in names:
+                if name not in ("n_atoms", "atom_offset"):
+                    h.col(name).hint_rows(idx if spec.BY_NAME[name].group == spec.FRAMES else rows)
         for name in names:
             a = spec.BY_NAME[name]
             if a.group == spec.FRAMES:
                 out[name] = counts if name == "n_atoms" else offsets if name == "atom_offset" else h.col(name).take(idx)
             else:
-                if rows is None:
-                    rows = colmod.ranges_to_rows(offsets, counts)
                 out[name] = h.col(name).take(rows)
+        if faults >= 0 and _major_faults() - faults >= max(_COLD_FAULTS, idx.size // 4):
+            h.go_cold()
         return out, counts
 
     # -- bulk arrays -------------------------------------------------------------

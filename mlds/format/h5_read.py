@@ -8,12 +8,19 @@ two group listings, and each array is opened when first used.  Row data of
 unfiltered datasets (the default) is then read from a memory map of the file
 at the chunk addresses HDF5 reports (:class:`~mlds.format.columns.MappedColumn`);
 filtered (gzip) datasets are read through HDF5 itself.
+
+What was learnt about a file's layout (attributes read, arrays present,
+dtypes, shapes, chunk addresses) is kept for the process, keyed by the file's
+identity (device, inode, size, mtime and ctime in ns): re-opening an unchanged
+file, as data loaders do per worker or per epoch, then maps it without going
+through HDF5 at all.  Any change to the file changes its identity.
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +31,43 @@ from mlds.format import columns as cols
 from mlds.format.containers import _fill_of, _h5_reason
 
 
+@dataclass
+class _ChunkTable:
+    """Byte offsets of an array's chunks: the few looked up one by one, or all of them."""
+
+    n_chunks: int
+    known: dict[int, int] = field(default_factory=dict)
+    all: np.ndarray | None = None
+
+
+@dataclass
+class _ArrayInfo:
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    chunk_len: int
+    mapped: bool                 # raw little-endian rows at known offsets
+    filtered: bool
+    contiguous: int | None       # byte offset of a contiguous dataset (-1: never written)
+    table: _ChunkTable
+
+
+@dataclass
+class _FileInfo:
+    attrs: dict[str, Any] = field(default_factory=dict)
+    keys: list[str] | None = None
+    arrays: dict[str, _ArrayInfo] = field(default_factory=dict)
+
+
+_FILES: OrderedDict[tuple, _FileInfo] = OrderedDict()
+_FILES_MAX = 64
+_MISSING = object()
+
+
+def clear_caches() -> None:
+    """Forget every file layout learnt in this process (the next open goes through HDF5 again)."""
+    _FILES.clear()
+
+
 class HDF5Reader:
     """Read side of the container interface for HDF5 files."""
 
@@ -32,15 +76,37 @@ class HDF5Reader:
 
         self._h5py = h5py
         self.path = Path(path)
-        try:
-            self._fid = h5py.h5f.open(os.fsencode(self.path), h5py.h5f.ACC_RDONLY)
-        except OSError as err:
-            raise FormatError(self.path, f"not a readable HDF5 file ({_h5_reason(err)})") from None
+        self._fid: Any = None
         self._ds: dict[str, Any] = {}
-        self._fd: int | None = None
         self._map: Any = None
-        self._columns: list[Any] = []
+        self._mapped_cols: dict[str, cols.MappedColumn] = {}
         self._hl: Any = None
+        self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        try:
+            st = os.fstat(self._fd)
+            ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            info = _FILES.get(ident)
+            if info is None:
+                self.fid  # a file seen for the first time must open as HDF5 now, not at first read
+                info = _FILES[ident] = _FileInfo()
+                while len(_FILES) > _FILES_MAX:
+                    _FILES.popitem(last=False)
+            else:
+                _FILES.move_to_end(ident)
+            self._info = info
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def fid(self) -> Any:
+        """The HDF5 file id, opened on first need."""
+        if self._fid is None:
+            try:
+                self._fid = self._h5py.h5f.open(os.fsencode(self.path), self._h5py.h5f.ACC_RDONLY)
+            except OSError as err:
+                raise FormatError(self.path, f"not a readable HDF5 file ({_h5_reason(err)})") from None
+        return self._fid
 
     # -- metadata --------------------------------------------------------------
 
@@ -48,21 +114,31 @@ class HDF5Reader:
         d = self._ds.get(key)
         if d is None:
             try:
-                d = self._ds[key] = self._h5py.h5d.open(self._fid, key.encode())
+                d = self._ds[key] = self._h5py.h5d.open(self.fid, key.encode())
             except KeyError:
                 raise KeyError(f"{self.path}: no array {key}") from None
         return d
 
     def root_attr(self, name: str, default: Any = None) -> Any:
-        try:
-            attr = self._h5py.h5a.open(self._fid, name.encode())
-        except KeyError:
+        v = self._info.attrs.get(name, _MISSING)
+        if v is _MISSING:
+            v = self._info.attrs[name] = self._read_attr(name)
+        if v is _MISSING:
             return default
+        if isinstance(v, (dict, list)):  # metadata: callers may modify what they get
+            import copy
+
+            return copy.deepcopy(v)
+        return v
+
+    def _read_attr(self, name: str) -> Any:
+        try:
+            attr = self._h5py.h5a.open(self.fid, name.encode())
+        except KeyError:
+            return _MISSING
         out = np.empty(attr.shape, dtype=attr.dtype)
         attr.read(out)
         v: Any = out[()] if out.shape == () else out
-        if isinstance(v, bytes):
-            v = v.decode()
         if isinstance(v, np.generic):
             v = v.item()
         if isinstance(v, bytes):
@@ -77,91 +153,65 @@ class HDF5Reader:
         return v
 
     def root_attrs(self) -> dict[str, Any]:
-        names = list(self.hl.attrs.keys())
-        return {k: self.root_attr(k) for k in names}
+        return {k: self.root_attr(k) for k in self.hl.attrs.keys()}
 
     @property
     def hl(self) -> Any:
         """A high-level h5py view of the same file (for the rare calls that want one)."""
         if self._hl is None:
-            self._hl = self._h5py.File(self._fid)
+            self._hl = self._h5py.File(self.fid)
         return self._hl
 
     def keys(self) -> list[str]:
-        out: list[str] = []
-        h5g = self._h5py.h5g
-        for group in (b"frames", b"atoms"):
-            try:
-                gid = h5g.open(self._fid, group)
-            except KeyError:
-                continue
-            out.extend(f"{group.decode()}/{name.decode()}" for name in gid)
-        return out
+        if self._info.keys is None:
+            out: list[str] = []
+            for group in (b"frames", b"atoms"):
+                try:
+                    gid = self._h5py.h5g.open(self.fid, group)
+                except KeyError:
+                    continue
+                out.extend(f"{group.decode()}/{name.decode()}" for name in gid)
+            self._info.keys = out
+        return list(self._info.keys)
 
     def has(self, key: str) -> bool:
+        if key in self._info.arrays:
+            return True
         try:
             self._d(key)
             return True
         except KeyError:
             return False
 
-    def length(self, key: str) -> int:
-        return int(self._d(key).shape[0])
+    def _array(self, key: str) -> _ArrayInfo:
+        a = self._info.arrays.get(key)
+        if a is None:
+            a = self._info.arrays[key] = self._describe(key)
+        return a
 
-    def shape(self, key: str) -> tuple[int, ...]:
-        return tuple(self._d(key).shape)
-
-    def dtype(self, key: str) -> np.dtype:
-        return self._d(key).dtype
-
-    def chunk_len(self, key: str) -> int:
-        d = self._d(key)
-        dcpl = d.get_create_plist()
-        if dcpl.get_layout() == self._h5py.h5d.CHUNKED:
-            return int(dcpl.get_chunk()[0])
-        return max(1, int(d.shape[0]))
-
-    def array_attrs(self, key: str) -> dict[str, Any]:
-        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self.hl[key].attrs.items()}
-
-    # -- data --------------------------------------------------------------------
-
-    def read(self, key: str, start: int, stop: int) -> np.ndarray:
-        d = self._d(key)
-        shape = d.shape
-        out = np.empty((max(0, stop - start), *shape[1:]), dtype=d.dtype)
-        if stop > start:
-            h5s = self._h5py.h5s
-            fspace = d.get_space()
-            fspace.select_hyperslab((start,) + (0,) * (len(shape) - 1), out.shape)
-            d.read(h5s.create_simple(out.shape), fspace, out)
-        return out
-
-    def read_points(self, key: str, index: np.ndarray) -> np.ndarray:
-        return self.column(key, cols.BlockCache(64 << 20)).take(np.asarray(index))
-
-    def column(self, key: str, cache: cols.BlockCache) -> cols.Column:
-        """Mapped rows for an unfiltered little-endian dataset; HDF5 reads otherwise."""
+    def _describe(self, key: str) -> _ArrayInfo:
         h5d = self._h5py.h5d
         d = self._d(key)
-        dtype, shape = self._dtype_of(key, d), tuple(d.shape)
+        shape = tuple(d.shape)
+        dtype = self._dtype_of(key, d)
         dcpl = d.get_create_plist()
         layout = dcpl.get_layout()
         filtered = dcpl.get_nfilters() > 0
-        chunk_len = int(dcpl.get_chunk()[0]) if layout == h5d.CHUNKED else max(1, shape[0])
-        fill = _fill_of(key, dtype)
+        chunked = layout == h5d.CHUNKED
+        chunk_len = int(dcpl.get_chunk()[0]) if chunked else max(1, shape[0] if shape else 1)
         little = dtype.byteorder in ("<", "|") or (dtype.byteorder == "=" and np.little_endian)
-        if (not filtered and little and dtype.kind in "biuf" and layout in (h5d.CHUNKED, h5d.CONTIGUOUS)
-                and dcpl.get_external_count() == 0):
-            buf = self._mapped()
-            if buf is not None:
-                index: Any = (_ContiguousIndex(d) if layout == h5d.CONTIGUOUS
-                              else _H5ChunkIndex(d, chunk_len, shape, self._identity(), key))
-                col = cols.MappedColumn(key, dtype, shape[1:], shape[0], chunk_len, buf, index, fill, self._fd)
-                self._columns.append(col)
-                return col
-        return cols.BufferedColumn(key, dtype, shape[1:], shape[0], chunk_len,
-                                   lambda a, b, _k=key: self.read(_k, a, b), cache, filtered)
+        contiguous = None
+        mapped = not filtered and little and dtype.kind in "biuf" and len(shape) >= 1
+        if layout == h5d.CONTIGUOUS:
+            if dcpl.get_external_count() == 0:
+                off = d.get_offset()
+                contiguous = -1 if off is None else int(off)
+            else:
+                mapped = False
+        elif not chunked:
+            mapped = False  # compact or virtual: read through HDF5
+        n_chunks = (-(-shape[0] // chunk_len) if shape and shape[0] else 0) if chunked else 1
+        return _ArrayInfo(dtype, shape, chunk_len, mapped, filtered, contiguous, _ChunkTable(n_chunks))
 
     def _dtype_of(self, key: str, d: Any) -> np.dtype:
         """The spec dtype when the stored type is exactly it (a few µs), else h5py's conversion (~100 µs)."""
@@ -180,15 +230,60 @@ class HDF5Reader:
                     return a.dtype
         return d.dtype
 
+    def length(self, key: str) -> int:
+        return int(self._array(key).shape[0])
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self._array(key).shape
+
+    def dtype(self, key: str) -> np.dtype:
+        return self._d(key).dtype  # h5py's own view of the stored type (validation compares it with the spec)
+
+    def chunk_len(self, key: str) -> int:
+        return self._array(key).chunk_len
+
+    def array_attrs(self, key: str) -> dict[str, Any]:
+        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self.hl[key].attrs.items()}
+
+    # -- data --------------------------------------------------------------------
+
+    def read(self, key: str, start: int, stop: int) -> np.ndarray:
+        a = self._array(key)
+        if a.mapped and self._mapped() is not None:
+            return self.column(key, cols.BlockCache(0)).read(start, stop)
+        return self._read_hdf5(key, start, stop)
+
+    def _read_hdf5(self, key: str, start: int, stop: int) -> np.ndarray:
+        d = self._d(key)
+        a = self._array(key)
+        out = np.empty((max(0, stop - start), *a.shape[1:]), dtype=a.dtype)
+        if stop > start:
+            fspace = d.get_space()
+            fspace.select_hyperslab((start,) + (0,) * (len(a.shape) - 1), out.shape)
+            d.read(self._h5py.h5s.create_simple(out.shape), fspace, out)
+        return out
+
+    def read_points(self, key: str, index: np.ndarray) -> np.ndarray:
+        return self.column(key, cols.BlockCache(64 << 20)).take(np.asarray(index))
+
+    def column(self, key: str, cache: cols.BlockCache) -> cols.Column:
+        """Mapped rows for an unfiltered little-endian dataset; HDF5 reads otherwise."""
+        a = self._array(key)
+        fill = _fill_of(key, a.dtype)
+        buf = self._mapped() if a.mapped else None
+        if buf is not None:
+            col = self._mapped_cols.get(key)
+            if col is None:
+                col = self._mapped_cols[key] = cols.MappedColumn(
+                    key, a.dtype, a.shape[1:], a.shape[0], a.chunk_len, buf, _Index(self, key, a), fill, self._fd)
+            return col
+        return cols.BufferedColumn(key, a.dtype, a.shape[1:], a.shape[0], a.chunk_len,
+                                   lambda s, e, _k=key: self._read_hdf5(_k, s, e), cache, a.filtered)
+
     def _mapped(self) -> Any:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
+        if self._map is None and self._fd is not None:
             self._map = cols.map_file(self._fd)
         return self._map
-
-    def _identity(self) -> tuple[int, ...]:
-        st = os.fstat(self._fd) if self._fd is not None else os.stat(self.path)
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     # -- writing is not supported here ----------------------------------------------
 
@@ -205,9 +300,9 @@ class HDF5Reader:
         raise FormatError(self.path, "opened read-only")
 
     def close(self) -> None:
-        for col in self._columns:
+        for col in self._mapped_cols.values():
             col.release()
-        self._columns.clear()
+        self._mapped_cols.clear()
         if self._map is not None:
             self._map.close()
             self._map = None
@@ -215,75 +310,55 @@ class HDF5Reader:
             os.close(self._fd)
             self._fd = None
         self._ds.clear()
-        if self._hl is not None:
-            self._hl = None
+        self._hl = None
         if self._fid is not None and self._fid.valid:
             self._fid.close()
         self._fid = None
 
 
-class _ContiguousIndex:
-    n_chunks = 1
+class _Index:
+    """Chunk offsets of one array: from the file's cached table, else asked of HDF5.
 
-    def __init__(self, dsid: Any) -> None:
-        off = dsid.get_offset()
-        self._off = -1 if off is None else int(off)
-
-    def offset(self, k: int) -> int:
-        return self._off
-
-    def all(self) -> np.ndarray:
-        return np.array([self._off], dtype=np.int64)
-
-
-# Chunk tables of files already read in this process, keyed by file identity (device, inode,
-# size, mtime) and array: re-opening an unchanged file then costs no chunk lookups.
-_CHUNK_TABLES: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_CHUNK_TABLES_MAX = 256
-
-
-class _H5ChunkIndex:
-    """Byte offset of each chunk of an HDF5 dataset, looked up lazily.
-
-    The first few lookups ask for one chunk each (a frame read then costs a few
-    µs per array, not a walk of the whole index); from the fifth distinct chunk
-    on, the whole table is read in one ``chunk_iter`` pass and kept for the
-    process (keyed by file identity, so an unchanged file re-opened reuses it).
+    The first few chunks are looked up one by one (a frame read then costs a
+    few µs per array, not a walk of the whole index); from the fifth distinct
+    chunk on, the whole table is read in one ``chunk_iter`` pass.
     """
 
-    def __init__(self, dsid: Any, chunk_len: int, shape: tuple[int, ...], identity: tuple, key: str) -> None:
-        self._dsid, self._c, self._shape = dsid, chunk_len, shape
-        self.n_chunks = -(-shape[0] // chunk_len) if shape[0] else 0
-        self._ident = (*identity, key)
-        self._known: dict[int, int] = {}
-        self._all: np.ndarray | None = _CHUNK_TABLES.get(self._ident)
+    def __init__(self, reader: HDF5Reader, key: str, a: _ArrayInfo) -> None:
+        self._r, self._key, self._a, self._t = reader, key, a, a.table
+        self.n_chunks = a.table.n_chunks
 
     def offset(self, k: int) -> int:
-        if self._all is not None:
-            return int(self._all[k])
-        off = self._known.get(k)
+        a = self._a
+        if a.contiguous is not None:
+            return a.contiguous
+        t = self._t
+        if t.all is not None:
+            return int(t.all[k])
+        off = t.known.get(k)
         if off is None:
-            if len(self._known) >= 4:
+            if len(t.known) >= 4:
                 return int(self.all()[k])
-            info = self._dsid.get_chunk_info_by_coord((k * self._c,) + (0,) * (len(self._shape) - 1))
-            off = self._known[k] = -1 if info.byte_offset is None else int(info.byte_offset)
+            info = self._r._d(self._key).get_chunk_info_by_coord((k * a.chunk_len,) + (0,) * (len(a.shape) - 1))
+            off = t.known[k] = -1 if info.byte_offset is None else int(info.byte_offset)
         return off
 
     def all(self) -> np.ndarray:
-        if self._all is None:
-            offs = np.full(self.n_chunks, -1, dtype=np.int64)
-            c = self._c
+        a, t = self._a, self._t
+        if a.contiguous is not None:
+            return np.array([a.contiguous], dtype=np.int64)
+        if t.all is None:
+            offs = np.full(t.n_chunks, -1, dtype=np.int64)
+            c = a.chunk_len
+            dsid = self._r._d(self._key)
 
             def visit(info: Any) -> None:
                 offs[info.chunk_offset[0] // c] = info.byte_offset
 
             try:
-                self._dsid.chunk_iter(visit)
+                dsid.chunk_iter(visit)
             except AttributeError:  # HDF5 < 1.12.3 / h5py without chunk_iter
-                for i in range(self._dsid.get_num_chunks()):
-                    visit(self._dsid.get_chunk_info(i))
-            self._all = offs
-            _CHUNK_TABLES[self._ident] = offs
-            while len(_CHUNK_TABLES) > _CHUNK_TABLES_MAX:
-                _CHUNK_TABLES.popitem(last=False)
-        return self._all
+                for i in range(dsid.get_num_chunks()):
+                    visit(dsid.get_chunk_info(i))
+            t.all = offs
+        return t.all

@@ -29,10 +29,10 @@ class ArraySpec:
     unit: str
     required: bool
     missing: float | int       # value meaning "unknown" in a present array
+    key: str = ""              # "group/name", filled in below
 
-    @property
-    def key(self) -> str:
-        return f"{self.group}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.group}/{self.name}")
 
 
 _NAN = float("nan")
