@@ -66,18 +66,15 @@ class DatasetView(FramesAPI):
         if name not in self._present:
             raise KeyError(f"array {name!r} is not present")
         start, stop, _ = slice(start, stop).indices(len(self))
-        idx = self.index[start:max(start, stop)]
+        base_idx = self.index[start:max(start, stop)]
         if name == "atom_offset":  # offsets within the view, not the base
-            counts = self._gather(["n_atoms"], idx)[0]["n_atoms"]
+            counts = self.base._gather(["n_atoms"], base_idx)[0]["n_atoms"]
             first = int(self.array("n_atoms", 0, start).sum()) if start else 0
             return first + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if counts.size else counts
-        return self._gather([name], idx)[0][name]
+        return self.base._gather([name], base_idx)[0][name]
 
     def _gather(self, names: Sequence[str], idx: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         return self.base._gather(names, self.index[idx] if idx.size else idx)
-
-    def _indices_in_base(self) -> np.ndarray:
-        return self.index
 
     def __repr__(self) -> str:
         return f"<mlds.DatasetView {len(self)} of {len(self.base)} frames of {self.base!r}>"
