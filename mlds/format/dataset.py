@@ -45,7 +45,7 @@ from mlds.errors import FormatError
 from mlds.format import columns as colmod
 from mlds.format import spec
 from mlds.format.containers import Container, open_container
-from mlds.format.frame import Frame
+from mlds.format.frame import Frame, blank_fields
 from mlds.format.frames_api import FramesAPI, frames_from_arrays
 
 DEFAULT_CACHE_BYTES = 256 << 20
@@ -75,8 +75,10 @@ def _major_faults() -> int:
     return resource.getrusage(_RUSAGE_THREAD).ru_majflt
 
 
-_COLD_CHECK_EVERY = 8  # frames between fault-counter checks
+_COLD_CHECK_EVERY = 8  # warm: frames between fault-counter checks
 _COLD_FAULTS = 8       # faults in such a window that mean "the data is on disk"
+_COLD_PROBE_EVERY = 16 # cold: one frame in this many is read without prefetch, as a probe
+_WARM_PROBES = 4       # probes in a row without a major fault that mean "the data is in memory"
 
 
 class _Handle:
@@ -106,18 +108,32 @@ class _Handle:
         self.offsets: np.ndarray | None = None  # atom_offset, loaded when cold
         self.reads = 0
         self.faults = _major_faults()
+        self.quiet_probes = 0
 
-    def watch(self, n: int = 1) -> None:
-        """Count reads; every few, look at the major-fault counter and go cold if the disk is being hit."""
-        self.reads += n
+    def watch(self) -> None:
+        """Warm: every few reads, look at the major-fault counter; go cold if the disk is being hit."""
+        self.reads += 1
         if self.reads >= _COLD_CHECK_EVERY and self.faults >= 0:
             now = _major_faults()
-            if now - self.faults >= _COLD_FAULTS * self.reads // _COLD_CHECK_EVERY:
+            if now - self.faults >= _COLD_FAULTS:
                 self.go_cold()
             self.faults, self.reads = now, 0
 
+    def probe_due(self) -> bool:
+        """Cold: every few reads, read one frame without prefetching to see whether it still faults."""
+        self.reads += 1
+        return self.reads % _COLD_PROBE_EVERY == 0
+
+    def probed(self, faults_before: int) -> None:
+        if _major_faults() - faults_before > 0:
+            self.quiet_probes = 0
+        else:
+            self.quiet_probes += 1
+            if self.quiet_probes >= _WARM_PROBES:  # the data is in memory now: plain reads are cheaper
+                self.cold, self.reads, self.faults = False, 0, _major_faults()
+
     def go_cold(self) -> None:
-        self.cold = True
+        self.cold, self.reads, self.quiet_probes = True, 0, 0
         if self.offsets is None:
             self.offsets = self.col("atom_offset").read(0, self.n)  # one sequential read replaces a fault per frame
 
@@ -268,14 +284,23 @@ class Dataset(FramesAPI):
             i += n
         if not 0 <= i < n:
             raise IndexError(f"frame {i} out of range for a dataset of {n} frames")
-        a0, a1 = self._atom_range(i)
+        if h.offsets is not None:
+            a0 = int(h.offsets[i])
+            a1 = int(h.offsets[i + 1]) if i + 1 < n else self.n_atoms_total
+        else:
+            off = h.cols.get("atom_offset") or h.col("atom_offset")
+            a0 = int(off.row(i))
+            a1 = int(off.row(i + 1)) if i + 1 < n else self.n_atoms_total
         plan = h.plan or h.frame_plan()
-        if h.cold:
+        probe = -1
+        if not h.cold:
+            h.watch()
+        elif h.probe_due():
+            probe = _major_faults()
+        else:
             for name, col, kind in plan:
                 col.hint(a0, a1) if kind == 0 else col.hint(i, i + 1)
-        else:
-            h.watch()
-        fields: dict[str, Any] = {}
+        fields = blank_fields()
         for name, col, kind in plan:
             if kind == 0:
                 fields[name] = col.rows(a0, a1)
@@ -293,7 +318,9 @@ class Dataset(FramesAPI):
                 step = int(col.row(i))
                 if step >= 0:
                     fields["info"] = {"step": step}
-        return Frame._trusted(**fields)
+        if probe >= 0:
+            h.probed(probe)
+        return Frame._adopt(fields)
 
     def iter_frames(self, start: int = 0, stop: int | None = None, *, batch: int = 4096) -> Iterator[Frame]:
         """Frames ``start:stop`` in order, reading each array once per ``batch`` frames."""

@@ -89,6 +89,13 @@ class Frame:
         frame.__dict__.update(fields)
         return frame
 
+    @classmethod
+    def _adopt(cls, fields: dict[str, Any]) -> "Frame":
+        """Like :meth:`_trusted`, taking ownership of a dict made by :func:`blank_fields` (no copies)."""
+        frame = object.__new__(cls)
+        frame.__dict__ = fields
+        return frame
+
     @property
     def n_atoms(self) -> int:
         """Number of atoms."""
@@ -136,6 +143,13 @@ _DEFAULTS: dict[str, Any] = dict(
     energy=float("nan"), forces=None, stress=None, energy_sigma0=float("nan"), charges=None,
     magmoms=None, total_charge=float("nan"), converged=True, source=-1, calculation=-1,
 )
+
+
+def blank_fields() -> dict[str, Any]:
+    """Every field at its default, for readers that fill in what they have and :meth:`Frame._adopt` it."""
+    fields = _DEFAULTS.copy()
+    fields["info"] = {}
+    return fields
 
 
 def _as_stress_matrix(value: Any) -> np.ndarray:
