@@ -49,16 +49,19 @@ def add_cmd(
     dataset: str = typer.Option(..., "-d", "--dataset", help="Dataset name in the store."),
     message: str = typer.Option("", "-m", "--message", help="What changed."),
     shard_frames: Optional[int] = typer.Option(None, "--shard-frames", help="Maximum frames per shard."),
+    append: bool = typer.Option(False, "--append", help="Keep every frame of the latest version and add SOURCE's frames."),
+    dedupe: bool = typer.Option(True, "--dedupe/--keep-duplicates", help="Skip frames already stored (same frame hash)."),
 ) -> None:
     """Make a new version of DATASET from SOURCE (unchanged shards are reused)."""
     from mlds import store
 
-    r = store.add(source, dataset, message, shard_max_frames=shard_frames)
+    r = store.add(source, dataset, message, append=append, dedupe=dedupe, shard_max_frames=shard_frames)
+    dups = f"; {r['duplicates_skipped']} duplicate frame(s) skipped" if r.get("duplicates_skipped") else ""
     if r["unchanged"]:
-        console.print(f"{dataset}: nothing changed (still v{r['version']})", highlight=False)
+        console.print(f"{dataset}: nothing changed (still v{r['version']}){dups}", highlight=False)
         return
     console.print(f"{dataset}@v{r['version']} {r['manifest'][:12]}: {r['new_shards']} new shard(s) "
-                  f"({_size(r['new_bytes'])}), {r['reused_shards']} reused", highlight=False)
+                  f"({_size(r['new_bytes'])}), {r['reused_shards']} reused{dups}", highlight=False)
 
 
 @app.command("log")
