@@ -207,7 +207,7 @@ def build(paths: Paths, n: int, seed: int, peers: list[str]) -> dict[str, float]
     try:
         for b0 in range(0, n, BLOCK):
             frames = make_block(counts[b0:b0 + BLOCK], b0, seed)
-            atoms = [to_atoms(f) for f in frames] if (sq or lm or "extxyz" in peers) else []
+            atoms = [to_atoms(f) for f in frames] if (sq is not None or lm is not None or "extxyz" in peers) else []  # (a db is falsy while empty)
             for tool, fn in (
                 ("mlds-h5", lambda: w_h5.append(frames)),
                 ("mlds-zarr", lambda: w_zarr.append(frames)),
