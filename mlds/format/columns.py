@@ -75,7 +75,45 @@ class ChunkIndex(Protocol):
     def all(self) -> np.ndarray: ...
 
 
-class MappedColumn:
+class _ChunkRows:
+    """``row``/``rows`` for columns that can view chunk ``k`` as ``(rows view, index of its first row)``."""
+
+    chunk_len: int
+    dtype: np.dtype
+    tail: tuple[int, ...]
+    _fill: Any
+    _loc: dict[int, tuple[np.ndarray, int] | None]
+
+    def _chunk(self, k: int) -> tuple[np.ndarray, int] | None:
+        raise NotImplementedError
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def row(self, i: int) -> Any:
+        """Row ``i``: a view into the map (copy what you keep), or the fill value."""
+        c = self.chunk_len
+        k = i // c
+        loc = self._loc.get(k) or self._chunk(k)
+        if loc is None:
+            return np.full(self.tail, self._fill, dtype=self.dtype)[()]
+        return loc[0][loc[1] + i - k * c]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as a fresh array (one slice when they sit in one chunk)."""
+        c = self.chunk_len
+        k = start // c
+        if stop <= start:
+            return empty(self)
+        if (stop - 1) // c == k:
+            loc = self._loc.get(k) or self._chunk(k)
+            if loc is not None:
+                b = loc[1] - k * c
+                return loc[0][b + start : b + stop].copy()
+        return self.read(start, stop)
+
+
+class MappedColumn(_ChunkRows):
     """An array stored as raw little-endian chunks at byte offsets of one memory-mapped file.
 
     Each chunk is addressed in a view of the whole map whose start is congruent
@@ -114,26 +152,6 @@ class MappedColumn:
                 loc = (self._view(residue), (off - residue) // self.row_bytes)
             self._loc[k] = loc
         return loc  # type: ignore[return-value]
-
-    def row(self, i: int) -> Any:
-        c = self.chunk_len
-        k = i // c
-        loc = self._loc.get(k) or self._chunk(k)
-        if loc is None:
-            return np.full(self.tail, self._fill, dtype=self.dtype)[()]
-        return loc[0][loc[1] + i - k * c]
-
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        c = self.chunk_len
-        k = start // c
-        if stop <= start:
-            return empty(self)
-        if (stop - 1) // c == k:
-            loc = self._loc.get(k) or self._chunk(k)
-            if loc is not None:
-                b = loc[1] - k * c
-                return loc[0][b + start : b + stop].copy()
-        return self.read(start, stop)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Bulk rows: chunk by chunk with ``preadv`` into the result (fast, and readahead works)."""
@@ -264,7 +282,7 @@ class ChunkFiles:
         self._maps.clear()
 
 
-class ChunkFileColumn:
+class ChunkFileColumn(_ChunkRows):
     """An uncompressed Zarr array in a directory store: rows straight from the mapped chunk files."""
 
     def __init__(self, key: str, dtype: np.dtype, tail: tuple[int, ...], n: int, chunk_len: int,
@@ -272,40 +290,19 @@ class ChunkFileColumn:
         self.key, self.dtype, self.tail, self.n = key, np.dtype(dtype), tuple(tail), int(n)
         self.chunk_len = max(1, int(chunk_len))
         self._files, self._fill = files, fill
-        self._items = int(np.prod(self.tail, dtype=np.int64)) if self.tail else 1
+        self._items = math.prod(self.tail)
         self.row_bytes = self.dtype.itemsize * self._items
-        self._views: dict[int, np.ndarray | None] = {}
+        self._loc: dict[int, tuple[np.ndarray, int] | None] = {}
 
-    def _view(self, k: int) -> np.ndarray | None:
-        if k in self._views:
-            return self._views[k]
+    def _chunk(self, k: int) -> tuple[np.ndarray, int] | None:
+        if k in self._loc:
+            return self._loc[k]
         mm = self._files.map(k)
-        v = None
+        loc = None
         if mm is not None:
-            v = np.frombuffer(mm, dtype=self.dtype, count=self.chunk_len * self._items).reshape(self.chunk_len, *self.tail)
-        self._views[k] = v
-        return v
-
-    def row(self, i: int) -> Any:
-        c = self.chunk_len
-        k = i // c
-        v = self._views.get(k)
-        if v is None:
-            v = self._view(k)
-            if v is None:
-                return np.full(self.tail, self._fill, dtype=self.dtype)[()]
-        return v[i - k * c]
-
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        c = self.chunk_len
-        k = start // c
-        if stop > start and (stop - 1) // c == k:
-            v = self._views.get(k)
-            if v is None:
-                v = self._view(k)
-            if v is not None:
-                return v[start - k * c : stop - k * c].copy()
-        return self.read(start, stop)
+            loc = (np.frombuffer(mm, dtype=self.dtype, count=self.chunk_len * self._items).reshape(self.chunk_len, *self.tail), 0)
+        self._loc[k] = loc
+        return loc
 
     def read(self, start: int, stop: int) -> np.ndarray:
         out = empty(self, max(0, stop - start))
@@ -353,12 +350,12 @@ class ChunkFileColumn:
         cuts = np.flatnonzero(np.diff(ks)) + 1
         for grp in np.split(order, cuts):
             kk = int(k[grp[0]])
-            v = self._view(kk)
-            out[grp] = self._fill if v is None else v.take(index[grp] - kk * c, axis=0)
+            loc = self._chunk(kk)
+            out[grp] = self._fill if loc is None else loc[0].take(index[grp] - kk * c, axis=0)
         return out
 
     def release(self) -> None:
-        self._views.clear()
+        self._loc.clear()
 
 
 # --------------------------------------------------------------------------- buffered

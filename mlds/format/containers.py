@@ -106,16 +106,7 @@ class HDF5Container:
             v = self._f.attrs[name]
         except KeyError:
             return default
-        if isinstance(v, bytes):
-            v = v.decode()
-        if isinstance(v, np.generic):
-            v = v.item()
-        if name == "metadata" and isinstance(v, str):
-            try:
-                v = json.loads(v)
-            except json.JSONDecodeError as err:
-                raise FormatError(self.path, f"metadata attribute is not valid JSON ({err.msg} at char {err.pos})") from None
-        return v
+        return decode_attr(self.path, name, v)
 
     def root_attrs(self) -> dict[str, Any]:
         return {k: self.root_attr(k) for k in self._f.attrs.keys()}
@@ -195,6 +186,40 @@ class HDF5Container:
         self._ds.clear()
         if self._f.id.valid:
             self._f.close()
+
+
+def decode_attr(path: Path, name: str, v: Any) -> Any:
+    """An HDF5 root attribute as Python: strings decoded, scalars unwrapped, ``metadata`` parsed from JSON."""
+    if isinstance(v, np.ndarray) and v.shape == ():
+        v = v[()]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bytes):
+        v = v.decode()
+    if name == "metadata" and isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError as err:
+            raise FormatError(path, f"metadata attribute is not valid JSON ({err.msg} at char {err.pos})") from None
+    return v
+
+
+class ReadOnly:
+    """The writing half of :class:`Container` for readers: every call is refused."""
+
+    path: Path
+
+    def set_root_attrs(self, attrs: dict[str, Any]) -> None:
+        raise FormatError(self.path, "opened read-only")
+
+    def create(self, *args: Any, **kw: Any) -> None:
+        raise FormatError(self.path, "opened read-only")
+
+    def append(self, key: str, data: np.ndarray) -> None:
+        raise FormatError(self.path, "opened read-only")
+
+    def resize(self, key: str, length: int, fill: Any) -> None:
+        raise FormatError(self.path, "opened read-only")
 
 
 def _h5_reason(err: OSError) -> str:

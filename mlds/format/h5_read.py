@@ -28,7 +28,7 @@ import numpy as np
 
 from mlds.errors import FormatError
 from mlds.format import columns as cols
-from mlds.format.containers import _fill_of, _h5_reason
+from mlds.format.containers import ReadOnly, _fill_of, _h5_reason, decode_attr
 
 
 @dataclass
@@ -68,7 +68,7 @@ def clear_caches() -> None:
     _FILES.clear()
 
 
-class HDF5Reader:
+class HDF5Reader(ReadOnly):
     """Read side of the container interface for HDF5 files."""
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -138,19 +138,7 @@ class HDF5Reader:
             return _MISSING
         out = np.empty(attr.shape, dtype=attr.dtype)
         attr.read(out)
-        v: Any = out[()] if out.shape == () else out
-        if isinstance(v, np.generic):
-            v = v.item()
-        if isinstance(v, bytes):
-            v = v.decode()
-        if name == "metadata" and isinstance(v, str):
-            import json
-
-            try:
-                v = json.loads(v)
-            except json.JSONDecodeError as err:
-                raise FormatError(self.path, f"metadata attribute is not valid JSON ({err.msg} at char {err.pos})") from None
-        return v
+        return decode_attr(self.path, name, out)
 
     def root_attrs(self) -> dict[str, Any]:
         return {k: self.root_attr(k) for k in self.hl.attrs.keys()}
@@ -284,20 +272,6 @@ class HDF5Reader:
         if self._map is None and self._fd is not None:
             self._map = cols.map_file(self._fd)
         return self._map
-
-    # -- writing is not supported here ----------------------------------------------
-
-    def set_root_attrs(self, attrs: dict[str, Any]) -> None:
-        raise FormatError(self.path, "opened read-only")
-
-    def create(self, *args: Any, **kw: Any) -> None:
-        raise FormatError(self.path, "opened read-only")
-
-    def append(self, key: str, data: np.ndarray) -> None:
-        raise FormatError(self.path, "opened read-only")
-
-    def resize(self, key: str, length: int, fill: Any) -> None:
-        raise FormatError(self.path, "opened read-only")
 
     def close(self) -> None:
         for col in self._mapped_cols.values():

@@ -26,7 +26,7 @@ import numpy as np
 
 from mlds.errors import FormatError
 from mlds.format import columns as cols
-from mlds.format.containers import container_kind
+from mlds.format.containers import ReadOnly, container_kind
 
 _DTYPES = {
     "bool": "|b1", "int8": "|i1", "uint8": "|u1", "int16": "<i2", "uint16": "<u2", "int32": "<i4",
@@ -58,7 +58,7 @@ class _Array:
         return -(-self.shape[0] // self.chunk_len) if self.shape[0] else 0
 
 
-class ZarrReader:
+class ZarrReader(ReadOnly):
     """Read side of the container interface for Zarr v3 directories and ``.zarr.zip`` archives."""
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -297,20 +297,6 @@ class ZarrReader:
             rows = self._decode(a, k)
             out[lo - start : hi - start] = a.fill if rows is None else rows[lo - k * c : hi - k * c]
         return out
-
-    # -- writing is not supported here ----------------------------------------------
-
-    def set_root_attrs(self, attrs: dict[str, Any]) -> None:
-        raise FormatError(self.path, "opened read-only")
-
-    def create(self, *args: Any, **kw: Any) -> None:
-        raise FormatError(self.path, "opened read-only")
-
-    def append(self, key: str, data: np.ndarray) -> None:
-        raise FormatError(self.path, "opened read-only")
-
-    def resize(self, key: str, length: int, fill: Any) -> None:
-        raise FormatError(self.path, "opened read-only")
 
     def close(self) -> None:
         self._raw.clear()
