@@ -166,7 +166,7 @@ class MappedColumn(_ChunkRows):
             off = self._index.offset(k)
             if off < 0:
                 dst[...] = self._fill
-            elif self._fd is not None:
+            elif self._fd is not None and _HAS_PREADV:
                 nbytes = (hi - lo) * self.row_bytes
                 mv = memoryview(flat)[(lo - start) * self.row_bytes : (lo - start) * self.row_bytes + nbytes]
                 got = os.preadv(self._fd, [mv], off + (lo - k * c) * self.row_bytes)
@@ -268,7 +268,12 @@ class ChunkFiles:
         except FileNotFoundError:
             return False
         try:
-            got = os.preadv(fd, [dst], offset)
+            if _HAS_PREADV:
+                got = os.preadv(fd, [dst], offset)
+            else:  # pragma: no cover - platforms without preadv (Windows)
+                data = os.pread(fd, len(dst), offset)
+                dst[: len(data)] = data
+                got = len(data)
         finally:
             os.close(fd)
         if got != len(dst):
@@ -470,6 +475,7 @@ class BufferedColumn:
         pass
 
 
+_HAS_PREADV = hasattr(os, "preadv")
 _PAGE = mmap.PAGESIZE
 _WILLNEED = getattr(mmap, "MADV_WILLNEED", None)
 

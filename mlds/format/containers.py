@@ -278,6 +278,9 @@ class ZarrContainer:
             arr = self._arrays[key] = self._g[key]
         return arr
 
+    def root_attr(self, name: str, default: Any = None) -> Any:
+        return self._g.attrs.get(name, default)
+
     def root_attrs(self) -> dict[str, Any]:
         return dict(self._g.attrs)
 

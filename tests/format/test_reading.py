@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import h5py
 import numpy as np
 import pytest
@@ -134,6 +136,9 @@ def test_store_version_batches_across_shards(tmp_path, frames):
             np.testing.assert_array_equal(got.magmoms[sl], f.magmoms)
     assert got.atom_offset.tolist() == [ds.array("atom_offset")[i] for i in idx]
     ds.close()
+    again = pickle.loads(pickle.dumps(ds))  # a store version pickles too (its parts re-open lazily)
+    np.testing.assert_array_equal(again.batch(idx, arrays=["positions"]).positions, got.positions)
+    again.close()
 
 
 def test_cold_mode_reads_the_same(tmp_path, frames):
