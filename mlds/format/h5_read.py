@@ -10,10 +10,12 @@ at the chunk addresses HDF5 reports (:class:`~mlds.format.columns.MappedColumn`)
 filtered (gzip) datasets are read through HDF5 itself.
 
 What was learnt about a file's layout (attributes read, arrays present,
-dtypes, shapes, chunk addresses) is kept for the process, keyed by the file's
-identity (device, inode, size, mtime and ctime in ns): re-opening an unchanged
-file, as data loaders do per worker or per epoch, then maps it without going
-through HDF5 at all.  Any change to the file changes its identity.
+dtypes, shapes, chunk addresses), with one descriptor and memory map of it, is
+kept for the process (the last 64 files), keyed by the file's identity
+(device, inode, size, mtime and ctime in ns): re-opening an unchanged file, as
+data loaders do per worker or per epoch, then reads it without going through
+HDF5 at all and finds the pages it touched before still mapped.  Any change
+to the file changes its identity; entries of deleted files are dropped.
 """
 
 from __future__ import annotations
@@ -53,9 +55,49 @@ class _ArrayInfo:
 
 @dataclass
 class _FileInfo:
+    """What one file (by identity) looks like, and one descriptor + map of it shared by its readers."""
+
     attrs: dict[str, Any] = field(default_factory=dict)
     keys: list[str] | None = None
     arrays: dict[str, _ArrayInfo] = field(default_factory=dict)
+    fd: int | None = None
+    map: Any = None
+    columns: dict[str, cols.MappedColumn] = field(default_factory=dict)  # shared by the file's readers
+    path: Path | None = None
+    users: int = 0
+    evicted: bool = False
+    _fid: Any = None
+    _dsids: dict[str, Any] = field(default_factory=dict)
+
+    def dataset(self, key: str) -> Any:
+        """An HDF5 dataset id for chunk lookups, from a handle of the entry's own (readers come and go)."""
+        d = self._dsids.get(key)
+        if d is None:
+            import h5py
+
+            if self._fid is None:
+                self._fid = h5py.h5f.open(os.fsencode(self.path), h5py.h5f.ACC_RDONLY)
+            d = self._dsids[key] = h5py.h5d.open(self._fid, key.encode())
+        return d
+
+    def release(self) -> None:
+        """Close the descriptor and map once evicted and unused (pages stay mapped, and cheap, until then)."""
+        if self.evicted and self.users <= 0 and self.fd is not None:
+            for col in self.columns.values():
+                col.release()
+            self.columns.clear()
+            self._dsids.clear()
+            if self._fid is not None:
+                self._fid.close()
+                self._fid = None
+            if self.map is not None:
+                try:
+                    self.map.close()
+                except BufferError:  # a view is still alive somewhere: the map goes with it
+                    pass
+                self.map = None
+            os.close(self.fd)
+            self.fd = None
 
 
 _FILES: OrderedDict[tuple, _FileInfo] = OrderedDict()
@@ -65,7 +107,20 @@ _MISSING = object()
 
 def clear_caches() -> None:
     """Forget every file layout learnt in this process (the next open goes through HDF5 again)."""
+    for info in _FILES.values():
+        info.evicted = True
+        info.release()
     _FILES.clear()
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _evict(ident: tuple) -> None:
+    info = _FILES.pop(ident)
+    info.evicted = True
+    info.release()
 
 
 class HDF5Reader(ReadOnly):
@@ -79,24 +134,38 @@ class HDF5Reader(ReadOnly):
         self._fid: Any = None
         self._ds: dict[str, Any] = {}
         self._map: Any = None
-        self._mapped_cols: dict[str, cols.MappedColumn] = {}
         self._hl: Any = None
-        self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        self._info: _FileInfo | None = None
+        self._fd: int | None = None
+        ident = _identity(os.stat(self.path))
+        info = _FILES.get(ident)
+        if info is None or info.fd is None:
+            info = self._register()
+        else:
+            _FILES.move_to_end(ident)
+        info.users += 1
+        self._info, self._fd = info, info.fd
+
+    def _register(self) -> _FileInfo:
+        """A file (version) seen for the first time: it must open as HDF5 now, not at first read."""
+        fd = os.open(self.path, os.O_RDONLY)
         try:
-            st = os.fstat(self._fd)
-            ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            ident = _identity(os.fstat(fd))
             info = _FILES.get(ident)
             if info is None:
-                self.fid  # a file seen for the first time must open as HDF5 now, not at first read
-                info = _FILES[ident] = _FileInfo()
+                self.fid
+                for old, other in list(_FILES.items()):  # drop files deleted since: their maps pin the disk space
+                    if other.fd is not None and os.fstat(other.fd).st_nlink == 0:
+                        _evict(old)
+                info = _FILES[ident] = _FileInfo(path=self.path)
                 while len(_FILES) > _FILES_MAX:
-                    _FILES.popitem(last=False)
-            else:
-                _FILES.move_to_end(ident)
-            self._info = info
-        except BaseException:
-            self.close()
-            raise
+                    _evict(next(iter(_FILES)))
+            if info.fd is None:
+                info.fd, fd = fd, -1
+            return info
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     @property
     def fid(self) -> Any:
@@ -260,29 +329,29 @@ class HDF5Reader(ReadOnly):
         fill = _fill_of(key, a.dtype)
         buf = self._mapped() if a.mapped else None
         if buf is not None:
-            col = self._mapped_cols.get(key)
-            if col is None:
-                col = self._mapped_cols[key] = cols.MappedColumn(
-                    key, a.dtype, a.shape[1:], a.shape[0], a.chunk_len, buf, _Index(self, key, a), fill, self._fd)
+            info = self._info
+            assert info is not None
+            col = info.columns.get(key)
+            if col is None:  # shared by every reader of this file: its chunk views outlive one open
+                col = info.columns[key] = cols.MappedColumn(
+                    key, a.dtype, a.shape[1:], a.shape[0], a.chunk_len, buf, _Index(info, key, a), fill, info.fd)
             return col
         return cols.BufferedColumn(key, a.dtype, a.shape[1:], a.shape[0], a.chunk_len,
                                    lambda s, e, _k=key: self._read_hdf5(_k, s, e), cache, a.filtered)
 
     def _mapped(self) -> Any:
-        if self._map is None and self._fd is not None:
-            self._map = cols.map_file(self._fd)
+        if self._map is None and self._info is not None and self._info.fd is not None:
+            if self._info.map is None:
+                self._info.map = cols.map_file(self._info.fd)
+            self._map = self._info.map
         return self._map
 
     def close(self) -> None:
-        for col in self._mapped_cols.values():
-            col.release()
-        self._mapped_cols.clear()
-        if self._map is not None:
-            self._map.close()
-            self._map = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._map = self._fd = None
+        if self._info is not None:  # the descriptor and map are shared: released with the cache entry
+            self._info.users -= 1
+            self._info.release()
+            self._info = None
         self._ds.clear()
         self._hl = None
         if self._fid is not None and self._fid.valid:
@@ -298,8 +367,8 @@ class _Index:
     chunk on, the whole table is read in one ``chunk_iter`` pass.
     """
 
-    def __init__(self, reader: HDF5Reader, key: str, a: _ArrayInfo) -> None:
-        self._r, self._key, self._a, self._t = reader, key, a, a.table
+    def __init__(self, info: _FileInfo, key: str, a: _ArrayInfo) -> None:
+        self._info, self._key, self._a, self._t = info, key, a, a.table
         self.n_chunks = a.table.n_chunks
 
     def offset(self, k: int) -> int:
@@ -313,7 +382,7 @@ class _Index:
         if off is None:
             if len(t.known) >= 4:
                 return int(self.all()[k])
-            info = self._r._d(self._key).get_chunk_info_by_coord((k * a.chunk_len,) + (0,) * (len(a.shape) - 1))
+            info = self._info.dataset(self._key).get_chunk_info_by_coord((k * a.chunk_len,) + (0,) * (len(a.shape) - 1))
             off = t.known[k] = -1 if info.byte_offset is None else int(info.byte_offset)
         return off
 
@@ -324,7 +393,7 @@ class _Index:
         if t.all is None:
             offs = np.full(t.n_chunks, -1, dtype=np.int64)
             c = a.chunk_len
-            dsid = self._r._d(self._key)
+            dsid = self._info.dataset(self._key)
 
             def visit(info: Any) -> None:
                 offs[info.chunk_offset[0] // c] = info.byte_offset
