@@ -81,15 +81,19 @@ class _FileInfo:
         return d
 
     def release(self) -> None:
-        """Close the descriptor and map once evicted and unused (pages stay mapped, and cheap, until then)."""
-        if self.evicted and self.users <= 0 and self.fd is not None:
+        """When unused, close the HDF5 handle (so others may open the file for writing); once also
+        evicted, the descriptor and map (pages stay mapped, and cheap, until then)."""
+        if self.users > 0:
+            return
+        self._dsids.clear()
+        if self._fid is not None:
+            if self._fid.valid:
+                self._fid.close()
+            self._fid = None
+        if self.evicted and self.fd is not None:
             for col in self.columns.values():
                 col.release()
             self.columns.clear()
-            self._dsids.clear()
-            if self._fid is not None:
-                self._fid.close()
-                self._fid = None
             if self.map is not None:
                 try:
                     self.map.close()
