@@ -197,47 +197,39 @@ def build(paths: Paths, n: int, seed: int, peers: list[str]) -> dict[str, float]
                   "pbc": ((n, 3), np.uint8)}
         mm = {k: open_memmap(paths.npy[k], mode="w+", dtype=dt, shape=sh) for k, (sh, dt) in shapes.items()}
     w_h5, w_zarr = mlds.create(paths.h5), mlds.create(paths.zarr)
-    sq = ase.db.connect(str(paths.sqlite), append=False) if "sqlite" in peers else None
-    lm = lmdb_connect(paths.lmdb) if "aselmdb" in peers else None
     secs = dict.fromkeys(["mlds-h5", "mlds-zarr", *peers], 0.0)
-    ctx = [c for c in (sq, lm) if c is not None]
-    for c in ctx:
-        c.__enter__()  # one transaction each (SQLite: commit at exit; LMDB: commit and close)
+
+    def write_rows(db: Any, atoms: list[Atoms]) -> None:
+        with db:  # one transaction per block (SQLite: commit at exit; LMDB: commit and close)
+            for a in atoms:
+                db.write(a)
+
     t_start, atom0 = time.perf_counter(), 0
-    try:
-        for b0 in range(0, n, BLOCK):
-            frames = make_block(counts[b0:b0 + BLOCK], b0, seed)
-            atoms = [to_atoms(f) for f in frames] if (sq is not None or lm is not None or "extxyz" in peers) else []  # (a db is falsy while empty)
-            for tool, fn in (
-                ("mlds-h5", lambda: w_h5.append(frames)),
-                ("mlds-zarr", lambda: w_zarr.append(frames)),
-                ("extxyz", lambda: ase.io.write(str(paths.extxyz), atoms, format="extxyz", append=b0 > 0)),
-                ("sqlite", lambda: [sq.write(a) for a in atoms]),
-                ("aselmdb", lambda: [lm.write(a) for a in atoms]),
-                ("npy", lambda: _npy_block(mm, frames, b0, atom0)),
-            ):
-                if tool in secs:
-                    t0 = time.perf_counter()
-                    fn()
-                    secs[tool] += time.perf_counter() - t0
-            atom0 += sum(f.n_atoms for f in frames)
-            done = min(n, b0 + BLOCK)
-            print(f"\r  writing: {done:,}/{n:,} frames ({time.perf_counter() - t_start:.0f} s)", end="", flush=True)
-        for tool, fn in (("mlds-h5", w_h5.close), ("mlds-zarr", w_zarr.close)):
-            t0 = time.perf_counter()
-            fn()
-            secs[tool] += time.perf_counter() - t0
-        for c in ctx:
-            t0 = time.perf_counter()
-            c.__exit__(None, None, None)
-            secs["sqlite" if c is sq else "aselmdb"] += time.perf_counter() - t0
-        ctx = []
-        for a in mm.values():
-            a.flush()
-        mm.clear()
-    finally:
-        for c in ctx:
-            c.__exit__(None, None, None)
+    for b0 in range(0, n, BLOCK):
+        frames = make_block(counts[b0:b0 + BLOCK], b0, seed)
+        atoms = [to_atoms(f) for f in frames] if {"sqlite", "aselmdb", "extxyz"} & set(peers) else []
+        for tool, fn in (
+            ("mlds-h5", lambda: w_h5.append(frames)),
+            ("mlds-zarr", lambda: w_zarr.append(frames)),
+            ("extxyz", lambda: ase.io.write(str(paths.extxyz), atoms, format="extxyz", append=b0 > 0)),
+            ("sqlite", lambda: write_rows(ase.db.connect(str(paths.sqlite)), atoms)),
+            ("aselmdb", lambda: write_rows(lmdb_connect(paths.lmdb), atoms)),
+            ("npy", lambda: _npy_block(mm, frames, b0, atom0)),
+        ):
+            if tool in secs:
+                t0 = time.perf_counter()
+                fn()
+                secs[tool] += time.perf_counter() - t0
+        atom0 += sum(f.n_atoms for f in frames)
+        done = min(n, b0 + BLOCK)
+        print(f"\r  writing: {done:,}/{n:,} frames ({time.perf_counter() - t_start:.0f} s)", end="", flush=True)
+    for tool, fn in (("mlds-h5", w_h5.close), ("mlds-zarr", w_zarr.close)):
+        t0 = time.perf_counter()
+        fn()
+        secs[tool] += time.perf_counter() - t0
+    for a in mm.values():
+        a.flush()
+    mm.clear()
     print()
     return secs
 
