@@ -96,7 +96,7 @@ class _Handle:
                 if a.key not in keys:
                     raise FormatError(path, f"required array {a.key} is missing")
             self.present = {a.name for a in spec.ARRAYS if a.key in keys}
-            self.n = c.length("frames/n_atoms")
+            self.n = c.length("frames/atom_offset")  # the array a frame read needs anyway
         except BaseException:
             self.c.close()
             raise
