@@ -134,7 +134,7 @@ class _Handle:
 
     def go_cold(self) -> None:
         self.cold, self.reads, self.quiet_probes = True, 0, 0
-        if self.offsets is None:
+        if self.offsets is None and 8 * self.n <= self.cache.max_bytes:
             self.offsets = self.col("atom_offset").read(0, self.n)  # one sequential read replaces a fault per frame
 
     def col(self, name: str) -> colmod.Column:
@@ -343,9 +343,9 @@ class Dataset(FramesAPI):
         faults = _major_faults() if not h.cold else -1
         if h.cold:
             h.col("n_atoms").hint_rows(idx)
-            offsets = h.offsets[idx]  # type: ignore[index]
-        else:
-            offsets = h.col("atom_offset").take(idx)
+            if h.offsets is None:
+                h.col("atom_offset").hint_rows(idx)
+        offsets = h.col("atom_offset").take(idx) if h.offsets is None else h.offsets[idx]
         counts = h.col("n_atoms").take(idx)
         rows = colmod.ranges_to_rows(offsets, counts) if any(spec.BY_NAME[n].group == spec.ATOMS for n in names) else None
         if h.cold:  # every page the batch needs requested at once, then read
