@@ -363,6 +363,37 @@ class ChunkFileColumn(_ChunkRows):
         self._loc.clear()
 
 
+class LoadedColumn:
+    """An array held in memory (a small per-frame array loaded whole once reads come from disk)."""
+
+    def __init__(self, key: str, data: np.ndarray) -> None:
+        self.key, self.data = key, data
+        self.dtype, self.tail, self.n = data.dtype, tuple(data.shape[1:]), int(data.shape[0])
+
+    def row(self, i: int) -> Any:
+        """Row ``i`` (a view of the in-memory array)."""
+        return self.data[i]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop``, copied."""
+        return self.data[start:stop].copy()
+
+    read = rows
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """Rows in any order, copied."""
+        return self.data.take(np.asarray(index, dtype=np.int64), axis=0)
+
+    def hint(self, start: int, stop: int) -> None:
+        """No-op: already in memory."""
+
+    def hint_rows(self, index: np.ndarray) -> None:
+        """No-op: already in memory."""
+
+    def release(self) -> None:
+        pass
+
+
 # --------------------------------------------------------------------------- buffered
 
 

@@ -27,6 +27,7 @@ forked child re-opens its own handles instead of sharing the parent's.
 
 from __future__ import annotations
 
+import math
 import os
 import weakref
 
@@ -133,9 +134,20 @@ class _Handle:
                 self.cold, self.reads, self.faults = False, 0, _major_faults()
 
     def go_cold(self) -> None:
+        """Reads come from disk: load the small per-frame arrays whole (one sequential read each
+        replaces a page fault per frame) and prefetch the rest frame by frame."""
         self.cold, self.reads, self.quiet_probes = True, 0, 0
-        if self.offsets is None and 8 * self.n <= self.cache.max_bytes:
-            self.offsets = self.col("atom_offset").read(0, self.n)  # one sequential read replaces a fault per frame
+        if self.offsets is not None:
+            return
+        small = [a for a in spec.ARRAYS if a.group == spec.FRAMES and a.name in self.present
+                 and a.dtype.itemsize * math.prod(a.tail) <= 8]
+        if sum(a.dtype.itemsize * math.prod(a.tail) for a in small) * self.n > self.cache.max_bytes:
+            small = [a for a in small if a.name == "atom_offset"] if 8 * self.n <= self.cache.max_bytes else []
+        for a in small:
+            self.cols[a.name] = colmod.LoadedColumn(a.key, self.col(a.name).read(0, self.n))
+        if small:
+            self.offsets = self.cols["atom_offset"].data  # type: ignore[attr-defined]
+            self.plan = None  # rebuilt on the loaded columns
 
     def col(self, name: str) -> colmod.Column:
         col = self.cols.get(name)
