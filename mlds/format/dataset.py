@@ -16,11 +16,14 @@ arrays; metadata, offsets and chunk tables are read when first used.
 Reads adapt to where the data is.  From the page cache a frame costs a few
 numpy slices.  When reads start taking major page faults (the data is on
 disk, e.g. a dataset much larger than RAM, or a fresh page cache), the handle
-switches to reading from disk well: it loads the frame-offset array once
-(sequentially) and, before touching a frame's rows, asks the kernel for all
-of their pages at once (``madvise(MADV_WILLNEED)``), so the disk serves them
-in parallel instead of one fault after another.  A
-Dataset pickles as its path and options and re-opens lazily where it is
+switches to reading from disk well: it loads the small per-frame arrays
+(offsets, energies, ...) once, sequentially, and before touching a frame's
+rows asks the kernel for all of their pages at once (``madvise(MADV_WILLNEED)``),
+so the disk serves them in parallel instead of one fault after another; every
+16th frame is read without that, as a probe, and once probes stop faulting
+the handle reads plainly again.
+
+A Dataset pickles as its path and options and re-opens lazily where it is
 unpickled (e.g. a PyTorch ``DataLoader`` worker started with spawn), and a
 forked child re-opens its own handles instead of sharing the parent's.
 """
@@ -30,13 +33,6 @@ from __future__ import annotations
 import math
 import os
 import weakref
-
-try:
-    import resource
-
-    _RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", None)
-except ImportError:  # pragma: no cover - not on POSIX
-    resource, _RUSAGE_THREAD = None, None  # type: ignore[assignment]
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -48,6 +44,13 @@ from mlds.format import spec
 from mlds.format.containers import Container, open_container
 from mlds.format.frame import Frame, blank_fields
 from mlds.format.frames_api import FramesAPI, frames_from_arrays
+
+try:
+    import resource
+
+    _RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", None)
+except ImportError:  # pragma: no cover - not on POSIX
+    resource, _RUSAGE_THREAD = None, None  # type: ignore[assignment]
 
 DEFAULT_CACHE_BYTES = 256 << 20
 
