@@ -85,6 +85,32 @@ _COLD_PROBE_EVERY = 16 # cold: one frame in this many is read without prefetch, 
 _WARM_PROBES = 4       # probes in a row without a major fault that mean "the data is in memory"
 
 
+# One line per kind of field; ``c`` is the field's column.  The per-frame reader is generated from
+# these for the fields a file has: a frame is then one straight-line function, no loop or dispatch,
+# which halves the Python time of a warm random read.
+_READ_FIELD = {
+    0: "f[{name!r}] = c_{name}.rows(a0, a1)",
+    1: "f[{name!r}] = array(c_{name}.row(i))",
+    2: "f[{name!r}] = float(c_{name}.row(i))",
+    3: "f[{name!r}] = int(c_{name}.row(i))",
+    4: "f[{name!r}] = c_{name}.row(i).astype(bool)",
+    5: "f[{name!r}] = bool(c_{name}.row(i))",
+    6: "s = int(c_{name}.row(i))\n    if s >= 0: f['info'] = {{'step': s}}",
+}
+
+
+def _frame_reader(plan: list[tuple[str, Any, int]]) -> Any:
+    """``read(i, a0, a1) -> Frame`` for the fields in ``plan`` (names come from the spec, not the file)."""
+    env: dict[str, Any] = {"blank_fields": blank_fields, "adopt": Frame._adopt, "array": np.array}
+    body = ["def read(i, a0, a1):", "    f = blank_fields()"]
+    for name, col, kind in plan:
+        env[f"c_{name}"] = col
+        body.append("    " + _READ_FIELD[kind].format(name=name))
+    body.append("    return adopt(f)")
+    exec("\n".join(body), env)  # noqa: S102 - generated from spec field names only
+    return env["read"]
+
+
 class _Handle:
     """Everything that belongs to one open of the file (dropped on close, fork or pickling)."""
 
@@ -107,6 +133,7 @@ class _Handle:
         self.cache = colmod.BlockCache(cache_bytes)
         self.cols: dict[str, colmod.Column] = {}
         self.plan: list[tuple[str, Any, int]] | None = None
+        self.reader: Any = None
         self.n_atoms_total: int | None = None
         self.cold = False                       # reading from disk: prefetch (see module docstring)
         self.offsets: np.ndarray | None = None  # atom_offset, loaded when cold
@@ -159,7 +186,7 @@ class _Handle:
         return col
 
     def frame_plan(self) -> list[tuple[str, Any, int]]:
-        """(field, column, kind) for every present field, built once: the per-frame loop stays flat."""
+        """(field, column, kind) for every present field, and :attr:`reader` for them, built once."""
         if self.plan is None:
             plan: list[tuple[str, Any, int]] = []
             for name in spec.ARRAYS:
@@ -169,6 +196,7 @@ class _Handle:
                 kind = (0 if f in _ATOM_FIELDS else 1 if f in _ROW_FIELDS else 2 if f in _FLOAT_FIELDS
                         else 3 if f in _INT_FIELDS else 4 if f == "pbc" else 5 if f == "converged" else 6)
                 plan.append((f, self.col(f), kind))
+            self.reader = _frame_reader(plan)
             self.plan = plan
         return self.plan
 
@@ -315,27 +343,10 @@ class Dataset(FramesAPI):
         else:
             for name, col, kind in plan:
                 col.hint(a0, a1) if kind == 0 else col.hint(i, i + 1)
-        fields = blank_fields()
-        for name, col, kind in plan:
-            if kind == 0:
-                fields[name] = col.rows(a0, a1)
-            elif kind == 1:
-                fields[name] = np.array(col.row(i))
-            elif kind == 2:
-                fields[name] = float(col.row(i))
-            elif kind == 3:
-                fields[name] = int(col.row(i))
-            elif kind == 4:
-                fields[name] = col.row(i).astype(bool)
-            elif kind == 5:
-                fields[name] = bool(col.row(i))
-            else:  # source_step
-                step = int(col.row(i))
-                if step >= 0:
-                    fields["info"] = {"step": step}
+        frame = h.reader(i, a0, a1)
         if probe >= 0:
             h.probed(probe)
-        return Frame._adopt(fields)
+        return frame
 
     def iter_frames(self, start: int = 0, stop: int | None = None, *, batch: int = 4096) -> Iterator[Frame]:
         """Frames ``start:stop`` in order, reading each array once per ``batch`` frames."""
