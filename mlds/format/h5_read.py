@@ -21,6 +21,7 @@ to the file changes its identity; entries of deleted files are dropped.
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,9 +76,10 @@ class _FileInfo:
         if d is None:
             import h5py
 
-            if self._fid is None:
-                self._fid = h5py.h5f.open(os.fsencode(self.path), h5py.h5f.ACC_RDONLY)
-            d = self._dsids[key] = h5py.h5d.open(self._fid, key.encode())
+            with _LOCK:
+                if self._fid is None:
+                    self._fid = h5py.h5f.open(os.fsencode(self.path), h5py.h5f.ACC_RDONLY)
+                d = self._dsids[key] = h5py.h5d.open(self._fid, key.encode())
         return d
 
     def release(self) -> None:
@@ -106,15 +108,17 @@ class _FileInfo:
 
 _FILES: OrderedDict[tuple, _FileInfo] = OrderedDict()
 _FILES_MAX = 64
+_LOCK = threading.RLock()  # readers in several threads share entries: counts and closing under one lock
 _MISSING = object()
 
 
 def clear_caches() -> None:
     """Forget every file layout learnt in this process (the next open goes through HDF5 again)."""
-    for info in _FILES.values():
-        info.evicted = True
-        info.release()
-    _FILES.clear()
+    with _LOCK:
+        for info in _FILES.values():
+            info.evicted = True
+            info.release()
+        _FILES.clear()
 
 
 def _identity(st: os.stat_result) -> tuple:
@@ -142,13 +146,14 @@ class HDF5Reader(ReadOnly):
         self._info: _FileInfo | None = None
         self._fd: int | None = None
         ident = _identity(os.stat(self.path))
-        info = _FILES.get(ident)
-        if info is None or info.fd is None:
-            info = self._register()
-        else:
-            _FILES.move_to_end(ident)
-        info.users += 1
-        self._info, self._fd = info, info.fd
+        with _LOCK:
+            info = _FILES.get(ident)
+            if info is None or info.fd is None:
+                info = self._register()
+            else:
+                _FILES.move_to_end(ident)
+            info.users += 1
+            self._info, self._fd = info, info.fd
 
     def _register(self) -> _FileInfo:
         """A file (version) seen for the first time: it must open as HDF5 now, not at first read."""
@@ -345,16 +350,18 @@ class HDF5Reader(ReadOnly):
 
     def _mapped(self) -> Any:
         if self._map is None and self._info is not None and self._info.fd is not None:
-            if self._info.map is None:
-                self._info.map = cols.map_file(self._info.fd)
+            with _LOCK:
+                if self._info.map is None:
+                    self._info.map = cols.map_file(self._info.fd)
             self._map = self._info.map
         return self._map
 
     def close(self) -> None:
         self._map = self._fd = None
         if self._info is not None:  # the descriptor and map are shared: released with the cache entry
-            self._info.users -= 1
-            self._info.release()
+            with _LOCK:
+                self._info.users -= 1
+                self._info.release()
             self._info = None
         self._ds.clear()
         self._hl = None

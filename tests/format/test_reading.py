@@ -240,3 +240,22 @@ def test_first_bytes_identify_the_format(tmp_path, frames):
     assert b"mlds_format" in h5.read_bytes()[:2000]
     head = zz.read_bytes()[:2000]
     assert head[30:39] == b"zarr.json" and b'"mlds-dataset"' in head
+
+
+def test_threads_opening_and_reading_one_file(tmp_path, frames):
+    """Readers in several threads share one cached descriptor and map; none closes it under another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = mlds.write(tmp_path / "t.h5", frames, meta_for(frames))
+
+    def work(seed: int) -> bool:
+        rng = np.random.default_rng(seed)
+        for _ in range(15):
+            with mlds.open(p) as ds:
+                for i in rng.integers(0, 60, 5).tolist():
+                    if ds[i].energy != frames[i].energy:
+                        return False
+        return True
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(8)))
