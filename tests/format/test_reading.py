@@ -259,3 +259,23 @@ def test_threads_opening_and_reading_one_file(tmp_path, frames):
 
     with ThreadPoolExecutor(4) as pool:
         assert all(pool.map(work, range(8)))
+
+
+def test_zarr_written_by_zarr_python_with_zstd_is_read(tmp_path, frames):
+    """The Zarr reader decodes every codec spec §10.3 allows; here zstd, chunked by another writer."""
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    src = zarr.open_group(str(mlds.write(tmp_path / "src.zarr", frames, meta_for(frames))), mode="r")
+    out = zarr.open_group(str(tmp_path / "zstd.zarr"), mode="w", zarr_format=3)
+    out.attrs.update(dict(src.attrs))
+    for gname, sub in src.groups():
+        group = out.require_group(gname)
+        for name, arr in sub.arrays():
+            copy = group.create_array(name, shape=arr.shape, chunks=(7, *arr.shape[1:]), dtype=arr.dtype,
+                                      compressors=[ZstdCodec(level=3)], fill_value=arr.fill_value, attributes=dict(arr.attrs))
+            copy[...] = arr[...]
+    with mlds.open(tmp_path / "zstd.zarr") as ds:
+        for i in (0, 17, 59):
+            assert_frames_equal(frames[i], ds[i])
+        np.testing.assert_array_equal(ds.array("forces"), np.concatenate([f.forces for f in frames]))
