@@ -570,9 +570,10 @@ def main(argv: list[str] | None = None) -> int:
     every_file = paths.all(["mlds-h5", "mlds-zarr", *peers])
 
     def cold() -> None:
-        from mlds.format import h5_read
+        from mlds.format import columns, h5_read
 
         h5_read.clear_caches()  # nothing learnt about the files kept in-process either
+        columns.clear_map_cache()
         drop_page_cache(every_file)
 
     # ---- scan
@@ -638,9 +639,10 @@ def main(argv: list[str] | None = None) -> int:
     run_case("open", opens)
 
     def first_open() -> None:
-        from mlds.format import h5_read
+        from mlds.format import columns, h5_read
 
         h5_read.clear_caches()
+        columns.clear_map_cache()
 
     run_case("open/new", [("mlds-h5", lambda: open_first(readers["mlds-h5"]), 1, "first open in the process (layout cache cleared)"),
                           ("aselmdb", lambda: open_first(readers["aselmdb"]), 1, "")], first_open)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import threading
 from collections import OrderedDict
 from typing import Any, Callable, Protocol
 
@@ -236,6 +237,29 @@ class MappedColumn(_ChunkRows):
         self._loc.clear()
 
 
+# Maps of chunk files, shared by every reader in the process and kept (the last 4096) after they
+# close, keyed by path and checked against the file's identity on each use: re-opening a Zarr store,
+# as loaders do per worker or epoch, then finds its chunks mapped (and their pages faulted in).
+_CHUNK_MAPS: OrderedDict[str, tuple[tuple, mmap.mmap]] = OrderedDict()
+_CHUNK_MAPS_MAX = 4096
+_CHUNK_LOCK = threading.Lock()
+
+
+def clear_map_cache() -> None:
+    """Drop the shared chunk-file maps (they close once no view uses them)."""
+    with _CHUNK_LOCK:
+        for _, mm in _CHUNK_MAPS.values():
+            _close_quietly(mm)
+        _CHUNK_MAPS.clear()
+
+
+def _close_quietly(mm: mmap.mmap) -> None:
+    try:
+        mm.close()
+    except BufferError:  # a view is still alive: the map goes when it does
+        pass
+
+
 class ChunkFiles:
     """One file per chunk (a Zarr directory store): each chunk file mapped on first use."""
 
@@ -244,21 +268,34 @@ class ChunkFiles:
         self._maps: dict[int, mmap.mmap | None] = {}
 
     def map(self, k: int) -> mmap.mmap | None:
+        """Chunk ``k`` mapped read-only (None: never written, reads as the fill value, the Zarr rule)."""
         if k in self._maps:
             return self._maps[k]
+        path = self._path_of(k)
         try:
-            fd = os.open(self._path_of(k), os.O_RDONLY)
+            st = os.stat(path)
         except FileNotFoundError:
-            self._maps[k] = None  # a chunk never written reads as the fill value (Zarr rule)
+            self._maps[k] = None
             return None
+        ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        with _CHUNK_LOCK:
+            hit = _CHUNK_MAPS.get(path)
+            if hit is not None and hit[0] == ident:
+                _CHUNK_MAPS.move_to_end(path)
+                self._maps[k] = hit[1]
+                return hit[1]
+        if st.st_size < self._chunk_bytes:
+            raise OSError(f"chunk file {path} has {st.st_size} bytes, expected {self._chunk_bytes}")
+        fd = os.open(path, os.O_RDONLY)
         try:
-            size = os.fstat(fd).st_size
-            if size < self._chunk_bytes:
-                raise OSError(f"chunk file {self._path_of(k)} has {size} bytes, expected {self._chunk_bytes}")
             mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
         _advise_random(mm)
+        with _CHUNK_LOCK:
+            _CHUNK_MAPS[path] = (ident, mm)
+            while len(_CHUNK_MAPS) > _CHUNK_MAPS_MAX:
+                _close_quietly(_CHUNK_MAPS.popitem(last=False)[1][1])
         self._maps[k] = mm
         return mm
 
@@ -281,10 +318,7 @@ class ChunkFiles:
         return True
 
     def close(self) -> None:
-        for mm in self._maps.values():
-            if mm is not None:
-                mm.close()
-        self._maps.clear()
+        self._maps.clear()  # the maps are shared (see _CHUNK_MAPS)
 
 
 class ChunkFileColumn(_ChunkRows):
