@@ -18,6 +18,7 @@ import json
 import os
 import struct
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ _DTYPES = {
     "bool": "|b1", "int8": "|i1", "uint8": "|u1", "int16": "<i2", "uint16": "<u2", "int32": "<i4",
     "uint32": "<u4", "int64": "<i8", "uint64": "<u8", "float32": "<f4", "float64": "<f8",
 }
+
+
+_PARSED: OrderedDict[str, tuple[tuple, "_Array"]] = OrderedDict()  # array zarr.json path -> (identity, parsed)
 
 
 @dataclass
@@ -156,7 +160,26 @@ class ZarrReader(ReadOnly):
     def _array(self, key: str) -> _Array:
         a = self._arrays.get(key)
         if a is None:
-            a = self._arrays[key] = self._parse(key, self._json(f"{key}/zarr.json"))
+            a = self._arrays[key] = self._described(key)
+        return a
+
+    def _described(self, key: str) -> _Array:
+        """An array's parsed ``zarr.json``; for directories kept per process, checked against the file's identity."""
+        if self._zip is not None:
+            return self._parse(key, self._json(f"{key}/zarr.json"))
+        path = os.path.join(os.fspath(self.path), key, "zarr.json")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise FormatError(self.path, f"{key}/zarr.json is missing (not a Zarr v3 store?)") from None
+        ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        hit = _PARSED.get(path)
+        if hit is not None and hit[0] == ident:
+            return hit[1]
+        a = self._parse(key, self._json(f"{key}/zarr.json"))
+        _PARSED[path] = (ident, a)
+        while len(_PARSED) > 1024:
+            _PARSED.popitem(last=False)
         return a
 
     def _parse(self, key: str, doc: dict[str, Any]) -> _Array:
@@ -271,7 +294,8 @@ class ZarrReader(ReadOnly):
 
     def _make_raw_column(self, a: _Array, cache: cols.BlockCache) -> cols.Column:
         if self._zip is None:
-            files = cols.ChunkFiles(lambda k, _a=a: str(self.path / self._chunk_rel(_a, k)), a.n_chunks, a.chunk_bytes)
+            base = os.path.join(os.fspath(self.path), a.key, "")
+            files = cols.ChunkFiles(lambda k, _a=a, _b=base: _b + _a.chunk_key(k), a.n_chunks, a.chunk_bytes)
             self._files.append(files)
             col: Any = cols.ChunkFileColumn(a.key, a.dtype, a.shape[1:], a.shape[0], a.chunk_len, files, a.fill)
             self._columns.append(col)
