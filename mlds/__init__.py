@@ -9,8 +9,12 @@
 
 from mlds.api import Dataset, DatasetWriter, create, open, read_frames, write
 from mlds.errors import MldsError
+from mlds.format.batch import Batch
+from mlds.format.concat import ConcatDataset
 from mlds.format.frame import Frame
+from mlds.format.view import DatasetView
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["Dataset", "DatasetWriter", "Frame", "MldsError", "__version__", "create", "open", "read_frames", "write"]
+__all__ = ["Batch", "ConcatDataset", "Dataset", "DatasetView", "DatasetWriter", "Frame", "MldsError", "__version__",
+           "create", "open", "read_frames", "write"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from mlds.errors import FormatError
+from mlds.format.concat import ConcatDataset
 from mlds.format.dataset import Dataset
 from mlds.format.frame import Frame
 from mlds.format.writer import DatasetWriter, create, write
@@ -15,8 +16,14 @@ from mlds.format.writer import DatasetWriter, create, write
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._-]+)?$")
 
 
-def open(target: str | os.PathLike, **options: Any) -> Any:  # noqa: A001 - mirrors zarr.open / h5py.File
-    """Open a dataset file (``.h5``, ``.zarr``, ``.zarr.zip``) or a store version ``NAME[@TAG]``."""
+def open(target: str | os.PathLike, **options: Any) -> Dataset | ConcatDataset:  # noqa: A001 - mirrors zarr.open / h5py.File
+    """Open a dataset file (``.h5``, ``.zarr``, ``.zarr.zip``) or a store version ``NAME[@TAG]``.
+
+    Returns a :class:`~mlds.format.dataset.Dataset` (a file) or a
+    :class:`~mlds.format.concat.ConcatDataset` (a store version's shards, read
+    in place); both offer ``ds[i]``, ``ds.batch(indices)``, ``ds.array(name)``,
+    ``ds.select(...)`` and ``ds.subset(...)``.  ``options``: ``cache_bytes``.
+    """
     path = Path(target)
     if path.exists():
         return Dataset(path, **options)

@@ -19,10 +19,12 @@ _VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
 def stress_to_voigt(stress: np.ndarray) -> np.ndarray:
+    """3x3 stress to ASE's Voigt order (xx, yy, zz, yz, xz, xy)."""
     return np.array([stress[i, j] for i, j in _VOIGT])
 
 
 def frame_to_atoms(frame: Frame):
+    """An ``ase.Atoms`` for ``frame``: energy, forces and stress (Voigt) on a SinglePointCalculator."""
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
 

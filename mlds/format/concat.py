@@ -6,6 +6,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from mlds.format import columns as colmod
 from mlds.format import spec
 from mlds.format.dataset import Dataset
 from mlds.format.frame import Frame
@@ -30,10 +31,12 @@ class ConcatDataset(FramesAPI):
 
     @property
     def metadata(self) -> dict[str, Any]:
+        """The version's metadata (from the manifest: the shards carry no provenance tables)."""
         return self._metadata
 
     @property
     def n_atoms_total(self) -> int:
+        """Number of atoms over all parts."""
         return sum(p.n_atoms_total for p in self.parts)
 
     def _locate(self, i: int) -> tuple[Dataset, int]:
@@ -46,10 +49,12 @@ class ConcatDataset(FramesAPI):
         return self.parts[k], i - int(self._starts[k])
 
     def frame(self, i: int) -> Frame:
+        """Frame ``i`` of the concatenation (negative counts from the end)."""
         part, j = self._locate(i)
         return part.frame(j)
 
     def iter_frames(self, start: int = 0, stop: int | None = None, **kw: Any) -> Iterator[Frame]:
+        """Frames ``start:stop`` in order, each part read in blocks."""
         stop = len(self) if stop is None else min(stop, len(self))
         for k, part in enumerate(self.parts):
             p0, p1 = int(self._starts[k]), int(self._starts[k + 1])
@@ -58,6 +63,7 @@ class ConcatDataset(FramesAPI):
                 yield from part.iter_frames(lo - p0, hi - p0, **kw)
 
     def array(self, name: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """Array ``name`` for frames ``start:stop``; parts lacking an optional array give its missing value."""
         a = spec.BY_NAME[name]
         if name not in self._present:
             raise KeyError(f"array {name!r} is not present")
@@ -80,9 +86,41 @@ class ConcatDataset(FramesAPI):
             return np.empty((0, *a.tail), dtype=a.dtype)
         return np.concatenate(pieces)
 
+    def _gather(self, names: Sequence[str], idx: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Each part gathers its own frames; the pieces are put back in the order of ``idx``."""
+        which = np.searchsorted(self._starts, idx, side="right") - 1 if idx.size else idx
+        groups = [(int(k), np.flatnonzero(which == k)) for k in np.unique(which)]
+        pieces = []
+        counts = np.empty(idx.size, dtype=np.int64)
+        for k, grp in groups:
+            part = self.parts[k]
+            have = [n for n in names if part.has(n)]
+            got, c = part._gather(have, idx[grp] - int(self._starts[k]))
+            counts[grp] = c
+            pieces.append((k, grp, got, c))
+        ptr = np.concatenate([[0], np.cumsum(counts)])
+        out: dict[str, np.ndarray] = {}
+        for name in names:
+            a = spec.BY_NAME[name]
+            size = idx.size if a.group == spec.FRAMES else int(ptr[-1])
+            res = np.full((size, *a.tail), a.missing, dtype=a.dtype)
+            for k, grp, got, c in pieces:
+                piece = got.get(name)
+                if piece is None:
+                    continue  # not stored in this part: the spec's missing value
+                if name == "atom_offset":
+                    piece = piece + sum(p.n_atoms_total for p in self.parts[:k])
+                if a.group == spec.FRAMES:
+                    res[grp] = piece
+                else:
+                    res[colmod.ranges_to_rows(ptr[grp], c)] = piece
+            out[name] = res
+        return out, counts
+
     def close(self) -> None:
+        """Close every part."""
         for p in self.parts:
             p.close()
 
     def __repr__(self) -> str:
-        return f"<mlds.ConcatDataset {len(self.parts)} parts: {len(self)} frames>"
+        return f"<mlds.ConcatDataset {len(self.parts)} parts: {len(self):,} frames, arrays {', '.join(self.arrays_present)}>"

@@ -1,9 +1,12 @@
 """HDF5 and Zarr behind one small interface, like zarr-python's stores.
 
 Everything above this module (writer, reader, validation) speaks only in
-array keys such as ``"atoms/positions"``; the two classes here are the only
-places that know about h5py or zarr.  Arrays are one-dimensional along their
-first axis (frames or atoms) and grow by appending.
+array keys such as ``"atoms/positions"``; the classes here (and the Zarr
+reader in :mod:`mlds.format.zarr_read`) are the only places that know about
+h5py or zarr.  Arrays are one-dimensional along their first axis (frames or
+atoms) and grow by appending.  For reading, each container hands out
+:mod:`~mlds.format.columns` that read rows straight from the file where the
+storage allows it.
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from mlds.errors import FormatError
+from mlds.format import columns as cols
 
 
 class Container(Protocol):
+    """One dataset file: root attributes and arrays addressed as ``"group/name"`` keys."""
+
     path: Path
 
+    def root_attr(self, name: str, default: Any = None) -> Any: ...
     def root_attrs(self) -> dict[str, Any]: ...
     def set_root_attrs(self, attrs: dict[str, Any]) -> None: ...
     def keys(self) -> list[str]: ...
@@ -35,6 +42,7 @@ class Container(Protocol):
     def resize(self, key: str, length: int, fill: Any) -> None: ...
     def read(self, key: str, start: int, stop: int) -> np.ndarray: ...
     def read_points(self, key: str, index: np.ndarray) -> np.ndarray: ...
+    def column(self, key: str, cache: cols.BlockCache) -> cols.Column: ...
     def close(self) -> None: ...
 
 
@@ -74,7 +82,14 @@ class HDF5Container:
         try:
             # track_order off and no timestamps: same content -> same bytes, which
             # content-addressed storage relies on.
-            self._f = h5py.File(self.path, mode, libver=("earliest", "v110"), track_order=False) if mode != "r" else h5py.File(self.path, "r")
+            if mode == "r":
+                self._f = h5py.File(self.path, "r")
+            else:
+                from mlds.format.writer import ALIGN_INTERVAL, ALIGN_THRESHOLD
+
+                # big chunks start at multiples of every row size, so readers map all of an array's rows at once
+                self._f = h5py.File(self.path, mode, libver=("earliest", "v110"), track_order=False,
+                                    alignment_threshold=ALIGN_THRESHOLD, alignment_interval=ALIGN_INTERVAL)
         except OSError as err:
             raise FormatError(self.path, f"not a readable HDF5 file ({_h5_reason(err)})") from None
         self._ds: dict[str, Any] = {}  # h5py's File[key] lookup costs ~50 µs; look each up once
@@ -85,20 +100,16 @@ class HDF5Container:
             ds = self._ds[key] = self._f[key]
         return ds
 
+    def root_attr(self, name: str, default: Any = None) -> Any:
+        """One root attribute (strings decoded, numbers as Python scalars, metadata as a dict)."""
+        try:
+            v = self._f.attrs[name]
+        except KeyError:
+            return default
+        return decode_attr(self.path, name, v)
+
     def root_attrs(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in self._f.attrs.items():
-            if isinstance(v, bytes):
-                v = v.decode()
-            if isinstance(v, np.generic):
-                v = v.item()
-            if k == "metadata" and isinstance(v, str):
-                try:
-                    v = json.loads(v)
-                except json.JSONDecodeError as err:
-                    raise FormatError(self.path, f"metadata attribute is not valid JSON ({err.msg} at char {err.pos})") from None
-            out[k] = v
-        return out
+        return {k: self.root_attr(k) for k in self._f.attrs.keys()}
 
     def set_root_attrs(self, attrs: dict[str, Any]) -> None:
         for k, v in attrs.items():
@@ -122,7 +133,7 @@ class HDF5Container:
             kw = dict(compression="gzip", compression_opts=4, shuffle=True)
         ds = self._ds[key] = self._f.create_dataset(
             key, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype,
-            chunks=(chunk_len, *tail), track_times=False, **kw,
+            chunks=(chunk_len, *tail), track_times=False, fillvalue=_fill_of(key, dtype), **kw,
         )
         for k, v in attrs.items():
             ds.attrs[k] = v
@@ -166,10 +177,49 @@ class HDF5Container:
     def read_points(self, key: str, index: np.ndarray) -> np.ndarray:
         return self._d(key)[np.asarray(index)]
 
+    def column(self, key: str, cache: cols.BlockCache) -> cols.Column:
+        ds = self._d(key)
+        return cols.BufferedColumn(key, ds.dtype, tuple(ds.shape[1:]), ds.shape[0], self.chunk_len(key),
+                                   lambda a, b, _k=key: self.read(_k, a, b), cache, bool(ds.compression))
+
     def close(self) -> None:
         self._ds.clear()
         if self._f.id.valid:
             self._f.close()
+
+
+def decode_attr(path: Path, name: str, v: Any) -> Any:
+    """An HDF5 root attribute as Python: strings decoded, scalars unwrapped, ``metadata`` parsed from JSON."""
+    if isinstance(v, np.ndarray) and v.shape == ():
+        v = v[()]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bytes):
+        v = v.decode()
+    if name == "metadata" and isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError as err:
+            raise FormatError(path, f"metadata attribute is not valid JSON ({err.msg} at char {err.pos})") from None
+    return v
+
+
+class ReadOnly:
+    """The writing half of :class:`Container` for readers: every call is refused."""
+
+    path: Path
+
+    def set_root_attrs(self, attrs: dict[str, Any]) -> None:
+        raise FormatError(self.path, "opened read-only")
+
+    def create(self, *args: Any, **kw: Any) -> None:
+        raise FormatError(self.path, "opened read-only")
+
+    def append(self, key: str, data: np.ndarray) -> None:
+        raise FormatError(self.path, "opened read-only")
+
+    def resize(self, key: str, length: int, fill: Any) -> None:
+        raise FormatError(self.path, "opened read-only")
 
 
 def _h5_reason(err: OSError) -> str:
@@ -179,6 +229,16 @@ def _h5_reason(err: OSError) -> str:
     if "signature" in text:
         return "no HDF5 signature"
     return text.split("(")[-1].rstrip(")") if "(" in text else text
+
+
+def _fill_of(key: str, dtype: np.dtype) -> Any:
+    """The spec's missing value for an array (what a chunk never written reads as)."""
+    from mlds.format import spec
+
+    a = spec.BY_NAME.get(key.rsplit("/", 1)[-1])
+    if a is not None and a.key == key:
+        return a.missing
+    return np.nan if dtype.kind == "f" else 0
 
 
 # --------------------------------------------------------------------------- Zarr
@@ -218,6 +278,9 @@ class ZarrContainer:
             arr = self._arrays[key] = self._g[key]
         return arr
 
+    def root_attr(self, name: str, default: Any = None) -> Any:
+        return self._g.attrs.get(name, default)
+
     def root_attrs(self) -> dict[str, Any]:
         return dict(self._g.attrs)
 
@@ -243,7 +306,7 @@ class ZarrContainer:
         group, name = key.split("/")
         g = self._g.require_group(group)
         compressors = [GzipCodec(level=4)] if self.compression == "gzip" else None
-        fill = np.nan if dtype.kind == "f" else 0
+        fill = _fill_of(key, dtype)  # spec §10.3: NaN, -1 for signed ints, 0 for uint8 (1 for converged)
         self._arrays[key] = g.create_array(
             name, shape=(0, *tail), chunks=(chunk_len, *tail), dtype=dtype,
             compressors=compressors, fill_value=fill, attributes=dict(attrs),
@@ -293,18 +356,32 @@ class ZarrContainer:
 
 
 def open_container(path: str | os.PathLike, mode: str = "r", compression: str | None = None) -> Container:
+    """Read through mlds' own readers (:mod:`~mlds.format.h5_read`, :mod:`~mlds.format.zarr_read`); write through h5py / zarr-python."""
     kind = container_kind(path)
     if kind == "hdf5":
+        if mode == "r":
+            from mlds.format.h5_read import HDF5Reader
+
+            return HDF5Reader(path)
         return HDF5Container(path, mode, compression)
+    if mode == "r":
+        from mlds.format.zarr_read import ZarrReader
+
+        return ZarrReader(path)
     return ZarrContainer(path, mode, compression)
 
 
 def zip_directory(src: Path, dest: Path) -> None:
-    """Pack a Zarr directory into a zip store (stored, not deflated: chunks carry their own codecs)."""
+    """Pack a Zarr directory into a zip store (stored, not deflated: chunks carry their own codecs).
+
+    The root ``zarr.json`` goes first, so the archive's first bytes say what it
+    is (ASE recognises an mlds ``.zarr.zip`` by content that way).
+    """
     import zipfile
 
+    files = sorted((p for p in src.rglob("*") if p.is_file()), key=lambda p: (p != src / "zarr.json", p.as_posix()))
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for file in sorted(p for p in src.rglob("*") if p.is_file()):
+        for file in files:
             info = zipfile.ZipInfo(file.relative_to(src).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
             with open(file, "rb") as fh, zf.open(info, "w", force_zip64=True) as out:
                 while block := fh.read(1 << 20):

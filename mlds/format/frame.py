@@ -14,8 +14,34 @@ from typing import Any
 import numpy as np
 
 
-@dataclass
+@dataclass(repr=False)
 class Frame:
+    """One labelled atomic configuration (spec/format-v1.md §2 units and signs).
+
+    Attributes (n = number of atoms):
+
+    - ``numbers``: (n,) uint8 atomic numbers Z.
+    - ``positions``: (n, 3) float64 Cartesian positions in Å (not necessarily wrapped).
+    - ``cell``: (3, 3) float64 in Å; **rows** are the lattice vectors a, b, c
+      (all zeros for a non-periodic frame).  ``pbc``: (3,) bool.
+    - ``energy``: float, eV: the total energy consistent with the forces (for
+      smeared occupations the free energy, VASP ``TOTEN``); not per atom, no +PV.
+      NaN when unknown.
+    - ``forces``: (n, 3) float64 in eV/Å, F = -dE/dr; None when absent.
+    - ``stress``: (3, 3) float64 in eV/Å³, ASE sign: **positive = tensile**; the
+      pressure is -trace/3 (VASP/QE print -stress in kbar).  Virial = -stress x volume.
+    - ``energy_sigma0``: eV, VASP ``energy(sigma->0)`` when known (NaN otherwise).
+    - ``charges``: (n,) partial charges in e; ``magmoms``: (n,) collinear moments in μB.
+    - ``total_charge``: net charge of the frame in e (NaN unknown).
+    - ``converged``: SCF converged for this step.
+    - ``source`` / ``calculation``: indices into the dataset's ``metadata["sources"]``
+      / ``metadata["calculations"]`` tables (-1 unknown).
+    - ``info``: reader extras, e.g. ``{"step": k}`` (ionic step in the source file).
+
+    ``Frame.from_atoms(atoms)`` and ``frame.to_atoms()`` convert to and from
+    ``ase.Atoms`` (results on a SinglePointCalculator; stress in Voigt order).
+    """
+
     numbers: np.ndarray                     # (n,) uint8 atomic numbers
     positions: np.ndarray                   # (n, 3) float64, Å, Cartesian
     cell: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))  # (3, 3) Å
@@ -63,12 +89,39 @@ class Frame:
         frame.__dict__.update(fields)
         return frame
 
+    @classmethod
+    def _adopt(cls, fields: dict[str, Any]) -> "Frame":
+        """Like :meth:`_trusted`, taking ownership of a dict made by :func:`blank_fields` (no copies)."""
+        frame = object.__new__(cls)
+        frame.__dict__ = fields
+        return frame
+
     @property
     def n_atoms(self) -> int:
+        """Number of atoms."""
         return int(self.numbers.shape[0])
 
     @property
+    def formula(self) -> str:
+        """Hill formula, e.g. ``"O2Si"`` or ``"CH4"``."""
+        from mlds.format.summary import hill_formula
+
+        return hill_formula(self.numbers)
+
+    def __repr__(self) -> str:
+        parts = [f"{self.formula} ({self.n_atoms} atoms)"]
+        parts.append("E=unknown" if np.isnan(self.energy) else f"E={self.energy:.6g} eV")
+        labels = [k for k in ("forces", "stress", "charges", "magmoms") if getattr(self, k) is not None]
+        if labels:
+            parts.append("+" + ",".join(labels))
+        parts.append("pbc=" + "".join("T" if p else "F" for p in np.asarray(self.pbc).reshape(-1)))
+        if not self.converged:
+            parts.append("unconverged")
+        return f"<mlds.Frame {' '.join(parts)}>"
+
+    @property
     def symbols(self) -> list[str]:
+        """Chemical symbols, one per atom."""
         from ase.data import chemical_symbols
 
         return [chemical_symbols[z] for z in self.numbers]
@@ -90,6 +143,13 @@ _DEFAULTS: dict[str, Any] = dict(
     energy=float("nan"), forces=None, stress=None, energy_sigma0=float("nan"), charges=None,
     magmoms=None, total_charge=float("nan"), converged=True, source=-1, calculation=-1,
 )
+
+
+def blank_fields() -> dict[str, Any]:
+    """Every field at its default, for readers that fill in what they have and :meth:`Frame._adopt` it."""
+    fields = _DEFAULTS.copy()
+    fields["info"] = {}
+    return fields
 
 
 def _as_stress_matrix(value: Any) -> np.ndarray:

@@ -29,10 +29,10 @@ class ArraySpec:
     unit: str
     required: bool
     missing: float | int       # value meaning "unknown" in a present array
+    key: str = ""              # "group/name", filled in below
 
-    @property
-    def key(self) -> str:
-        return f"{self.group}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.group}/{self.name}")
 
 
 _NAN = float("nan")
@@ -79,6 +79,7 @@ GPA_IN_EV_PER_ANGSTROM3 = 1.0 / EV_PER_ANGSTROM3_IN_GPA
 
 
 def default_units() -> dict[str, str]:
+    """The fixed ``metadata.units`` object of spec §8.2."""
     return {
         "energy": "eV",
         "length": "angstrom",

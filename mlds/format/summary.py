@@ -11,6 +11,7 @@ MAX_FORMULAS = 200
 
 
 def hill_formula(numbers: np.ndarray) -> str:
+    """Hill-order formula of a list of atomic numbers (C, H first when there is carbon)."""
     from ase.data import chemical_symbols
 
     counts = Counter(chemical_symbols[z] for z in numbers.tolist())
