@@ -52,6 +52,10 @@ class AuthError(RemoteError):
     pass
 
 
+class OutputExistsError(MldsError):
+    """An output would replace or delete something that is already there (``--force`` allows files)."""
+
+
 class ConflictError(MldsError):
     """Someone else moved the same ref first; nothing was overwritten."""
 

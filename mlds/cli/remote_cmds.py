@@ -15,7 +15,7 @@ from mlds.remotes import config as cfg
 
 remote_app = typer.Typer(
     help="Manage remotes (where datasets are pushed to and pulled from).",
-    no_args_is_help=True,
+    no_args_is_help=False,
 )
 app.add_typer(remote_app, name="remote")
 

@@ -23,6 +23,7 @@ from mlds.errors import FormatError
 from mlds.format import spec
 from mlds.format.containers import Container, container_kind, open_container, zip_directory
 from mlds.format.frame import Frame
+from mlds.util import is_mlds_zarr_dir, move_into_place
 
 DEFAULT_CHUNK_FRAMES = 4096
 DEFAULT_CHUNK_ATOMS = 16384
@@ -171,9 +172,8 @@ class DatasetWriter:
                 built = self._tmpdir / self.path.name
                 zip_directory(self._tmp, built)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.is_dir() and not self.path.is_symlink():
-                shutil.rmtree(self.path)
-            os.replace(built, self.path)
+            # an existing folder is replaced only if it is an mlds Zarr dataset, never a user's folder
+            move_into_place(built, self.path, replace_dir=is_mlds_zarr_dir)
         except BaseException:
             self.abort()
             raise
