@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from mlds.errors import FormatError
-from mlds.format import spec
+from mlds.format import labels, spec
 from mlds.format.containers import Container, open_container
 from mlds.format.frame import Frame
 from mlds.format.frames_api import FramesAPI
@@ -104,6 +104,7 @@ class Dataset(FramesAPI):
                 if a.key not in keys:
                     raise FormatError(self.path, f"required array {a.key} is missing")
             self._present = {a.name for a in spec.ARRAYS if a.key in keys}
+            self._labels = [k for k in labels.NAMES if k in self._present]  # spec 1.1 labels -> Frame.info
             self._n = self._c.length("frames/n_atoms")
             meta = self._attrs.get("metadata", {})
             self._metadata: dict[str, Any] = meta if isinstance(meta, dict) else {}
@@ -175,10 +176,17 @@ class Dataset(FramesAPI):
             fields["source"] = int(row("frames/source", i))
         if "calculation" in present:
             fields["calculation"] = int(row("frames/calculation", i))
+        info: dict[str, Any] = {}
         if "source_step" in present:
             step = int(row("frames/source_step", i))
             if step >= 0:
-                fields["info"] = {"step": step}
+                info["step"] = step
+        for name in self._labels:
+            value = labels.info_value(name, row(f"frames/{name}", i))
+            if value is not None:
+                info[name] = value
+        if info:
+            fields["info"] = info
         return Frame._trusted(**fields)
 
     def iter_frames(self, start: int = 0, stop: int | None = None, *, batch: int = 4096) -> Iterator[Frame]:
@@ -194,6 +202,7 @@ class Dataset(FramesAPI):
             per_atom = [k for k in ("forces", "charges", "magmoms") if k in cols]
             scalars = [k for k in ("energy_sigma0", "total_charge") if k in cols]
             ints = [k for k in ("source", "calculation") if k in cols]
+            label_names = [k for k in labels.NAMES if k in cols]
             energy = cols["energy"].tolist()
             pbc = cols["pbc"].astype(bool)
             for j in range(b1 - b0):
@@ -215,8 +224,15 @@ class Dataset(FramesAPI):
                     fields[k] = int(cols[k][j])
                 if "converged" in cols:
                     fields["converged"] = bool(cols["converged"][j])
+                info: dict[str, Any] = {}
                 if "source_step" in cols and cols["source_step"][j] >= 0:
-                    fields["info"] = {"step": int(cols["source_step"][j])}
+                    info["step"] = int(cols["source_step"][j])
+                for name in label_names:
+                    value = labels.info_value(name, cols[name][j])
+                    if value is not None:
+                        info[name] = value
+                if info:
+                    fields["info"] = info
                 yield Frame._trusted(**fields)
 
     # -- bulk arrays -------------------------------------------------------------

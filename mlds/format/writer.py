@@ -20,7 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from mlds.errors import FormatError
-from mlds.format import spec
+from mlds.format import labels, spec
 from mlds.format.containers import Container, container_kind, open_container, zip_directory
 from mlds.format.frame import Frame
 from mlds.util import is_mlds_zarr_dir, move_into_place
@@ -238,6 +238,7 @@ def _columns(frames: list[Frame], atom_base: int) -> dict[str, np.ndarray]:
     steps = [f.info.get("step", -1) for f in frames]
     if any(s >= 0 for s in steps):
         cols["source_step"] = np.array(steps, dtype=np.int64)
+    cols.update(labels.columns(frames))
     if any(f.stress is not None for f in frames):
         nan33 = np.full((3, 3), np.nan)
         cols["stress"] = np.stack([nan33 if f.stress is None else f.stress for f in frames])
