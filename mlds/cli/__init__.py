@@ -16,8 +16,8 @@ from mlds.cli.app import app, err_console, print_error
 from mlds.errors import MldsError
 
 _COMMAND_MODULES = [
-    "mlds.cli.dataset_cmds",   # info, validate, export, import
-    "mlds.cli.convert_cmds",   # convert
+    "mlds.cli.dataset_cmds",   # info, validate
+    "mlds.cli.convert_cmds",   # import, convert, export (one pipeline)
     "mlds.cli.store_cmds",     # init, add, log, tag, checkout, fsck, gc, ls, search, push, pull, clone, promote
     "mlds.cli.remote_cmds",    # remote add/list/remove/check/default
     # "mlds.cli.meta_cmds",      # meta show/set

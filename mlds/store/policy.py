@@ -45,7 +45,9 @@ def missing_fields(metadata: dict[str, Any], tier: str) -> list[str]:
 def check_metadata(metadata: dict[str, Any], tier: str, what: str, remote: str) -> None:
     missing = missing_fields(metadata, tier)
     if missing:
-        lines = "\n  ".join(missing)
+        from mlds.meta import with_hints  # each line names the command that fixes it
+
+        lines = "\n  ".join(with_hints(missing, what.split("@")[0]))
         raise PolicyError(f"{what} cannot go to {tier}-tier remote {remote}; missing or invalid:\n  {lines}")
 
 
