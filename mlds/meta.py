@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from mlds.errors import FormatError, MldsError
+from mlds.errors import FormatError
 
 _AUTHOR = re.compile(r"^\s*(?P<name>[^<(]+?)\s*(?:<(?P<email>[^>]*)>)?\s*(?:\((?P<orcid>[^)]*)\))?\s*$")
 
@@ -72,11 +72,18 @@ def parse_assignment(text: str) -> tuple[list[str | int], Any]:
     if not sep or not key.strip():
         raise FormatError(None, f"{text!r}: write KEY=VALUE, e.g. license=CC-BY-4.0 or calculations.0.functional=PBE")
     path: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    if path[-1] in _TEXT_KEYS and not raw.lstrip().startswith(('"', "[", "{")):
+        return path, raw  # code_version=6.4 stays the text "6.4"
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
     return path, value
+
+
+# keys whose values are text in the schema, even when they look like numbers
+_TEXT_KEYS = {"name", "description", "license", "code", "code_version", "functional", "method", "email", "orcid",
+              "affiliation", "element", "file", "md5", "sha256"}
 
 
 def assign(meta: dict[str, Any], path: list[str | int], value: Any) -> None:
@@ -148,6 +155,8 @@ def fix_hint(problem: str, dataset: str | None = None) -> str:
     who = dataset or "NAME"
     m = re.match(r"^metadata\.([A-Za-z_]+)(?:\[(\d+)\])?(?:\.([A-Za-z_.\[\]0-9]+))?", problem)
     if not m:
+        if "no group-tier remote is configured" in problem:
+            return "mlds remote add group URL --tier group"
         if "group-tier remote" in problem:
             return f"mlds promote {who}@TAG --to GROUP-REMOTE"
         return f"mlds meta set {who} KEY=VALUE"
@@ -187,5 +196,55 @@ def with_hints(problems: list[str], dataset: str | None = None) -> list[str]:
     return [f"{p}  -> fix: {fix_hint(p, dataset)}" for p in problems]
 
 
-__all__ = ["MldsError", "assign", "fix_hint", "from_options", "load_meta_file", "parse_assignment", "parse_author",
-           "updated", "with_hints"]
+# ----------------------------------------------------------------------------- show / set on a target
+def _is_file_target(target: str | os.PathLike) -> bool:
+    return Path(target).exists()
+
+
+def read_metadata(target: str | os.PathLike, *, store: Any = None) -> dict[str, Any]:
+    """The metadata of a dataset file or a store version ``NAME[@TAG]``."""
+    if _is_file_target(target):
+        import mlds
+
+        with mlds.open(target) as ds:
+            return copy.deepcopy(ds.metadata)
+    from mlds.store import open_ref
+
+    with open_ref(os.fspath(target), store=store) as ds:
+        return copy.deepcopy(ds.metadata)
+
+
+def missing_by_tier(meta: dict[str, Any], dataset: str | None = None) -> dict[str, list[str]]:
+    """For the group and public tiers: each problem line with the command that fixes it."""
+    from mlds.format.schema import missing_for_level
+
+    return {tier: with_hints(missing_for_level(meta, tier), dataset) for tier in ("group", "public")}
+
+
+def set_metadata(target: str | os.PathLike, changes: dict[str, Any] | None = None, assignments: Iterable[str] = (),
+                 unset: Iterable[str] = (), *, message: str = "", store: Any = None) -> dict[str, Any]:
+    """Change the metadata of a store dataset (a new version; shards reused) or of a dataset file (rewritten).
+
+    Returns ``{"target", "changed": [keys], "version" (store), "unchanged"}``.
+    """
+    from mlds.format.schema import validate_metadata
+
+    old = read_metadata(target, store=store)
+    new = updated(old, changes or {}, assignments, unset)
+    changed = sorted({k for k in set(old) | set(new) if old.get(k) != new.get(k)})
+    validate_metadata(new, level="base", path=os.fspath(target))
+    if not changed:
+        return {"target": os.fspath(target), "changed": [], "unchanged": True}
+    if _is_file_target(target):
+        import mlds
+        from mlds.format.writer import create
+
+        with mlds.open(target) as ds, create(target, new) as w:
+            w.append(ds.iter_frames())
+        return {"target": os.fspath(target), "changed": changed, "unchanged": False}
+    from mlds import store as st
+    from mlds.store.versions import parse_ref
+
+    name, tag = parse_ref(os.fspath(target))
+    r = st.add(f"{name}@{tag}", name, message or f"metadata: {', '.join(changed)}", store=store, metadata=new)
+    return {"target": name, "changed": changed, "version": r["version"], "unchanged": bool(r.get("unchanged"))}

@@ -20,7 +20,7 @@ _COMMAND_MODULES = [
     "mlds.cli.convert_cmds",   # import, convert, export (one pipeline)
     "mlds.cli.store_cmds",     # init, add, log, tag, checkout, fsck, gc, ls, search, push, pull, clone, promote
     "mlds.cli.remote_cmds",    # remote add/list/remove/check/default
-    # "mlds.cli.meta_cmds",      # meta show/set
+    "mlds.cli.meta_cmds",      # meta show/set
     "mlds.cli.demo_cmds",      # demo
 ]
 
