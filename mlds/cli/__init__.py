@@ -36,7 +36,7 @@ def _click_modules() -> list:
     """The click exception modules in use: typer >= 0.27 bundles its own copy as ``typer._click``,
     older typer uses ``click``; a usage error may come from either."""
     mods = []
-    for name in ("typer._click.exceptions", "click.exceptions"):
+    for name in ("typer._click.exceptions", "typer.exceptions", "click.exceptions"):
         try:
             mods.append(importlib.import_module(name))
         except ImportError:
@@ -65,17 +65,22 @@ def run(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
         for mod in _click_modules():
-            if isinstance(exc, mod.UsageError):
+            if _is(exc, mod, "UsageError"):
                 _usage_error(exc)
                 return USAGE_EXIT
-            if isinstance(exc, mod.ClickException):  # e.g. BadParameter raised by a callback outside parsing
+            if _is(exc, mod, "ClickException"):  # e.g. BadParameter raised by a callback outside parsing
                 print_error(exc.format_message())
                 return exc.exit_code
-            if isinstance(exc, mod.Abort):
+            if _is(exc, mod, "Abort"):
                 err_console.print("aborted")
                 return 1
         raise
     return code if isinstance(code, int) else 0
+
+
+def _is(exc: BaseException, mod, name: str) -> bool:
+    cls = getattr(mod, name, None)  # typer._click has no Abort, for one
+    return isinstance(cls, type) and isinstance(exc, cls)
 
 
 def _usage_error(exc) -> None:
