@@ -44,5 +44,26 @@ def mlds(tmp_path):
     return call
 
 
+@pytest.fixture
+def mlds_many(tmp_path):
+    """``mlds_many([argv], [argv], ..., cwd=tmp_path) -> [Run]``: a scenario of commands in one subprocess."""
+    import json
+
+    driver = Path(__file__).with_name("_driver.py")
+
+    def call(*commands: list, cwd: Path | None = None, env: dict | None = None, timeout: float = 300) -> list[Run]:
+        full_env = dict(os.environ, COLUMNS="250", NO_COLOR="1", **(env or {}))
+        payload = json.dumps([[str(a) for a in argv] for argv in commands])
+        proc = subprocess.run([sys.executable, str(driver)], input=payload, cwd=cwd or tmp_path,
+                              capture_output=True, text=True, env=full_env, timeout=timeout)
+        assert proc.returncode == 0, proc.stderr
+        runs = []
+        for argv, r in zip(commands, json.loads(proc.stdout)):
+            runs.append(Run(subprocess.CompletedProcess(["mlds", "-", "-", *map(str, argv)], r["code"], r["out"], r["err"])))
+        return runs
+
+    return call
+
+
 def no_traceback(run: Run) -> bool:
     return "Traceback" not in run.err and "Traceback" not in run.out
