@@ -380,6 +380,9 @@ def _empty_reason(report: SourceReport) -> str:
     reason = getattr(report, "empty_reason", None)
     if reason:
         return str(reason)
+    if report.warnings:  # readers without empty_reason say it in their last warning
+        last = report.warnings[-1]
+        return last.split(": ", 1)[1] if last.startswith(report.path + ":") else last
     if report.dropped:
         what = ", ".join(f"{k}: {v}" for k, v in report.dropped.items())
         return f"every step was dropped ({what})"

@@ -135,7 +135,8 @@ def _summary_table(result) -> None:
         if rows >= MAX_ROWS:
             break
         notes = [f"[yellow]0 frames: {escape(s.empty_reason)}[/]"] if s.kept == 0 and s.empty_reason else []
-        notes += [escape(w.replace(s.path, shown(s.path))) for w in s.warnings[:3]]
+        notes += [escape(w.replace(s.path + ": ", "")) for w in s.warnings[:3]
+                  if not (s.empty_reason and s.empty_reason in w)]
         dropped = ", ".join(f"{k}: {v}" for k, v in s.dropped.items()) or "-"
         table.add_row(escape(shown(s.path)), s.format, str(s.kept), dropped, "; ".join(notes) or "-")
         rows += 1
