@@ -104,19 +104,14 @@ def add_cmd(
     source: str = typer.Argument(..., help="An mlds dataset file, NAME@TAG from the store, or any file mlds reads."),
     dataset: str = typer.Option(..., "-d", "--dataset", help="Dataset name in the store."),
     message: str = typer.Option("", "-m", "--message", help="What changed."),
-    append: bool = typer.Option(False, "--append", "-a", help="New version = the latest version's frames + SOURCE's (shards reused)."),
-    keep_duplicates: bool = typer.Option(False, "--keep-duplicates", help="Store frames identical to ones already there (default: skip and count them)."),
     shard_frames: Optional[int] = typer.Option(None, "--shard-frames", help="Maximum frames per shard."),
+    append: bool = typer.Option(False, "--append", "-a", help="New version = every frame of the latest version + SOURCE's (shards reused)."),
+    dedupe: bool = typer.Option(True, "--dedupe/--keep-duplicates", help="Skip frames already stored (same frame hash) and count them."),
 ) -> None:
     """Make a new version of DATASET from SOURCE (unchanged shards are reused); --append adds to the latest."""
     from mlds import store
 
-    kw = {}
-    if append:
-        kw["append"] = True
-    if keep_duplicates:
-        kw["dedupe"] = False
-    r = store.add(source, dataset, message, shard_max_frames=shard_frames, **kw)
+    r = store.add(source, dataset, message, append=append, dedupe=dedupe, shard_max_frames=shard_frames)
     dup = r.get("duplicates_skipped")
     if r["unchanged"]:
         console.print(f"{dataset}: nothing changed (still v{r['version']})"
@@ -126,7 +121,8 @@ def add_cmd(
     console.print(f"{dataset}@v{r['version']} {r['manifest'][:12]}: "
                   + (f"{added} frame(s) added, " if added is not None else "")
                   + (f"{dup} duplicate(s) skipped, " if dup else "")
-                  + f"{r['new_shards']} new shard(s) ({_size(r['new_bytes'])}), {r['reused_shards']} reused", highlight=False)
+                  + f"{r['new_shards']} new shard(s) ({_size(r['new_bytes'])}), {r['reused_shards']} reused",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("log")

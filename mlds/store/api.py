@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from mlds.errors import StoreError
 from mlds.store import catalog as _catalog
@@ -98,8 +98,40 @@ def init(path: "str | os.PathLike | None" = None, *, personal: bool = False, tie
 
 
 def add(source: "str | os.PathLike", dataset: str, message: str = "", *, store: Store | None = None,
-        **kw: Any) -> dict[str, Any]:
-    return _v.add(source, dataset, message=message, store=store or local_store(), **kw)
+        append: bool = False, dedupe: bool = True, metadata: dict[str, Any] | None = None,
+        author: str | None = None, **kw: Any) -> dict[str, Any]:
+    """New version of ``dataset`` from ``source`` (see :func:`mlds.store.versions.add`).
+
+    ``append=True`` keeps every frame of ``latest`` and adds the source's;
+    ``dedupe=True`` skips frames already stored (counted in ``duplicates_skipped``).
+    """
+    return _v.add(source, dataset, message=message, store=store or local_store(), append=append, dedupe=dedupe,
+                  metadata=metadata, author=author, **kw)
+
+
+def add_files(name: str, files: "Mapping[str, str | os.PathLike]", *, kind: str, metadata: dict[str, Any],
+              summary: dict[str, Any], message: str = "", store: Store | None = None,
+              author: str | None = None) -> dict[str, Any]:
+    """New version of a file-set object (e.g. ``kind="potential"``): ``files`` maps paths in the object to local files."""
+    from mlds.store import files as _files
+
+    return _files.add_files(name, files, kind=kind, metadata=metadata, summary=summary, message=message,
+                            store=store or local_store(), author=author)
+
+
+def checkout_files(ref: str, outdir: "str | os.PathLike", *, store: Store | None = None,
+                   force: bool = False) -> list[Path]:
+    """Write the files of a file-set version into ``outdir`` (verified); returns their paths."""
+    from mlds.store import files as _files
+
+    return _files.checkout_files(ref, outdir, store=store or local_store(create=False), force=force)
+
+
+def manifest(ref: str, store: Store | None = None) -> dict[str, Any]:
+    """The (verified) manifest of ``NAME[@TAG]``, with ``kind`` filled in."""
+    st = store or local_store(create=False)
+    _, _, h, m = _version(st, ref)
+    return {"kind": mf.kind(m), **m}
 
 
 def log(ref: str, store: Store | None = None) -> list[dict[str, Any]]:
@@ -143,7 +175,8 @@ def ls(remote: "str | Store | None" = None) -> list[dict[str, Any]]:
             entry = cat.get(name) or {}
             if entry.get("refs") != refs:
                 entry = _catalog.entry_for(st, name, refs) or {}
-            out.append({"dataset": name, "refs": refs, **{k: v for k, v in entry.items() if k != "refs"}})
+            out.append({"dataset": name, "kind": "dataset", "refs": refs,
+                        **{k: v for k, v in entry.items() if k != "refs"}})
         return out
 
 
@@ -159,8 +192,8 @@ def search(query: str, remotes: "list[str | Store] | None" = None) -> list[dict[
         for name, entry in sorted(cat.get("datasets", {}).items()):
             if entry.get("broken"):
                 continue
-            if _query.matches(flt, {"name": name, **entry}):
-                hits.append({"remote": st.name, "dataset": name, **entry})
+            if _query.matches(flt, {"name": name, "kind": "dataset", **entry}):
+                hits.append({"remote": st.name, "dataset": name, "kind": "dataset", **entry})
     return hits
 
 
@@ -232,7 +265,7 @@ def check_promotion(ref: str, remote: "str | Store", store: Store | None = None)
     name, _, h, m = _version(local, ref)
     with _errors(dst):
         tier = _effective_tier(dst)
-        problems = missing_fields(m["metadata"], tier)
+        problems = missing_fields(m["metadata"], tier, mf.kind(m))
         if tier == "public":
             groups = _group_stores(dst)
             if not groups:
@@ -251,5 +284,5 @@ def promote(ref: str, remote: "str | Store", *, store: Store | None = None, work
     name, tg, _, m = _version(local, ref)
     with _errors(dst):
         tier = _effective_tier(dst)
-        check_metadata(m["metadata"], tier, ref, dst.name)
+        check_metadata(m["metadata"], tier, ref, dst.name, mf.kind(m))
         return push(name, dst, tg, store=local, workers=workers, progress=progress, group_remotes=group_remotes)

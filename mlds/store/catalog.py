@@ -30,13 +30,14 @@ def entry_for(store: Store, dataset: str, refs: dict[str, str] | None = None) ->
     s = m["summary"]
     versions = sorted(int(t[1:]) for t in refs if t[:1] == "v" and t[1:].isdigit())
     return {
+        "kind": mf.kind(m),
         "refs": dict(sorted(refs.items())),
         "latest": latest,
         "version": m["version"],
         "versions": versions,
         "updated": m["created"],
         "author": m["author"],
-        "description": (m["metadata"].get("description") or "")[:300],
+        "description": str(m["metadata"].get("description") or "")[:300],
         "license": m["metadata"].get("license"),
         "elements": list(s.get("elements", [])),
         "nelements": int(s.get("nelements", len(s.get("elements", [])))),

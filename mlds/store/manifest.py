@@ -1,5 +1,10 @@
 """Version manifests: canonical JSON, schema validation, and safety checks.
 
+A manifest describes one version of a named object of some kind
+(:mod:`mlds.store.kinds`): a dataset lists its ``shards``, a potential its
+``files``.  :func:`objects` is the one place that says which objects a manifest
+references; push, pull, fsck, gc and the catalog all go through it.
+
 A manifest's identity is the sha256 of its canonical bytes (sorted keys, compact
 separators, UTF-8, trailing newline), so the same version always has the same key.
 Everything read from a store is checked before use: the bytes must hash to the
@@ -47,7 +52,7 @@ def validate(manifest: Any, key: str = "?") -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise IntegrityError(f"manifest {key} is not a JSON object")
     # explicit key checks first, for a precise message
-    for i, shard in enumerate(manifest.get("shards") or []):
+    for i, shard in enumerate(manifest.get("shards") if isinstance(manifest.get("shards"), list) else []):
         if isinstance(shard, dict):
             h = shard.get("sha256")
             if not isinstance(h, str) or not HEX64.match(h):
@@ -55,6 +60,22 @@ def validate(manifest: Any, key: str = "?") -> dict[str, Any]:
     for p in manifest.get("parents") or []:
         if not isinstance(p, str) or not HEX64.match(p):
             raise IntegrityError(f"manifest {key}: parent {p!r} is not a sha256 digest (it could escape the store)")
+    files = manifest.get("files")
+    if isinstance(files, list):
+        seen: set[str] = set()
+        for i, f in enumerate(files):
+            if not isinstance(f, dict):
+                continue
+            h = f.get("sha256")
+            if not isinstance(h, str) or not HEX64.match(h):
+                raise IntegrityError(f"manifest {key}: file {i} key {h!r} is not a sha256 digest (it could escape the store)")
+            path = f.get("path")
+            why = unsafe_path(path)
+            if why:
+                raise IntegrityError(f"manifest {key}: file {i} path {path!r} {why}")
+            if path in seen:
+                raise IntegrityError(f"manifest {key}: file path {path!r} is listed twice")
+            seen.add(path)
     errors = sorted(_validator("manifest-v1.schema.json").iter_errors(manifest), key=lambda e: list(e.path))
     if errors:
         e = errors[0]
@@ -89,9 +110,34 @@ def put(store: Store, manifest: dict[str, Any]) -> str:
     return store.put_bytes(encode(manifest))
 
 
+def unsafe_path(path: Any) -> str | None:
+    """Why ``path`` cannot name a file of a potential (None when it is a safe relative path)."""
+    if not isinstance(path, str) or not path:
+        return "is not a non-empty string"
+    if path.startswith("/") or "\\" in path or "\0" in path or (len(path) > 1 and path[1] == ":"):
+        return "is not a relative '/'-separated path (it could escape the output folder)"
+    if any(p in ("", ".", "..") for p in path.split("/")):
+        return "has an empty, '.' or '..' part (it could escape the output folder)"
+    return None
+
+
+def kind(manifest: dict[str, Any]) -> str:
+    """``dataset`` or ``potential`` (absent means dataset)."""
+    return manifest.get("kind") or "dataset"
+
+
+def objects(manifest: dict[str, Any]) -> list[tuple[str, int]]:
+    """(sha256, size) of every object the manifest references (shards or files), in order.
+
+    The one answer to "what does this version consist of" -- push, pull,
+    fsck, gc and the catalog use it for every kind.
+    """
+    return [(o["sha256"], int(o["size"])) for o in manifest.get("shards") or manifest.get("files") or []]
+
+
 def shard_hashes(manifest: dict[str, Any]) -> list[str]:
-    return [s["sha256"] for s in manifest["shards"]]
+    return [h for h, _ in objects(manifest)]
 
 
 def total_size(manifest: dict[str, Any]) -> int:
-    return sum(int(s["size"]) for s in manifest["shards"])
+    return sum(size for _, size in objects(manifest))

@@ -12,6 +12,11 @@ public
     derived manifest; only versions already tagged in a group-tier remote are
     accepted; the store is meant to be served read-only without credentials
     (e.g. over the HTTP mirror).
+
+Per kind (:mod:`mlds.store.kinds`): the rules above are for datasets.  A
+potential's metadata must satisfy its kind's schema from the group tier on
+(any object is a personal draft); the public tier adds the same license,
+authors and description a public dataset needs.
 """
 
 from __future__ import annotations
@@ -33,17 +38,38 @@ def stricter(a: str | None, b: str | None) -> str:
     return a if RANK.get(a, 0) >= RANK.get(b, 0) else b
 
 
-def missing_fields(metadata: dict[str, Any], tier: str) -> list[str]:
-    """Every problem keeping ``metadata`` from ``tier``, one line each (empty = fine)."""
+def missing_fields(metadata: dict[str, Any], tier: str, kind: str = "dataset") -> list[str]:
+    """Every problem keeping ``metadata`` of a ``kind`` object from ``tier``, one line each (empty = fine)."""
     if tier == "personal":
         return []
-    from mlds.format.schema import missing_for_level
+    if kind == "dataset":
+        from mlds.format.schema import missing_for_level
 
-    return list(missing_for_level(metadata, tier))
+        return list(missing_for_level(metadata, tier))
+    from mlds.store import kinds
+
+    out = kinds.missing_for_level(kind, metadata, tier)
+    if tier == "public" and isinstance(metadata, dict):
+        out += _public_fields(metadata)
+    return out
 
 
-def check_metadata(metadata: dict[str, Any], tier: str, what: str, remote: str) -> None:
-    missing = missing_fields(metadata, tier)
+def _public_fields(metadata: dict[str, Any]) -> list[str]:
+    out = []
+    lic = metadata.get("license")
+    if not isinstance(lic, str) or not lic.strip() or lic.strip().upper() in ("NONE", "NOASSERTION"):
+        out.append("metadata.license: required (an SPDX license identifier, e.g. \"CC-BY-4.0\")")
+    authors = metadata.get("authors")
+    if not isinstance(authors, list) or not authors:
+        out.append("metadata.authors: required (at least one author)")
+    desc = metadata.get("description")
+    if not isinstance(desc, str) or not desc.strip():
+        out.append("metadata.description: required (some text)")
+    return out
+
+
+def check_metadata(metadata: dict[str, Any], tier: str, what: str, remote: str, kind: str = "dataset") -> None:
+    missing = missing_fields(metadata, tier, kind)
     if missing:
         from mlds.meta import with_hints  # each line names the command that fixes it
 

@@ -12,8 +12,8 @@ Grammar (keywords are case-insensitive, strings use double quotes)::
 Fields: ``elements`` (list; HAS ALL/ANY/ONLY), ``formulas`` (list), ``nelements``,
 ``nframes``, ``natoms``, ``size``, ``version``, ``energy_per_atom_min``/``_max``
 (numbers), ``code``/``codes`` and ``functional``/``functionals`` (lists; ``=``
-matches any entry, case-insensitively), ``name``, ``license``, ``author``
-(strings).  ``HAS "X"`` alone means ``HAS ALL "X"``.
+matches any entry, case-insensitively), ``name``, ``license``, ``author``,
+``kind`` (``"dataset"`` or ``"potential"``) (strings).  ``HAS "X"`` alone means ``HAS ALL "X"``.
 
 Examples: ``elements HAS ALL "Si","O" AND nelements<=3``,
 ``(code="VASP" OR code="QE") AND NOT functional="LDA"``.
@@ -35,7 +35,7 @@ class QueryError(MldsError):
 NUMERIC = {"nelements", "nframes", "natoms", "size", "version", "energy_per_atom_min", "energy_per_atom_max"}
 LISTS = {"elements": "elements", "formulas": "formulas", "formula": "formulas", "codes": "codes", "code": "codes",
          "functionals": "functionals", "functional": "functionals"}
-STRINGS = {"name", "license", "author"}
+STRINGS = {"name", "license", "author", "kind"}
 CASE_INSENSITIVE = {"codes", "functionals"}
 KEYWORDS = {"AND", "OR", "NOT", "HAS", "ALL", "ANY", "ONLY"}
 OPS = ("<=", ">=", "!=", "=", "<", ">")

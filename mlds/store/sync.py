@@ -262,7 +262,7 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
 
     send_chain = chain
     if RANK[eff_tier] >= RANK["group"]:
-        check_metadata(tip["metadata"], eff_tier, f"{dataset}@{tag or 'latest'}", remote.name)
+        check_metadata(tip["metadata"], eff_tier, f"{dataset}@{tag or 'latest'}", remote.name, kind=mf.kind(tip))
     if eff_tier == "public":
         _require_group_presence(dataset, h, group_stores or [], remote.name)
         derived = copy.deepcopy(tip)
@@ -294,7 +294,7 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
                                 f"{_short(_base(send_chain))} to {_short(cur)} since you pulled; pull, then push again")
         if t != "latest":
             check_tag_move(remote, dataset, t, cur, h)  # group/public: named tags are immutable; fail before sending
-    shards = [(s["sha256"], int(s["size"])) for s in send_chain[-1][2]["shards"]]
+    shards = mf.objects(send_chain[-1][2])
     stats = transfer(local, remote, shards, workers=workers, progress=progress,
                      description=f"push {dataset} -> {remote.name}")
     for mh, data, _ in send_chain:  # ancestors first, the tip last
@@ -367,8 +367,8 @@ def pull(remote: Store, local: Store, dataset: str, tag: str | None = None, *, f
     shards: dict[str, int] = {}
     for mh, _, m in chain:
         if mh in tip_set:
-            for s in m["shards"]:
-                shards[s["sha256"]] = int(s["size"])
+            for o, size in mf.objects(m):
+                shards[o] = size
     # decide the ref updates before moving bytes, so a conflict costs nothing
     local_old = {t: local.read_ref(dataset, t) for t in tags}
     updates: dict[str, str] = {}

@@ -21,6 +21,7 @@ Appending
 from __future__ import annotations
 
 import contextlib
+import copy
 import getpass
 import hashlib
 import os
@@ -190,30 +191,65 @@ def default_author() -> str:
 
 
 # ----------------------------------------------------------------- add
-def add(source: str | os.PathLike, dataset: str, *, message: str = "", store: Store,
-        metadata: dict[str, Any] | None = None, author: str | None = None,
+def add(source: str | os.PathLike, dataset: str, *, message: str = "", store: Store, append: bool = False,
+        dedupe: bool = True, metadata: dict[str, Any] | None = None, author: str | None = None,
         shard_max_frames: int | None = None, shard_max_bytes: int | None = None) -> dict[str, Any]:
     """Make a new version of ``dataset`` from ``source``; returns a report dict.
 
+    ``append=False``: the new version holds exactly the frames of ``source``
+    (shards of the previous version whose frames are a prefix of it are reused).
+    ``append=True``: it holds every frame of ``latest`` followed by those of
+    ``source``; the previous shards are reused byte for byte and the source's
+    ``calculations``/``sources`` tables are appended to the manifest's (identical
+    calculation settings share one entry), per-frame indices remapped.
+    ``dedupe=True``: frames whose frame hash (spec §16) occurs in the previous
+    version (when appending) or earlier in the source are not stored; they are
+    counted in the report and in their source's provenance
+    (``frames_dropped["duplicate"]``).
+
     Report keys: ``manifest``, ``version``, ``reused_shards``, ``new_shards``,
-    ``new_bytes``, ``unchanged`` (True when the content equals the latest version).
+    ``new_bytes``, ``n_frames_added`` (frames written to new shards),
+    ``duplicates_skipped``, ``unchanged`` (True when no new version was made).
     """
-    from mlds.format.writer import create
+    from mlds.store import dedupe as dd
 
     check_name(dataset)
     max_frames = int(shard_max_frames or store.policy("shard_max_frames"))
     max_bytes = int(shard_max_bytes or store.policy("shard_max_bytes"))
     prev_hash = store.read_ref(dataset, "latest")
     prev = mf.load(store, prev_hash) if prev_hash else None
+    if prev is not None and mf.kind(prev) != "dataset":
+        raise StoreError(f"{store.name}: {dataset} is a {mf.kind(prev)}, not a dataset; choose another name")
+    appending = append and prev is not None
 
-    with _open_input(source, store) as ds:
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(_open_input(source, store))
+        tmpdir = Path(tempfile.mkdtemp(prefix="add-", dir=_staging_dir(store)))
+        stack.callback(shutil.rmtree, tmpdir, True)
+        src_meta = copy.deepcopy(dict(metadata if metadata is not None else src.metadata))
+        src_meta.pop("created_with", None)
+        sel = dd.select(src, dedupe=dedupe, known=dd.version_digests(store, prev) if appending and dedupe else None)
+        dd.note_in_provenance(src_meta, sel)
+        if appending and len(sel.keep) == 0:
+            return {"manifest": prev_hash, "version": prev["version"], "reused_shards": len(prev["shards"]),
+                    "new_shards": 0, "new_bytes": 0, "n_frames_added": 0, "duplicates_skipped": sel.skipped,
+                    "unchanged": True}
+        if appending:
+            meta, calc_map, src_offset = _append_tables(prev["metadata"], src_meta)
+        else:
+            meta, calc_map, src_offset = src_meta, None, 0
+            meta.setdefault("name", dataset)
+        ds = src
+        remapped = calc_map is not None and (calc_map != list(range(len(calc_map))) or src_offset > 0)
+        if not sel.everything or remapped:
+            ds = stack.enter_context(_select_frames(src, sel.keep, calc_map, src_offset, tmpdir / "selected.h5", meta))
         n = len(ds)
-        meta = dict(metadata if metadata is not None else ds.metadata)
-        meta.setdefault("name", dataset)
-        meta.pop("created_with", None)
+
         shards: list[dict[str, Any]] = []
         pos = 0
-        if prev is not None:
+        if appending:
+            shards = [dict(s) for s in prev["shards"]]
+        elif prev is not None:
             for s in prev["shards"]:
                 end = pos + int(s["n_frames"])
                 if end > n or not store.has_object(s["sha256"], int(s["size"])):
@@ -223,53 +259,142 @@ def add(source: str | os.PathLike, dataset: str, *, message: str = "", store: St
                 shards.append(dict(s))
                 pos = end
         reused = len(shards)
-        new_bytes = 0
-        # shards carry no provenance or settings tables (they may hold local paths the public tier must not
-        # publish); the frames' calculation/source indices refer to the manifest's metadata
-        shard_meta = {"name": dataset, "created_with": "mlds store shard"}
-        if "units" in meta:
-            shard_meta["units"] = meta["units"]
-        tmpdir = tempfile.mkdtemp(prefix="shard-", dir=_staging_dir(store))
-        try:
-            for k, (a, b) in enumerate(_shard_ranges(ds, pos, n, max_frames, max_bytes)):
-                path = Path(tmpdir) / f"{k}.h5"
-                n_at = int(ds.array("n_atoms", a, b).sum())
-                with create(path, dict(shard_meta), validate=False, chunk_frames=max(1, min(16384, b - a)),
-                            chunk_atoms=max(1, min(65536, n_at))) as w:
-                    w.append(ds.iter_frames(a, b))
-                    n_atoms = w.n_atoms
-                size = path.stat().st_size
-                h = store.adopt_file(path)
-                new_bytes += size
-                shards.append({"sha256": h, "size": size, "n_frames": b - a, "n_atoms": int(n_atoms),
-                               "container": "hdf5", "content_sha256": content_digest(ds, a, b)})
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
-        summary = _summary(ds, shards)
+        new = _write_shards(store, ds, pos, n, dataset, meta, tmpdir, max_frames, max_bytes)
+        for s, (a, b) in new:
+            if sel.digests:
+                dd.remember(store, s["sha256"], sel.digests[a:b])
+        shards += [s for s, _ in new]
+        new_bytes = sum(int(s["size"]) for s, _ in new)
+        summary = _merge_summary(prev["summary"], _summary(ds, meta, [s for s, _ in new]), meta, shards) \
+            if appending else _summary(ds, meta, shards)
 
+    report = {"reused_shards": reused, "new_shards": len(shards) - reused, "new_bytes": new_bytes,
+              "n_frames_added": n - pos, "duplicates_skipped": sel.skipped}
     if prev is not None and [s["sha256"] for s in prev["shards"]] == [s["sha256"] for s in shards] \
             and prev["metadata"] == meta:
-        return {"manifest": prev_hash, "version": prev["version"], "reused_shards": reused,
-                "new_shards": 0, "new_bytes": 0, "unchanged": True}
+        return {"manifest": prev_hash, "version": prev["version"], **report, "new_shards": 0, "new_bytes": 0,
+                "n_frames_added": 0, "unchanged": True}
+    h, version = _commit_new_version(store, dataset, prev_hash, prev, {
+        "metadata": meta, "shards": shards, "summary": summary}, author=author, message=message)
+    return {"manifest": h, "version": version, **report, "unchanged": False}
+
+
+def _commit_new_version(store: Store, name: str, prev_hash: str | None, prev: dict[str, Any] | None,
+                        body: dict[str, Any], *, author: str | None, message: str,
+                        kind: str | None = None) -> tuple[str, int]:
+    """Write the manifest of the next version of ``name`` and move ``vN`` + ``latest`` to it."""
     version = (prev["version"] + 1) if prev else 1
-    while store.read_ref(dataset, VERSION_TAG.format(version)) is not None:
+    while store.read_ref(name, VERSION_TAG.format(version)) is not None:
         version += 1
-    manifest = {
-        "mlds_manifest": 1,
-        "dataset": dataset,
+    manifest = {"mlds_manifest": 1}
+    if kind and kind != "dataset":
+        manifest["kind"] = kind
+    manifest.update({
+        "dataset": name,
         "version": version,
         "parents": [prev_hash] if prev_hash else [],
         "author": author or default_author(),
         "message": message,
         "created": utcnow(),
-        "metadata": meta,
-        "shards": shards,
-        "summary": summary,
-    }
+        **body,
+    })
     h = mf.put(store, manifest)
-    commit_refs(store, dataset, h, manifest, tags=[VERSION_TAG.format(version), "latest"], expect={"latest": prev_hash})
-    return {"manifest": h, "version": version, "reused_shards": reused, "new_shards": len(shards) - reused,
-            "new_bytes": new_bytes, "unchanged": False}
+    commit_refs(store, name, h, manifest, tags=[VERSION_TAG.format(version), "latest"], expect={"latest": prev_hash})
+    return h, version
+
+
+def _append_tables(prev_meta: dict[str, Any], src_meta: dict[str, Any]) -> tuple[dict[str, Any], list[int], int]:
+    """Previous metadata + the source's calculations/sources tables.
+
+    Returns (metadata, calc_map, source_offset): the source's calculation ``j``
+    is ``calc_map[j]`` in the result (identical settings share one entry), its
+    source ``s`` is ``source_offset + s``.  Other keys the previous metadata
+    lacks are taken from the source.
+    """
+    meta = copy.deepcopy(prev_meta)
+    calcs = meta.setdefault("calculations", [])
+    calc_map = []
+    for c in src_meta.get("calculations") or []:
+        if c in calcs:
+            calc_map.append(calcs.index(c))
+        else:
+            calcs.append(copy.deepcopy(c))
+            calc_map.append(len(calcs) - 1)
+    sources = meta.setdefault("sources", [])
+    offset = len(sources)
+    for s in src_meta.get("sources") or []:
+        s = copy.deepcopy(s)
+        c = s.get("calculation") if isinstance(s, dict) else None
+        if isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(calc_map):
+            s["calculation"] = calc_map[c]
+        sources.append(s)
+    for k, v in src_meta.items():
+        if k not in ("calculations", "sources", "name", "created_with") and k not in meta:
+            meta[k] = copy.deepcopy(v)
+    return meta, calc_map, offset
+
+
+def _runs(idx: np.ndarray) -> Iterator[tuple[int, int]]:
+    """Consecutive runs ``[a, b)`` of an ascending index array."""
+    if len(idx) == 0:
+        return
+    breaks = np.nonzero(np.diff(idx) != 1)[0]
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks + 1, [len(idx)]])
+    for s, e in zip(starts.tolist(), ends.tolist()):
+        yield int(idx[s]), int(idx[e - 1]) + 1
+
+
+@contextlib.contextmanager
+def _select_frames(src: Any, keep: np.ndarray, calc_map: list[int] | None, src_offset: int, path: Path,
+                   meta: dict[str, Any]) -> Iterator[Any]:
+    """A staging dataset of the kept frames of ``src``, provenance/settings indices remapped."""
+    from mlds.format.dataset import Dataset
+    from mlds.format.writer import create
+
+    def frames():
+        for a, b in _runs(keep):
+            for f in src.iter_frames(a, b):
+                if calc_map is not None:
+                    if 0 <= f.calculation < len(calc_map):
+                        f.calculation = calc_map[f.calculation]
+                    if f.source >= 0:
+                        f.source += src_offset
+                yield f
+
+    with create(path, dict(meta), validate=False) as w:
+        w.append(frames())
+    ds = Dataset(path)
+    try:
+        yield ds
+    finally:
+        ds.close()
+
+
+def _write_shards(store: Store, ds: Any, start: int, stop: int, dataset: str, meta: dict[str, Any], tmpdir: Path,
+                  max_frames: int, max_bytes: int) -> list[tuple[dict[str, Any], tuple[int, int]]]:
+    """Shards for frames ``start:stop`` of ``ds``, stored as objects: [(shard entry, (a, b))]."""
+    from mlds.format.writer import create
+
+    # shards carry no provenance or settings tables (they may hold local paths the public tier must not
+    # publish); the frames' calculation/source indices refer to the manifest's metadata
+    shard_meta = {"name": dataset, "created_with": "mlds store shard"}
+    if "units" in meta:
+        shard_meta["units"] = meta["units"]
+    out = []
+    for k, (a, b) in enumerate(_shard_ranges(ds, start, stop, max_frames, max_bytes)):
+        path = tmpdir / f"{k}.h5"
+        n_at = int(ds.array("n_atoms", a, b).sum())
+        with create(path, dict(shard_meta), validate=False, chunk_frames=max(1, min(16384, b - a)),
+                    chunk_atoms=max(1, min(65536, n_at))) as w:
+            w.append(ds.iter_frames(a, b))
+            n_atoms = w.n_atoms
+        size = path.stat().st_size
+        digest = content_digest(ds, a, b)
+        h = store.adopt_file(path)
+        out.append(({"sha256": h, "size": size, "n_frames": b - a, "n_atoms": int(n_atoms), "container": "hdf5",
+                     "content_sha256": digest}, (a, b)))
+    return out
 
 
 def _staging_dir(store: Store) -> str:
@@ -278,15 +403,39 @@ def _staging_dir(store: Store) -> str:
     return local_temp_dir(store)
 
 
-def _summary(ds: Any, shards: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(ds: Any, meta: dict[str, Any], shards: list[dict[str, Any]]) -> dict[str, Any]:
     full = ds.summary()
     out = {k: full.get(k) for k in SUMMARY_KEYS if k in full}
-    for k in ("elements", "formulas", "codes", "functionals"):
+    for k in ("elements", "formulas"):
         out[k] = list(out.get(k) or [])
+    calcs = [c for c in meta.get("calculations") or [] if isinstance(c, dict)]
+    out["codes"] = sorted({c["code"] for c in calcs if isinstance(c.get("code"), str)})
+    out["functionals"] = sorted({c["functional"] for c in calcs if isinstance(c.get("functional"), str)})
     out["size"] = sum(int(s["size"]) for s in shards)
     out["n_frames"] = int(out.get("n_frames") or 0)
     out["n_atoms"] = int(out.get("n_atoms") or 0)
     out["nelements"] = len(out["elements"])
+    return out
+
+
+def _merge_summary(prev: dict[str, Any], new: dict[str, Any], meta: dict[str, Any],
+                   shards: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summary of previous frames + appended frames, without reading the previous shards again."""
+    from mlds.format.summary import MAX_FORMULAS
+
+    out = dict(new)
+    out["n_frames"] = int(prev.get("n_frames", 0)) + int(new.get("n_frames", 0))
+    out["n_atoms"] = int(prev.get("n_atoms", 0)) + int(new.get("n_atoms", 0))
+    out["elements"] = sorted(set(prev.get("elements") or []) | set(new.get("elements") or []))
+    out["nelements"] = len(out["elements"])
+    out["formulas"] = sorted(set(prev.get("formulas") or []) | set(new.get("formulas") or []))[:MAX_FORMULAS]
+    for key, pick in (("energy_per_atom_min", min), ("energy_per_atom_max", max)):
+        vals = [v for v in (prev.get(key), new.get(key)) if v is not None]
+        out[key] = pick(vals) if vals else None
+    for key in ("has_forces", "has_stress"):
+        if key in prev or key in new:
+            out[key] = bool(prev.get(key)) or bool(new.get(key))
+    out["size"] = sum(int(s["size"]) for s in shards)
     return out
 
 
@@ -341,6 +490,9 @@ def open_ref(ref: str, store: Store | None = None, **options: Any):
     name, tag = parse_ref(ref)
     h = resolve(store, name, tag)
     m = mf.load(store, h)
+    if mf.kind(m) != "dataset":
+        raise StoreError(f"{store.name}: {name}@{tag} is a {mf.kind(m)}, not a dataset; "
+                         f"use checkout_files (mlds.store.checkout_files) to get its files")
     parts = []
     try:
         for s in m["shards"]:
@@ -382,9 +534,10 @@ def log(store: Store, dataset: str, tag: str = "latest") -> list[dict[str, Any]]
             out.append({"manifest": h, "missing": True, "tags": sorted(tags_by_hash.get(h, []))})
             break
         m = mf.load(store, h)
-        out.append({"manifest": h, "version": m["version"], "author": m["author"], "created": m["created"],
-                    "message": m["message"], "n_frames": m["summary"]["n_frames"], "size": mf.total_size(m),
-                    "shards": len(m["shards"]), "tags": sorted(tags_by_hash.get(h, []), key=_tag_order)})
+        out.append({"manifest": h, "kind": mf.kind(m), "version": m["version"], "author": m["author"],
+                    "created": m["created"], "message": m["message"], "n_frames": m["summary"].get("n_frames", 0),
+                    "size": mf.total_size(m), "shards": len(mf.objects(m)),
+                    "tags": sorted(tags_by_hash.get(h, []), key=_tag_order)})
         h = m["parents"][0] if m["parents"] else None
     return out
 
@@ -439,10 +592,10 @@ def reachable(store: Store) -> tuple[set[str], set[str], list[tuple[str, str]], 
         except (IntegrityError, StoreError) as err:
             problems.append((h, str(err)))
             continue
-        for s in m["shards"]:
-            shards.add(s["sha256"])
+        for o, _ in mf.objects(m):
+            shards.add(o)
             if is_tip:
-                tip_shards.add(s["sha256"])
+                tip_shards.add(o)
         if is_tip:
             tips_done.add(h)
         for p in m["parents"]:
