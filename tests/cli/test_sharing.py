@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import tomllib
 
@@ -40,8 +41,13 @@ def test_metadata_remotes_and_hints(mlds_many, tmp_path):
         ["export", "cu@v2", "-o", "from-store.xyz", "-q"],
         ["push", "cu", "-r", "dead"],
         ["meta", "set", "cu", "--description", "EMT demo cells"],
+        ["add", example_path("nial_emt.extxyz"), "-d", "cu", "--append"],
+        ["add", example_path("cu3au_emt.extxyz"), "-d", "cu", "--append"],
+        ["info", "cu"],
     )
-    setup, (again, swapped, refused, meta_set, shown, pushed, promoted, exported, dead, unchanged) = runs[:6], runs[6:]
+    setup = runs[:6]
+    again, swapped, refused, meta_set, shown, pushed, promoted, exported, dead, unchanged = runs[6:16]
+    appended, nothing_new, info = runs[16:]
     assert all(r.code == 0 for r in setup), setup
     # remote add writes the project config (inside a project), with the default remote
     config = tomllib.loads((tmp_path / ".mlds" / "config.toml").read_text())
@@ -58,3 +64,8 @@ def test_metadata_remotes_and_hints(mlds_many, tmp_path):
     assert dead.code == 2 and no_traceback(dead), dead
     assert "retrying" in dead.err and "not answering" in dead.err and "after 2 attempts" in dead.err, dead
     assert unchanged.code == 0 and "nothing changed" in unchanged.out, unchanged
+    # add --append: the latest frames + the new ones (shards reused); frames already stored are counted, not stored
+    assert appended.code == 0 and "cu@v3" in appended.out and "16 frame(s) added" in appended.out, appended
+    assert "1 reused" in appended.out
+    assert nothing_new.code == 0 and "nothing changed" in nothing_new.out and "24 duplicate" in nothing_new.out
+    assert info.code == 0 and re.search(r"frames\s+40 ", info.out) and re.search(r"duplicates\s+none", info.out), info
