@@ -74,9 +74,11 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False,
 
     Any exception leaves ``path`` untouched and removes the temporary, so a
     failed conversion never leaves a half-written output behind.  An existing
-    file at ``path`` is replaced; an existing non-empty folder is never removed
-    unless ``replace_dir`` accepts it (see :func:`move_into_place`) -- callers
-    that may overwrite decide that (``--force``) before writing.
+    file at ``path`` is replaced.  A folder output (``is_dir``) written where a
+    folder already exists is merged into it: the files written replace their
+    namesakes, the folder's other files stay.  A folder is never removed unless
+    ``replace_dir`` accepts it (see :func:`move_into_place`); callers that
+    must not overwrite decide that (``--force``) before writing.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +88,10 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False,
         if is_dir:
             tmp.mkdir()
         yield tmp
-        move_into_place(tmp, target, replace_dir=replace_dir)
+        if is_dir and target.is_dir() and not target.is_symlink() and not (replace_dir and replace_dir(target)):
+            for child in sorted(tmp.iterdir()):
+                move_into_place(child, target / child.name)
+        else:
+            move_into_place(tmp, target, replace_dir=replace_dir)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

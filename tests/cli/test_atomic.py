@@ -13,10 +13,10 @@ def test_atomic_path_and_dataset_writer_keep_a_users_folder(tmp_path):
     folder = tmp_path / "proj"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine\n")
-    with pytest.raises(OutputExistsError):
-        with atomic_path(folder, is_dir=True) as tmp:
-            (tmp / "generate.in").write_text("x\n")
-    with pytest.raises(OutputExistsError):
+    with atomic_path(folder, is_dir=True) as tmp:   # a folder output merges in: its own files only
+        (tmp / "generate.in").write_text("x\n")
+    assert sorted(p.name for p in folder.iterdir()) == ["generate.in", "notes.txt"]
+    with pytest.raises(OutputExistsError):           # a file output never replaces a folder
         with atomic_path(folder) as tmp:
             tmp.write_text("x\n")
     frame = mlds.Frame(numbers=[14], positions=[[0, 0, 0]], energy=-1.0)
