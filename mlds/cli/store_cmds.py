@@ -120,7 +120,7 @@ def add_cmd(
     added = r.get("n_frames_added")
     console.print(f"{dataset}@v{r['version']} {r['manifest'][:12]}: "
                   + (f"{added} frame(s) added, " if added is not None else "")
-                  + (f"{dup} duplicate(s) skipped, " if dup else "")
+                  + (f"{dup} duplicate frame(s) skipped, " if dup else "")
                   + f"{r['new_shards']} new shard(s) ({_size(r['new_bytes'])}), {r['reused_shards']} reused",
                   highlight=False, soft_wrap=True)
 
