@@ -396,9 +396,15 @@ class _DatasetSource:
         import mlds
 
         if inp.kind == "ref":
+            from mlds.errors import StoreError
             from mlds.store import open_ref
 
-            self.ds = open_ref(inp.target, store=store)
+            try:
+                self.ds = open_ref(inp.target, store=store)
+            except StoreError as err:
+                if "no dataset named" not in str(err):
+                    raise
+                raise FormatError(inp.target, "no such file, folder or store dataset") from None
         else:
             self.ds = mlds.open(inp.target)
         self.summary = SourceSummary(path=str(inp.target), format="mlds" if inp.kind == "dataset" else "store")
@@ -418,6 +424,9 @@ class _DatasetSource:
             self.ds.close()
         if self.total == 0:
             self.summary.empty_reason = "the dataset has no frames"
+
+    def skip(self) -> None:
+        self.ds.close()
 
     def _out_calc(self, c: int, tables: _Tables) -> int:
         if not 0 <= c < len(self._calcs):
@@ -534,7 +543,14 @@ def convert(
                 on_file(src.summary.path, i, len(sources), src.total)
             summary = src.summary
             extra: dict[str, int] = {}
-            for frame in src.frames(tables):
+            if selection.last is not None and index > selection.last and src.total is not None:
+                extra["not-selected"] = src.total  # a dataset wholly past the selection: not even opened for reading
+                index += src.total
+                src.skip()
+                frames: Iterable[Any] = ()
+            else:
+                frames = src.frames(tables)
+            for frame in frames:
                 k, index = index, index + 1
                 if (selection.last is not None and k > selection.last) or not selection.keeps(k, frame):
                     extra["not-selected"] = extra.get("not-selected", 0) + 1

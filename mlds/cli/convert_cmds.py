@@ -149,7 +149,8 @@ def _summary_table(result) -> None:
     if hidden > 0:
         table.add_row(f"… {hidden} more", "", "", "", "")
     console.print(table)
-    empty = result.empty_sources
+    # sources left empty by the selection or by duplicates are in the table; a warning is for ones that had nothing
+    empty = [s for s in result.empty_sources if not s.dropped.get("not-selected") and not s.duplicates]
     if empty and result.n_frames:
         print_error(f"{len(empty)} source(s) gave no frame (see the table)", label="warning")
 
