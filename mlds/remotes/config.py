@@ -325,6 +325,8 @@ def remove_remote(name: str, scope: str | None = None, cwd: Path | str | None = 
             del remotes[name]
             if not remotes:
                 del data["remotes"]
+            if data.get(DEFAULT_SECTION, {}).get(DEFAULT_KEY) == name:
+                del data[DEFAULT_SECTION][DEFAULT_KEY]  # no default pointing at a removed remote
             write_config(path, data)
             removed.append(sc)
     if not removed:
