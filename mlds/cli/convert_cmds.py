@@ -210,13 +210,15 @@ def convert_cmd(
 def export_cmd(
     inputs: Inputs, output: Output, to: To = None, force: Force = False,
     units: Units = None, length_unit: LengthUnit = None, energy_unit: EnergyUnit = None,
-    keep_duplicates: KeepDuplicates = False, test_fraction: TestFraction = None, seed: Seed = 0,
+    keep_unconverged: KeepUnconverged = False, keep_duplicates: KeepDuplicates = False,
+    test_fraction: TestFraction = None, seed: Seed = 0,
     frames: Frames = None, elements: Elements = None, from_fmt: From = None,
     name: Name = None, license: License = None, author: Author = None, description: Description = None,
     meta: MetaFile = None, quiet: Quiet = False,
 ) -> None:
     """Write datasets (files or store versions NAME@TAG) out as extxyz, n2p2, aenet or another mlds file."""
     run_pipeline(inputs, output, command="export", to=to, from_fmt=from_fmt, force=force, units=units,
-                 length_unit=length_unit, energy_unit=energy_unit, keep_duplicates=keep_duplicates,
+                 length_unit=length_unit, energy_unit=energy_unit, keep_unconverged=keep_unconverged,
+                 keep_duplicates=keep_duplicates,
                  test_fraction=test_fraction, seed=seed, frames=frames, elements=elements, name=name,
                  license=license, author=author, description=description, meta=meta, quiet=quiet)
