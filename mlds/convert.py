@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from mlds.errors import FormatError, MldsError
+from mlds.errors import MldsError, OptionError
 from mlds.io.registry import get_writer
 from mlds.pipeline.inputs import expand_inputs
 from mlds.pipeline.outputs import MLDS_SUFFIXES, check_output, commit, output_format
@@ -112,11 +112,11 @@ def convert(
     check_output(out, fmt, force=force)
     items, skipped = expand_inputs(inputs, from_fmt=from_fmt)
     if not items:
-        raise FormatError(None, "no input file with a recognised format" + (
+        raise OptionError("no input file with a recognised format" + (
             f" ({len(skipped)} file(s) skipped: {skipped[0][0]}: {skipped[0][1]}, ...)" if skipped else ""))
     user_meta = dict(metadata or {})
     if "sources" in user_meta:
-        raise FormatError(None, "metadata cannot set 'sources': the provenance is recorded while reading")
+        raise OptionError("metadata cannot set 'sources': the provenance is recorded while reading")
     selection = selection or Selection()
     tag = split_tagger(test_fraction, seed)
     ropts = dict(reader_options or {})
@@ -163,11 +163,16 @@ def convert(
                             tables.tallies[out_src].drop("duplicate")
                         continue
                     seen.add(h)
+                is_test = tag(frame) if tag is not None else False
+                if not selection.labels_match(frame):
+                    extra["not-selected"] = extra.get("not-selected", 0) + 1
+                    if isinstance(src, FileSource):
+                        tables.tallies[src.place(frame, tables)].drop("not-selected")
+                    continue
+                result.n_test += is_test
                 out_src = src.place(frame, tables)
                 if frame.calculation < 0:
                     frame.calculation = default_calc
-                if tag is not None and tag(frame):
-                    result.n_test += 1
                 if out_src >= 0:
                     tally = tables.tallies[out_src]
                     tally.kept += 1

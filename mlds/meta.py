@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from mlds.errors import FormatError
+from mlds.errors import FormatError, OptionError
 
 _AUTHOR = re.compile(r"^\s*(?P<name>[^<(]+?)\s*(?:<(?P<email>[^>]*)>)?\s*(?:\((?P<orcid>[^)]*)\))?\s*$")
 
@@ -23,7 +23,7 @@ def parse_author(text: str) -> dict[str, str]:
     """``"Jane Doe <jane@lab.org> (0000-0002-1825-0097)"`` -> an author object (email and ORCID optional)."""
     m = _AUTHOR.match(text or "")
     if not m or not m.group("name").strip():
-        raise FormatError(None, f"--author {text!r}: write 'Name', 'Name <email>' or 'Name <email> (ORCID)'")
+        raise OptionError(f"--author {text!r}: write 'Name', 'Name <email>' or 'Name <email> (ORCID)'")
     out = {"name": m.group("name").strip()}
     if m.group("email"):
         out["email"] = m.group("email").strip()
@@ -70,7 +70,7 @@ def parse_assignment(text: str) -> tuple[list[str | int], Any]:
     """``calculations.0.plane_wave_cutoff_eV=520`` -> (path, value); the value is JSON when it parses."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise FormatError(None, f"{text!r}: write KEY=VALUE, e.g. license=CC-BY-4.0 or calculations.0.functional=PBE")
+        raise OptionError(f"{text!r}: write KEY=VALUE, e.g. license=CC-BY-4.0 or calculations.0.functional=PBE")
     path: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
     if path[-1] in _TEXT_KEYS and not raw.lstrip().startswith(('"', "[", "{")):
         return path, raw  # code_version=6.4 stays the text "6.4"
@@ -89,18 +89,18 @@ _TEXT_KEYS = {"name", "description", "license", "code", "code_version", "functio
 def assign(meta: dict[str, Any], path: list[str | int], value: Any) -> None:
     """Set ``meta[path] = value``, creating objects and extending lists by one as needed."""
     if path and path[0] == "sources":
-        raise FormatError(None, "the provenance (sources) is recorded by mlds and cannot be edited")
+        raise OptionError("the provenance (sources) is recorded by mlds and cannot be edited")
     target: Any = meta
     for i, part in enumerate(path):
         last = i == len(path) - 1
         nxt: Any = {} if last or not isinstance(path[i + 1], int) else []
         if isinstance(part, int):
             if not isinstance(target, list):
-                raise FormatError(None, f"{'.'.join(map(str, path[:i]))} is not a list")
+                raise OptionError(f"{'.'.join(map(str, path[:i]))} is not a list")
             if part == len(target):
                 target.append(nxt)
             elif part > len(target):
-                raise FormatError(None, f"{'.'.join(map(str, path[:i + 1]))}: index {part} is past the end "
+                raise OptionError(f"{'.'.join(map(str, path[:i + 1]))}: index {part} is past the end "
                                   f"(the list has {len(target)} entries)")
             if last:
                 target[part] = value
@@ -110,7 +110,7 @@ def assign(meta: dict[str, Any], path: list[str | int], value: Any) -> None:
                 target = target[part]
         else:
             if not isinstance(target, dict):
-                raise FormatError(None, f"{'.'.join(map(str, path[:i]))} is not an object")
+                raise OptionError(f"{'.'.join(map(str, path[:i]))} is not an object")
             if last:
                 target[part] = value
             else:
@@ -124,7 +124,7 @@ def updated(meta: dict[str, Any], changes: dict[str, Any], assignments: Iterable
     """A copy of ``meta`` with ``changes`` (top-level keys), ``KEY=VALUE`` assignments and removals applied."""
     out = copy.deepcopy(meta)
     if "sources" in changes:
-        raise FormatError(None, "the provenance (sources) is recorded by mlds and cannot be edited")
+        raise OptionError("the provenance (sources) is recorded by mlds and cannot be edited")
     out.update(copy.deepcopy(changes))
     for text in assignments:
         path, value = parse_assignment(text)
@@ -137,7 +137,7 @@ def updated(meta: dict[str, Any], changes: dict[str, Any], assignments: Iterable
                 parent = parent[part]
             del parent[path[-1]]
         except (KeyError, IndexError, TypeError):
-            raise FormatError(None, f"--unset {key}: no such key") from None
+            raise OptionError(f"--unset {key}: no such key") from None
     return out
 
 

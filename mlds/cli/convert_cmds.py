@@ -39,6 +39,8 @@ TestFraction = Annotated[Optional[float], typer.Option("--test-fraction", help="
 Seed = Annotated[int, typer.Option("--seed", help="Random seed for --test-fraction.")]
 Frames = Annotated[Optional[str], typer.Option("--frames", help="Keep only these frames, counted over all inputs from 0: e.g. 0:100,150,200:400:2.")]
 Elements = Annotated[Optional[str], typer.Option("--elements", help="Keep only frames made of these elements, e.g. Si,O.")]
+Label = Annotated[Optional[list[str]], typer.Option("--label", help="Keep only frames with this label, e.g. set=test or config_type=bulk "
+                                                               "(after --test-fraction tagging; repeatable).")]
 Name = Annotated[Optional[str], typer.Option("--name", help="Dataset name (metadata).")]
 License = Annotated[Optional[str], typer.Option("--license", help="SPDX license of the data, e.g. CC-BY-4.0.")]
 Author = Annotated[Optional[list[str]], typer.Option("--author", help="An author, 'Name <email> (ORCID)' (repeatable).")]
@@ -61,13 +63,14 @@ def unit_options(units: str | None, length_unit: str | None, energy_unit: str | 
     return out
 
 
-def run_pipeline(inputs: list[str], output: Path, *, command: str, to: str | None = None, from_fmt: str | None = None,
-                 force: bool = False, units: str | None = None, length_unit: str | None = None,
-                 energy_unit: str | None = None, keep_unconverged: bool = False, keep_duplicates: bool = False,
-                 test_fraction: float | None = None, seed: int = 0, frames: str | None = None,
-                 elements: str | None = None, name: str | None = None, license: str | None = None,
-                 author: list[str] | None = None, description: str | None = None, meta: Path | None = None,
-                 quiet: bool = False) -> None:
+def run_pipeline(*, inputs: list[str], output: Path, command: str, to: str | None = None,
+                 from_fmt: str | None = None, force: bool = False, units: str | None = None,
+                 length_unit: str | None = None, energy_unit: str | None = None, keep_unconverged: bool = False,
+                 keep_duplicates: bool = False, test_fraction: float | None = None, seed: int = 0,
+                 frames: str | None = None, elements: str | None = None, label: list[str] | None = None,
+                 name: str | None = None, license: str | None = None, author: list[str] | None = None,
+                 description: str | None = None, meta: Path | None = None, quiet: bool = False) -> None:
+    """The three commands' shared body: parse the options, run :func:`mlds.convert.convert`, print the summary."""
     from mlds import meta as meta_mod
     from mlds.convert import EmptyOutputError, Selection, convert, output_format
     from mlds.errors import FormatError
@@ -82,7 +85,7 @@ def run_pipeline(inputs: list[str], output: Path, *, command: str, to: str | Non
     if keep_unconverged:
         ropts["keep_unconverged"] = True
     wopts = unit_options(units, length_unit, energy_unit) if fmt == "n2p2" else {}
-    selection = Selection(frames=frames, elements=elements.split(",") if elements else None)
+    selection = Selection(frames=frames, elements=elements.split(",") if elements else None, labels=label)
 
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[frames]} frames"),
@@ -180,13 +183,10 @@ def import_cmd(
     meta: MetaFile = None, units: Units = None, length_unit: LengthUnit = None, energy_unit: EnergyUnit = None,
     keep_unconverged: KeepUnconverged = False, keep_duplicates: KeepDuplicates = False,
     test_fraction: TestFraction = None, seed: Seed = 0, frames: Frames = None, elements: Elements = None,
-    quiet: Quiet = False,
+    label: Label = None, quiet: Quiet = False,
 ) -> None:
     """Make an mlds dataset from DFT outputs, training files, other datasets or store versions."""
-    run_pipeline(inputs, output, command="import", from_fmt=from_fmt, force=force, name=name, license=license,
-                 author=author, description=description, meta=meta, units=units, length_unit=length_unit,
-                 energy_unit=energy_unit, keep_unconverged=keep_unconverged, keep_duplicates=keep_duplicates,
-                 test_fraction=test_fraction, seed=seed, frames=frames, elements=elements, quiet=quiet)
+    run_pipeline(command="import", **locals())
 
 
 @app.command("convert")
@@ -195,15 +195,11 @@ def convert_cmd(
     units: Units = None, length_unit: LengthUnit = None, energy_unit: EnergyUnit = None,
     keep_unconverged: KeepUnconverged = False, keep_duplicates: KeepDuplicates = False,
     test_fraction: TestFraction = None, seed: Seed = 0, frames: Frames = None, elements: Elements = None,
-    name: Name = None, license: License = None, author: Author = None, description: Description = None,
-    meta: MetaFile = None, quiet: Quiet = False,
+    label: Label = None, name: Name = None, license: License = None, author: Author = None,
+    description: Description = None, meta: MetaFile = None, quiet: Quiet = False,
 ) -> None:
     """Convert between formats: any input mlds reads to mlds, extxyz, n2p2 or aenet."""
-    run_pipeline(inputs, output, command="convert", to=to, from_fmt=from_fmt, force=force, units=units,
-                 length_unit=length_unit, energy_unit=energy_unit, keep_unconverged=keep_unconverged,
-                 keep_duplicates=keep_duplicates, test_fraction=test_fraction, seed=seed, frames=frames,
-                 elements=elements, name=name, license=license, author=author, description=description,
-                 meta=meta, quiet=quiet)
+    run_pipeline(command="convert", **locals())
 
 
 @app.command("export")
@@ -211,14 +207,9 @@ def export_cmd(
     inputs: Inputs, output: Output, to: To = None, force: Force = False,
     units: Units = None, length_unit: LengthUnit = None, energy_unit: EnergyUnit = None,
     keep_unconverged: KeepUnconverged = False, keep_duplicates: KeepDuplicates = False,
-    test_fraction: TestFraction = None, seed: Seed = 0,
-    frames: Frames = None, elements: Elements = None, from_fmt: From = None,
-    name: Name = None, license: License = None, author: Author = None, description: Description = None,
-    meta: MetaFile = None, quiet: Quiet = False,
+    test_fraction: TestFraction = None, seed: Seed = 0, frames: Frames = None, elements: Elements = None,
+    label: Label = None, from_fmt: From = None, name: Name = None, license: License = None, author: Author = None,
+    description: Description = None, meta: MetaFile = None, quiet: Quiet = False,
 ) -> None:
     """Write datasets (files or store versions NAME@TAG) out as extxyz, n2p2, aenet or another mlds file."""
-    run_pipeline(inputs, output, command="export", to=to, from_fmt=from_fmt, force=force, units=units,
-                 length_unit=length_unit, energy_unit=energy_unit, keep_unconverged=keep_unconverged,
-                 keep_duplicates=keep_duplicates,
-                 test_fraction=test_fraction, seed=seed, frames=frames, elements=elements, name=name,
-                 license=license, author=author, description=description, meta=meta, quiet=quiet)
+    run_pipeline(command="export", **locals())

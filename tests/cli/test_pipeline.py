@@ -101,6 +101,8 @@ def test_labels_merge_subset_and_split(mlds_many, tmp_path):
         ["export", "sub.h5", "-o", "input.data"],
         ["validate", "m.h5"],
         ["validate", "sub.h5"],
+        ["export", "m.h5", "-o", "train.xyz", "--test-fraction", "0.3", "--seed", "5", "--label", "set=train"],
+        ["export", "m.h5", "-o", "test.xyz", "--test-fraction", "0.3", "--seed", "5", "--label", "set=test"],
     )
     assert all(r.code == 0 for r in runs), runs
     with mlds.open(tmp_path / "m.h5") as m, mlds.open(tmp_path / "sub.h5") as sub:
@@ -121,3 +123,9 @@ def test_labels_merge_subset_and_split(mlds_many, tmp_path):
     blocks = (tmp_path / "input.data").read_text().split("begin")[1:]
     assert [b.split("\n", 1)[0].strip() for b in blocks] == [f"set={s}" for s in sets]
     assert len(ase.io.read(tmp_path / "some.xyz", ":")) == 4
+    # a train/test split as two files, one command each: the same seed tags the same frames
+    train, test = (ase.io.read(tmp_path / f"{name}.xyz", ":") for name in ("train", "test"))
+    assert len(train) + len(test) == 40 and len(test) > 0
+    assert {a.info["set"] for a in train} == {"train"} and {a.info["set"] for a in test} == {"test"}
+    key = lambda a: a.positions.tobytes()  # noqa: E731
+    assert not {key(a) for a in train} & {key(a) for a in test}
