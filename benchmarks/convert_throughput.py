@@ -137,8 +137,7 @@ def child(tool: str, kind: str, path: str, out: str) -> None:
         if os.path.exists(out):
             os.remove(out)
         t0 = time.perf_counter()
-        # the synthetic file repeats the same ionic steps: keep them all, or the frame-hash dedupe writes 10 frames
-        rc = run(["convert", path, "-o", out, "-q", "--keep-duplicates"])
+        rc = run(["convert", path, "-o", out, "-q"])
         dt = time.perf_counter() - t0
         if rc != 0:
             raise SystemExit(f"mlds convert exited {rc}")
