@@ -127,6 +127,12 @@ def convert(
     meta.update({k: v for k, v in user_meta.items() if k != "calculations"})
     tables = ProvenanceTables(user_meta.get("calculations") or [])
     default_calc = 0 if len(tables.calculations) == 1 else -1
+    if fmt == "mlds" and user_meta:  # a bad license or author fails now, not after reading every input
+        from mlds.format.schema import validate_metadata
+        from mlds.format.spec import default_units
+
+        validate_metadata({**meta, "calculations": tables.calculations, "units": default_units()}, level="base",
+                          path="metadata given")
     result.sources = [s.summary for s in sources]
 
     from mlds.format.framehash import frame_hash
@@ -197,8 +203,7 @@ def convert(
             result.n_frames = _write_mlds(staged, stream(), meta, tables, writer_options)
         else:
             writer = get_writer(fmt)(staged, **(writer_options or {}))
-            result.n_frames = writer.write(stream(), meta)
-            meta["calculations"], meta["sources"] = tables.calculations, tables.finish()
+            result.n_frames = writer.write(stream(), meta)  # the provenance tables have no place in these formats
         if result.n_frames == 0:
             raise EmptyOutputError(_empty_message(result), result)
         commit(stage, out, force=force)
