@@ -39,13 +39,19 @@ def run_demo(workdir: str | Path | None = None, say: Callable[[str], None] = pri
     from mlds.format.validate import validate_dataset
 
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="mlds-demo-"))
+    marker = work / ".mlds-demo"  # the folder is the demo's own: a rerun may replace what it wrote
+    if work.is_dir() and any(work.iterdir()) and not marker.exists():
+        from mlds.errors import OutputExistsError
+
+        raise OutputExistsError(f"{work} is not empty and not a demo folder; give a new or empty --workdir")
     work.mkdir(parents=True, exist_ok=True)
+    marker.touch()
     say(f"work folder: {work}")
     built = []
     for name in EXAMPLE_FILES:
         meta = dict(example_metadata(name), name=name.split(".")[0].replace("_", "-"))  # cu3au_emt -> cu3au-emt
         out = work / f"{meta['name']}.mlds.h5"
-        result = convert([example_path(name)], out, metadata=meta)
+        result = convert([example_path(name)], out, metadata=meta, force=True)
         say(f"import:   converted {name} -> {out.name}: {result.n_frames} frames")
         problems = validate_dataset(out)
         if problems:
