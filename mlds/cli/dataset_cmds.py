@@ -33,10 +33,15 @@ def info(
             from mlds.plot import plot_distributions
 
             plot_distributions(ds, plot)
+        from mlds.train.potential import potentials_of
+
+        potentials = potentials_of(target)  # trained on this store version (issue 9); [] for files
         if as_json:
-            console.print_json(json.dumps({"summary": s, "metadata": meta}, default=str))
+            console.print_json(json.dumps({"summary": s, "metadata": meta, "potentials": potentials}, default=str))
             return
         _print_summary(target, ds, s, meta)
+        if potentials:
+            console.print("potentials trained on it: " + ", ".join(potentials), highlight=False)
         if plot is not None:
             console.print(f"plot written to {plot}")
 

@@ -15,7 +15,11 @@ from mlds.store.store import Store
 
 from .conftest import add_remote, write_dataset
 
-META = {"code": "n2p2", "dataset": {"name": "sio", "manifest": "a" * 64}}
+META = {"code": "n2p2", "code_version": "2.3.0", "elements": ["O", "Si"], "cutoff_angstrom": 6.0,  # potential-v1
+        "units": {"system": "angstrom-ev", "length": "angstrom", "energy": "eV", "cflength": 1.0, "cfenergy": 1.0},
+        "dataset": {"name": "sio", "manifest": "a" * 64},
+        "metrics": {"energy_rmse_per_atom_eV": {"train": 0.001, "test": 0.002},
+                    "force_rmse_eV_per_angstrom": {"train": 0.05, "test": 0.06}}}
 SUMMARY = {"elements": ["O", "Si"], "nelements": 2, "codes": ["n2p2"]}
 
 
@@ -121,6 +125,7 @@ def test_potential_schema_is_looked_up_by_kind(local, tmp_path, monkeypatch):
         "$id": "https://mlds.dev/schema/potential-v1.schema.json",
         "type": "object", "required": ["code"]}))
     monkeypatch.setattr(fs, "_schema_dir", lambda: d)
+    fs._load.cache_clear()
     fs._registry.cache_clear()
     fs._validator_for_uri.cache_clear()
     try:
@@ -128,6 +133,7 @@ def test_potential_schema_is_looked_up_by_kind(local, tmp_path, monkeypatch):
             kinds.validate_metadata("potential", {"no": "code"})
         kinds.validate_metadata("potential", {"code": "n2p2"})
     finally:
+        fs._load.cache_clear()
         fs._registry.cache_clear()
         fs._validator_for_uri.cache_clear()
 
