@@ -121,7 +121,9 @@ def _print_summary(target: str, ds, s: dict, meta: dict) -> None:
     calcs = meta.get("calculations", [])
     if calcs:
         ct = Table(title="calculations", show_edge=False)
-        for col in ("#", "code", "version", "functional", "cutoff (eV)", "k-points", "smearing", "spin"):
+        from mlds.format.settings_key import settings_key
+
+        for col in ("#", "code", "version", "functional", "cutoff (eV)", "k-points", "smearing", "spin", "settings key"):
             ct.add_column(col)
         for i, c in enumerate(calcs):
             k = c.get("kpoints", {})
@@ -131,6 +133,7 @@ def _print_summary(target: str, ds, s: dict, meta: dict) -> None:
                 str(i), str(c.get("code", "-")), str(c.get("code_version", "-")), str(c.get("functional", "-")),
                 _fmt(c.get("plane_wave_cutoff_eV"), ".1f"), kp,
                 f"{sm.get('method', '-')} {sm.get('width_eV', '')}".strip(), str(c.get("spin_polarized", "-")),
+                settings_key(c),  # frames of different keys were computed with incompatible settings
             )
         console.print(ct)
     sources = meta.get("sources", [])
