@@ -22,6 +22,8 @@ _COMMAND_MODULES = [
     "mlds.cli.remote_cmds",    # remote add/list/remove/check/default
     "mlds.cli.meta_cmds",      # meta show/set
     "mlds.cli.demo_cmds",      # demo
+    "mlds.cli.machine_cmds",   # machine add/list/remove/check/template/url
+    "mlds.cli.jobs_cmds",      # jobs submit/ls/status/log/fetch/cancel/resubmit
     "mlds.cli.ingest_cmds",    # ingest (run trees -> new versions)
     "mlds.cli.train_cmds",     # train n2p2/resume/finish/status
     "mlds.cli.potential_cmds", # potential ls/show/search/get/evaluate

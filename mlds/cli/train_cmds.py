@@ -124,6 +124,9 @@ def train_n2p2(
     ranks: Optional[int] = typer.Option(None, "--ranks", help="MPI ranks for this machine (mpirun -np N)."),
     on: Optional[str] = typer.Option(None, "--on", help="Run on a configured machine (mlds machine add) instead of here."),
     detach: bool = typer.Option(False, "--detach", help="With --on: submit and return; finish later with mlds jobs."),
+    nodes: Optional[int] = typer.Option(None, "--nodes", help="With --on: nodes to ask the scheduler for."),
+    walltime: Optional[str] = typer.Option(None, "--walltime", help="With --on: walltime HH:MM:SS (default: the machine's)."),
+    resume: bool = typer.Option(False, "--resume", help="With --on: continue the last interrupted training of REF there."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Write the run folder and print the commands; run nothing."),
     register: bool = typer.Option(True, "--register/--no-register", help="Register the potential in the store."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --workdir."),
@@ -139,10 +142,22 @@ def train_n2p2(
 
     overrides = _settings(preset, cutoff, units)
     if on:
-        _train_on_machine(ref, on, name=name, register=register, ranks=ranks, dry_run=dry_run, detach=detach,
-                          quiet=quiet, settings=overrides, settings_file=settings_file, workdir=workdir, seed=seed,
-                          test_fraction=test_fraction, epochs=epochs, force=force)
+        from mlds.cli.jobs_cmds import train_on  # prepare -> mlds.compute job -> fetch -> finish (CONTRACTS §3)
+
+        pot = train_on(ref, on, ranks=ranks, nodes=nodes, walltime=walltime, detach=detach, resume=resume,
+                       dry_run=dry_run, name=name, register=register, on_line=CurveView(quiet=quiet),
+                       metadata=_extra_metadata(license_, author, description), print_run=_print_run,
+                       settings=overrides, settings_file=settings_file, workdir=workdir, seed=seed,
+                       test_fraction=test_fraction, epochs=epochs, force=force)
+        if pot is not None:
+            _print_potential(pot)
+            lines = pot.lammps()
+            console.print(f"LAMMPS:\n  {lines['units']}\n  {lines['pair_style']}\n  {lines['pair_coeff']}", highlight=False)
         return
+    if detach or resume or nodes or walltime:
+        from mlds.errors import MldsError
+
+        raise MldsError("--nodes, --walltime, --detach and --resume need --on MACHINE (a local run: 'mlds train resume RUN_DIR')")
     if dry_run:
         run = train.train(ref, settings=overrides, settings_file=settings_file, workdir=workdir, seed=seed,
                           test_fraction=test_fraction, epochs=epochs, dry_run=True, force=force)
@@ -179,31 +194,6 @@ def _print_run(run: Any) -> None:
     for c in run.commands:
         console.print(f"  {c}", highlight=False)
     console.print(f"  then: mlds train finish {run.path}", highlight=False)
-
-
-def _train_on_machine(ref: str, machine: str, *, name: Optional[str], register: bool, ranks: Optional[int],
-                      dry_run: bool, detach: bool, quiet: bool, **prepare_kw: Any) -> None:
-    """prepare -> mlds.compute submit -> wait -> fetch -> finish (CONTRACTS §3; the cluster helper's
-    :func:`mlds.compute.training.train_on_machine`)."""
-    from mlds import train
-
-    try:
-        from mlds.compute.training import train_on_machine
-    except ImportError:
-        from mlds.errors import MldsError
-
-        raise MldsError("--on needs mlds.compute (machines and jobs), which this mlds does not have yet") from None
-    if dry_run:
-        _print_run(train.prepare(ref, **prepare_kw))
-        return
-    with CurveView(quiet=quiet) as view:
-        res = train_on_machine(ref, machine, name=name, register=register, detach=detach,
-                               resources={"ranks": ranks} if ranks else None, on_line=view, **prepare_kw)
-    if detach or res.potential is None:
-        console.print(f"submitted job {res.job.id} to {machine}; follow it with 'mlds jobs status {res.job.id} "
-                      "--wait'", highlight=False)
-        return
-    _print_potential(res.potential)
 
 
 @train_app.command("resume")

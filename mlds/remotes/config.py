@@ -310,25 +310,13 @@ def remove_remote(name: str, scope: str | None = None, cwd: Path | str | None = 
 
     Returns the scopes it was removed from.
     """
-    scopes = SCOPES if scope is None else (scope,)
-    removed: list[str] = []
-    for sc in scopes:
-        _check_scope(sc)
-        path = user_config_path() if sc == "user" else project_config_path(cwd)
-        if path is None:
-            if scope == "project":
-                config_path("project", cwd)  # raises the "not in a project" error
-            continue
+    removed = remove_section_entry("remotes", name, scope=scope, cwd=cwd)
+    for sc in removed:  # no default pointing at a removed remote
+        path = config_path(sc, cwd)
         data = read_config(path)
-        remotes = data.get("remotes", {})
-        if isinstance(remotes, dict) and name in remotes:
-            del remotes[name]
-            if not remotes:
-                del data["remotes"]
-            if data.get(DEFAULT_SECTION, {}).get(DEFAULT_KEY) == name:
-                del data[DEFAULT_SECTION][DEFAULT_KEY]  # no default pointing at a removed remote
+        if data.get(DEFAULT_SECTION, {}).get(DEFAULT_KEY) == name:
+            del data[DEFAULT_SECTION][DEFAULT_KEY]
             write_config(path, data)
-            removed.append(sc)
     if not removed:
         known = ", ".join(r.name for r in list_remotes(cwd)) or "none configured"
         where = f"the {scope} config" if scope else "any config"
@@ -411,3 +399,73 @@ def parse_option_values(pairs: Iterable[str], remote: str = "") -> dict[str, Any
                 raise ConfigError(f"remote {remote!r}: option {key!r} conflicts with another option")
         target[leaf] = value
     return out
+
+
+# -- other sections (machines, ingest, ...) -----------------------------------
+# A small generic API so other parts of mlds keep their settings in these same
+# files (``[machines.NAME]``, ...) instead of a second config system.  The caller
+# validates its own entries; this layer only merges scopes and writes TOML.
+
+def section_entries(section: str, cwd: Path | str | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{name: (scope, table)}`` of ``[section.NAME]`` tables; a project entry
+    hides a user entry of the same name."""
+    merged: dict[str, tuple[str, dict[str, Any]]] = {}
+    for scope, path in (("user", user_config_path()), ("project", project_config_path(cwd))):
+        if path is None:
+            continue
+        table = read_config(path).get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: '{section}' must be a table")
+        for name, entry in table.items():
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{path}: [{section}.{name}] must be a table")
+            merged[name] = (scope, entry)
+    return merged
+
+
+def set_section_entry(
+    section: str,
+    name: str,
+    entry: dict[str, Any],
+    *,
+    scope: str = "user",
+    replace: bool = False,
+    cwd: Path | str | None = None,
+) -> Path:
+    """Write ``[section.NAME]`` into the ``scope`` config; returns the file."""
+    if not _NAME_RE.match(name or ""):
+        raise ConfigError(
+            f"invalid name {name!r}: use letters, digits, '.', '_' or '-' (max 64, starting with a letter or digit)"
+        )
+    path = config_path(scope, cwd)
+    data = read_config(path)
+    table = data.setdefault(section, {})
+    if name in table and not replace:
+        raise ConfigError(f"{section} entry {name!r} already exists in the {scope} config ({path}); use --force to replace it")
+    table[name] = entry
+    write_config(path, data)
+    return path
+
+
+def remove_section_entry(
+    section: str, name: str, *, scope: str | None = None, cwd: Path | str | None = None
+) -> list[str]:
+    """Remove ``[section.NAME]`` from ``scope`` (default: every scope defining
+    it); returns the scopes it was removed from (empty when it was nowhere)."""
+    removed: list[str] = []
+    for sc in SCOPES if scope is None else (scope,):
+        _check_scope(sc)
+        path = user_config_path() if sc == "user" else project_config_path(cwd)
+        if path is None:
+            if scope == "project":
+                config_path("project", cwd)  # raises the "not in a project" error
+            continue
+        data = read_config(path)
+        table = data.get(section, {})
+        if isinstance(table, dict) and name in table:
+            del table[name]
+            if not table:
+                del data[section]
+            write_config(path, data)
+            removed.append(sc)
+    return removed
