@@ -79,7 +79,7 @@ def remote_list() -> None:
         table.add_column(col, overflow="fold")
     default = cfg.default_remote()
     for r in remotes:
-        opts = ", ".join(f"{k}={v}" for k, v in sorted(r.options.items()))
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(r.display_options.items()))
         table.add_row(r.name + (" (default)" if r.name == default else ""), r.display_url, r.tier, r.scope, opts)
     console.print(table)
 

@@ -80,6 +80,12 @@ class Remote:
     def display_url(self) -> str:
         return redact_url(self.url)
 
+    @property
+    def display_options(self) -> dict[str, Any]:
+        """Options for display: user info in URL values replaced by ``***`` (a config written by hand
+        or by an older mlds may hold some; new ones are refused by :func:`check_options`)."""
+        return _redact_values(self.options)
+
 
 # -- locations ----------------------------------------------------------------
 
@@ -163,6 +169,28 @@ def is_secret_option(name: str) -> bool:
     return any(part in n for part in _SECRET_PARTS)
 
 
+_URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#@]*)@")
+
+
+def _credential_in_value(value: Any) -> bool:
+    """A URL with user info (``http://user:SECRET@host``, ``https://TOKEN@host``) anywhere in an option value."""
+    if isinstance(value, str):
+        return bool(_URL_USERINFO.match(value.strip()))
+    if isinstance(value, (list, tuple)):
+        return any(_credential_in_value(v) for v in value)
+    return False
+
+
+def _redact_values(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _redact_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_values(v) for v in value]
+    if isinstance(value, str) and _URL_USERINFO.match(value.strip()):
+        return _URL_USERINFO.sub(lambda m: m.group(0).replace(m.group(1), "***"), value.strip(), count=1)
+    return value
+
+
 def check_options(options: dict[str, Any], remote: str = "", _prefix: str = "") -> None:
     for key, value in options.items():
         if not isinstance(key, str) or not key:
@@ -171,6 +199,11 @@ def check_options(options: dict[str, Any], remote: str = "", _prefix: str = "") 
         if is_secret_option(key):
             raise ConfigError(
                 f"remote {remote!r}: refusing to store option {full!r}: it looks like a credential; {CREDENTIAL_HELP}"
+            )
+        if _credential_in_value(value):
+            raise ConfigError(
+                f"remote {remote!r}: refusing to store option {full!r}: its URL carries a user name or "
+                f"password (user info before '@'); {CREDENTIAL_HELP}"
             )
         if isinstance(value, dict):
             check_options(value, remote, f"{full}.")
@@ -202,6 +235,10 @@ def normalize_url(name: str, url: str, base: Path | None = None) -> str:
     parts = urlsplit(url)
     if parts.password is not None:
         raise ConfigError(f"remote {name!r}: refusing a password inside the URL; {CREDENTIAL_HELP}")
+    if scheme in ("rdm", "http", "https", "s3") and "@" in parts.netloc:
+        # no user names on these: what sits before '@' is a token or key pasted into the URL
+        raise ConfigError(f"remote {name!r}: refusing user info (a token?) inside the {scheme}:// URL; "
+                          f"{CREDENTIAL_HELP}")
     if not parts.netloc:
         raise ConfigError(f"remote {name!r}: URL {redact_url(url)!r} has no host/bucket/project part")
     try:

@@ -116,9 +116,159 @@ def _open_local(remote: Remote):
     return fs, fs._strip_protocol(str(root))
 
 
+class _S3Stream:
+    """File-like ``read`` over the body of one ``GetObject``, driven from a synchronous caller."""
+
+    def __init__(self, fs, path: str) -> None:
+        from fsspec.asyn import sync
+
+        self._sync, self._loop = sync, fs.loop
+        bucket, key, _ = fs.split_path(path)
+        resp = sync(fs.loop, fs._call_s3, "get_object", Bucket=bucket, Key=key)
+        self._body = resp["Body"]
+
+    def read(self, n: int = -1) -> bytes:
+        return self._sync(self._loop, self._body.read, n if n >= 0 else None)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._body.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_PARALLEL_GET_MIN = 64 * 1024 * 1024
+_RANGE_PART = 16 * 1024 * 1024
+_RANGE_CONCURRENCY = 8
+
+
+class _S3RangeReader:
+    """``read`` over concurrent ranged GETs of one object, in order, at most 8 x 16 MiB in memory.
+
+    Reads up to one byte past ``size`` (when the object has it), so a caller that stops at the
+    declared size still notices an object that is longer than declared.
+    """
+
+    def __init__(self, fs, path: str, size: int) -> None:
+        import asyncio
+        from collections import deque
+
+        self._fs, self._path, self._asyncio = fs, path, asyncio
+        actual = fs.mlds_size(path)
+        if actual is None:
+            raise FileNotFoundError(path)
+        self._end = min(actual, size + 1)
+        self._next = 0
+        self._parts: deque = deque()
+        self._cur = memoryview(b"")
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self._parts) < _RANGE_CONCURRENCY and self._next < self._end:
+            stop = min(self._end, self._next + _RANGE_PART)
+            coro = self._fs._cat_file(self._path, start=self._next, end=stop)
+            self._parts.append(self._asyncio.run_coroutine_threadsafe(coro, self._fs.loop))
+            self._next = stop
+
+    def read(self, n: int = -1) -> bytes:
+        if not len(self._cur):
+            if not self._parts:
+                return b""
+            self._cur = memoryview(self._parts.popleft().result())
+            self._fill()
+        n = len(self._cur) if n is None or n < 0 else n
+        out, self._cur = self._cur[:n], self._cur[n:]
+        return bytes(out)
+
+    def close(self) -> None:
+        for f in self._parts:
+            f.cancel()
+        self._parts.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@functools.cache
+def _s3_class():
+    import s3fs
+
+    class MldsS3FileSystem(s3fs.S3FileSystem):
+        """s3fs plus what the store needs on an object store: conditional replace for compare-and-swap
+        on refs, a size probe that is one HEAD (s3fs's ``info`` lists the prefix on a miss, to look for
+        a "directory"), and ``mlds_multipart``: the transfer engine drives multipart uploads itself, so
+        an object's hash is checked before the upload is completed."""
+
+        mlds_multipart = True
+        mlds_thread_safe = True  # one event loop serves every thread
+
+        async def _cat_file(self, path, version_id=None, start=None, end=None, **kwargs):
+            # a whole small object in one GET (s3fs asks for its size first, to split big reads)
+            if start is not None or end is not None or kwargs:
+                return await super()._cat_file(path, version_id=version_id, start=start, end=end, **kwargs)
+            data, _ = await self._mlds_get(path, version_id)
+            return data
+
+        async def _mlds_get(self, path: str, version_id=None) -> tuple[bytes, str | None]:
+            from s3fs.core import version_id_kw
+
+            bucket, key, vers = self.split_path(path)
+            resp = await self._call_s3("get_object", Bucket=bucket, Key=key, **version_id_kw(version_id or vers))
+            try:
+                return await resp["Body"].read(), resp.get("ETag")
+            finally:
+                resp["Body"].close()
+
+        def mlds_cat_etag(self, path: str) -> tuple[bytes, str | None]:
+            """Content and ETag of a small object, from one GET (``FileNotFoundError`` if absent)."""
+            from fsspec.asyn import sync
+
+            return sync(self.loop, self._mlds_get, path)
+
+        def mlds_open_stream(self, path: str, size: int | None = None):
+            """A sequential reader of an object: one streaming GET (s3fs's ``open`` issues a ranged GET per
+            block); for a large object whose ``size`` is known, ranged GETs run ahead concurrently and are
+            handed out in order (the caller hashes and writes them as they come)."""
+            if size is not None and size >= _PARALLEL_GET_MIN:
+                return _S3RangeReader(self, path, size)
+            return _S3Stream(self, path)
+
+        def mlds_size(self, path: str) -> int | None:
+            bucket, key, _ = self.split_path(path)
+            try:
+                out = self.call_s3("head_object", Bucket=bucket, Key=key)
+            except FileNotFoundError:
+                return None
+            return int(out["ContentLength"])
+
+        def mlds_put_if(self, path: str, data: bytes, etag: str | None) -> None:
+            """Write ``path`` only if its ETag is still ``etag`` (``If-Match``), or, with ``etag=None``,
+            only if it does not exist (``If-None-Match: *``); ``FileExistsError`` otherwise (412).
+            A server without conditional writes ignores the headers (see :mod:`mlds.store.locks`)."""
+            kw = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            try:
+                self.pipe_file(path, data, **kw)
+            except FileExistsError:
+                raise
+            except OSError as err:
+                text = f"{err} {err.__cause__ or ''}"
+                if "Precondition" in text or "412" in text or "ConditionalRequestConflict" in text:
+                    raise FileExistsError(errno.EEXIST, "changed concurrently (precondition failed)", path) from err
+                raise
+
+    return MldsS3FileSystem
+
+
 def _open_s3(remote: Remote):
     try:
-        import s3fs
+        cls = _s3_class()
     except ImportError:
         raise RemoteError(remote.name, "s3:// remotes need s3fs: pip install 'mlds[s3]'") from None
     parts = urlsplit(remote.url)
@@ -148,7 +298,7 @@ def _open_s3(remote: Remote):
         kwargs["config_kwargs"] = config_kwargs
     if o.get("requester_pays") is not None:
         kwargs["requester_pays"] = _opt_bool(remote, "requester_pays")
-    fs = s3fs.S3FileSystem(**kwargs)
+    fs = cls(**kwargs)
     root = "/".join(p for p in (bucket, parts.path.strip("/")) if p)
     return fs, root
 
@@ -304,7 +454,7 @@ def _open_http(remote: Remote):
     return fs, remote.url.rstrip("/")
 
 
-_RDM_NUMERIC_OPTIONS = {"retries": int, "backoff": float, "max_backoff": float}
+_RDM_NUMERIC_OPTIONS = {"retries": int, "backoff": float, "max_backoff": float, "listing_ttl": float}
 
 
 def _open_rdm(remote: Remote):
@@ -326,6 +476,9 @@ def _open_rdm(remote: Remote):
                 raise RemoteError(remote.name, f"option {k!r} must be a number") from None
         opts[k] = v
     opts.setdefault("remote", remote.name)
+    # the store re-reads what must be fresh (under its locks); within one operation a folder listing is
+    # trusted for a minute, so a push does not list the same folder again for every object it checks
+    opts.setdefault("listing_ttl", 60.0)
     try:
         fs, root = fsspec.core.url_to_fs(remote.url, skip_instance_cache=True, **opts)
     except (ImportError, ValueError) as err:

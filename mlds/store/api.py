@@ -19,7 +19,7 @@ from mlds.store import query as _query
 from mlds.store import sync as _sync
 from mlds.store import versions as _v
 from mlds.store.local import init_store, local_store
-from mlds.store.policy import check_metadata, missing_fields, stricter
+from mlds.store.policy import check_metadata, effective_tier, missing_fields
 from mlds.store.store import Store
 
 
@@ -65,7 +65,10 @@ def _errors(store: Store) -> Iterator[None]:
         yield
 
 
-def _group_stores(public: Store) -> list[Store]:
+def _group_stores(public: Store) -> list:
+    """The group-tier remotes that may vouch for a public version: each a :class:`Store`, or a
+    ``(name, error)`` pair for one that cannot even be opened (reported by its own name, never the
+    public remote's, and never blocking when another group remote vouches)."""
     names: list[str] = []
     try:
         names = list(public.policy("group_remotes") or [])
@@ -76,10 +79,14 @@ def _group_stores(public: Store) -> list[Store]:
             from mlds.remotes.config import list_remotes
 
             names = [r.name for r in list_remotes() if r.tier == "group"]
-    out = []
+    out: list = []
     for n in names:
-        with contextlib.suppress(Exception):
-            out.append(open_store(n))
+        try:
+            st = open_store(n)
+        except Exception as err:  # noqa: BLE001 - unreachable: said so by name, later
+            out.append((n, err))
+            continue
+        out.append(st)
     return out
 
 
@@ -211,20 +218,25 @@ def push(dataset: str, remote: "str | Store", tag: str | None = None, *, store: 
     dst = open_store(remote)
     if "@" in dataset and tag is None:
         dataset, tag = dataset.split("@", 1)
+    groups = None
+    if group_remotes:
+        groups = [_open_or_error(g) for g in group_remotes]
     with _errors(dst):
-        groups = [open_store(g) for g in group_remotes] if group_remotes else None
         if groups is None and _effective_tier(dst) == "public":
             groups = _group_stores(dst)
         return _sync.push(local, dst, dataset, tag, tier=_tier_of(dst), group_stores=groups,
                           workers=workers, progress=progress)
 
 
-def _effective_tier(st: Store) -> str:
+def _open_or_error(remote: "str | Store"):
     try:
-        own = st.tier
-    except StoreError:
-        own = None
-    return stricter(own, _tier_of(st))
+        return open_store(remote)
+    except Exception as err:  # noqa: BLE001 - reported by name where it matters
+        return (remote if isinstance(remote, str) else remote.name, err)
+
+
+def _effective_tier(st: Store) -> str:
+    return effective_tier(st)
 
 
 def pull(dataset: str, remote: "str | Store", tag: str | None = None, *, store: Store | None = None,
@@ -266,13 +278,8 @@ def check_promotion(ref: str, remote: "str | Store", store: Store | None = None)
     with _errors(dst):
         tier = _effective_tier(dst)
         problems = missing_fields(m["metadata"], tier, mf.kind(m))
-        if tier == "public":
-            groups = _group_stores(dst)
-            if not groups:
-                problems.append("no group-tier remote is configured to vouch for this version")
-            elif not any(h in g.list_refs(name).values() for g in groups):
-                problems.append(f"version {h[:12]} is not in a group-tier remote ({', '.join(g.name for g in groups)}); "
-                                f"promote it to group first")
+    if tier == "public":
+        problems += _sync.group_vouch_problems(name, h, _group_stores(dst))
     return problems
 
 

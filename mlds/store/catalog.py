@@ -15,7 +15,8 @@ from mlds.store import manifest as mf
 from mlds.store.store import Store
 
 
-def entry_for(store: Store, dataset: str, refs: dict[str, str] | None = None) -> dict[str, Any] | None:
+def entry_for(store: Store, dataset: str, refs: dict[str, str] | None = None,
+              manifests: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
     refs = store.list_refs(dataset) if refs is None else refs
     if not refs:
         return None
@@ -24,7 +25,7 @@ def entry_for(store: Store, dataset: str, refs: dict[str, str] | None = None) ->
         vs = sorted((int(t[1:]), h) for t, h in refs.items() if t[:1] == "v" and t[1:].isdigit())
         latest = vs[-1][1] if vs else sorted(refs.values())[0]
     try:
-        m = mf.load(store, latest)
+        m = (manifests or {}).get(latest) or mf.load(store, latest)
     except Exception:  # noqa: BLE001 - a broken version is reported by fsck, not here
         return {"refs": dict(sorted(refs.items())), "broken": True}
     s = m["summary"]
@@ -52,11 +53,21 @@ def entry_for(store: Store, dataset: str, refs: dict[str, str] | None = None) ->
     }
 
 
-def update_entry(store: Store, dataset: str) -> None:
-    """Refresh one dataset's entry (read-modify-write under ``locks/catalog.lock``)."""
-    entry = entry_for(store, dataset)
-    with store.lock_key("locks/catalog.lock", "catalog.json"):
+def update_entry(store: Store, dataset: str, moved: dict[str, str] | None = None,
+                 manifests: dict[str, dict[str, Any]] | None = None) -> None:
+    """Refresh one dataset's entry after its refs moved (read-modify-write under ``locks/catalog.lock``).
+
+    ``moved`` ({tag: manifest}) are the refs just written: they are applied to the
+    entry's known refs, so a commit costs no listing of refs; a dataset without an
+    entry yet is listed in full.  One catalog write per commit.
+    """
+    with store.lock_key("locks/catalog.lock", "catalog.json", fresh=("catalog.json",)):
         cat = store.read_catalog()
+        old = cat["datasets"].get(dataset)
+        if moved is not None and isinstance(old, dict) and isinstance(old.get("refs"), dict) and not old.get("broken"):
+            entry = entry_for(store, dataset, {**old["refs"], **moved}, manifests)
+        else:
+            entry = entry_for(store, dataset)
         if entry is None:
             cat["datasets"].pop(dataset, None)
         else:
@@ -71,7 +82,7 @@ def rebuild(store: Store) -> dict[str, Any]:
         entry = entry_for(store, ds)
         if entry is not None:
             cat["datasets"][ds] = entry
-    with store.lock_key("locks/catalog.lock", "catalog.json"):
+    with store.lock_key("locks/catalog.lock", "catalog.json", fresh=("catalog.json",)):
         store.write_catalog(cat)
     return cat
 

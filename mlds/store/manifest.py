@@ -24,6 +24,10 @@ from mlds.errors import IntegrityError, StoreError
 from mlds.store.store import HEX64, Store, check_hash, sha256_bytes
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+# identical shards can repeat (the same frames stored twice with --keep-duplicates), but a version listing one
+# shard thousands of times is an attack on every reader (info would read it thousands of times)
+MAX_SHARD_REPEATS = 64  # far above any real manifest; a bigger "manifest" is refused unread
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,6 +61,14 @@ def validate(manifest: Any, key: str = "?") -> dict[str, Any]:
             h = shard.get("sha256")
             if not isinstance(h, str) or not HEX64.match(h):
                 raise IntegrityError(f"manifest {key}: shard {i} key {h!r} is not a sha256 digest (it could escape the store)")
+    counts: dict[str, int] = {}
+    for o in (manifest.get("shards") if isinstance(manifest.get("shards"), list) else []):
+        if isinstance(o, dict) and isinstance(o.get("sha256"), str):
+            counts[o["sha256"]] = counts.get(o["sha256"], 0) + 1
+    worst = max(counts.items(), key=lambda kv: kv[1], default=(None, 0))
+    if worst[1] > MAX_SHARD_REPEATS:
+        raise IntegrityError(f"manifest {key}: shard {worst[0]} is listed {worst[1]} times "
+                             f"(at most {MAX_SHARD_REPEATS}); refusing it")
     for p in manifest.get("parents") or []:
         if not isinstance(p, str) or not HEX64.match(p):
             raise IntegrityError(f"manifest {key}: parent {p!r} is not a sha256 digest (it could escape the store)")
@@ -98,10 +110,10 @@ def parse(data: bytes, key: str) -> dict[str, Any]:
 
 def load(store: Store, key: str) -> dict[str, Any]:
     """Read, verify and validate manifest ``key`` from ``store``."""
-    try:
-        data = store.read_object(key)
-    except IntegrityError:
-        raise IntegrityError(f"{store.name}: manifest {key} is corrupt (sha256 mismatch)") from None
+    check_hash(key, "manifest")
+    data = store.read_object(key, verify=False, limit=MAX_MANIFEST_BYTES)
+    if sha256_bytes(data) != key:
+        raise IntegrityError(f"{store.name}: manifest {key} is corrupt (sha256 mismatch)")
     return parse(data, key)
 
 

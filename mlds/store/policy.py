@@ -94,6 +94,47 @@ def _basename(path: str) -> str:
     return posixpath.basename(ntpath.basename(path))
 
 
+def effective_tier(store) -> str:
+    """The stricter of a store's own tier (``mlds-store.json``) and the tier its remote is configured with."""
+    from mlds.errors import StoreError
+
+    try:
+        own = store.tier
+    except StoreError:
+        own = None
+    return stricter(own, getattr(store, "configured_tier", None))
+
+
+def check_admission(store, manifest: dict[str, Any], what: str, tier: str | None = None) -> None:
+    """The one gate of every route that writes a version into a store (add, add_files, tag, push,
+    pull, clone -- :func:`mlds.store.versions.commit_refs` calls it; push and pull also call it
+    before moving any byte): may ``store`` hold ``manifest`` as a tagged version?
+
+    group: the kind's metadata requirements for the group tier.  public: those of
+    the public tier, local paths already stripped, and the version must be one
+    derived by ``mlds promote`` (``promoted_from``), i.e. vouched for by a
+    group-tier remote; a clone, pull or add cannot put a draft there.
+    """
+    tier = tier or effective_tier(store)
+    if tier == "personal":
+        return
+    kind = manifest.get("kind") or "dataset"
+    check_metadata(manifest["metadata"], tier, what, store.name, kind)
+    if tier != "public":
+        return
+    if "promoted_from" not in manifest:
+        raise PolicyError(f"{what} cannot go to public-tier store {store.name}: a public store accepts only "
+                          f"versions promoted from a group-tier remote ('mlds promote {what} --to {store.name}')")
+    if kind == "dataset":
+        from mlds.errors import ValidationError
+        from mlds.format.schema import validate_metadata
+
+        try:
+            validate_metadata(manifest["metadata"], level="public")
+        except ValidationError as err:
+            raise PolicyError(f"{what} cannot go to public-tier store {store.name}: {err.message}") from None
+
+
 def check_tag_move(store, dataset: str, tag: str, old: str | None, new: str) -> None:
     """Group and public stores never move a tag except ``latest``."""
     if old is None or old == new or tag == "latest":

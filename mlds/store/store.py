@@ -5,7 +5,7 @@ Layout under ``root``::
     mlds-store.json             layout version, tier, policy
     objects/sha256/ab/cd<rest>  immutable blobs (shards and manifests), named by sha256
     refs/<dataset>/<tag>        text: the manifest hash of a version
-    locks/<dataset>/<tag>.lock  short-lived compare-and-swap locks for ref updates
+    locks/<dataset>/<tag>.lock  short-lived compare-and-swap locks for ref updates (mlds.store.locks)
     tmp/                        staging for writes that are not atomic on the backend
     catalog.json                dataset summaries for search (rebuildable)
 
@@ -33,7 +33,6 @@ import os
 import posixpath
 import re
 import signal
-import socket
 import tempfile
 import threading
 import time
@@ -45,9 +44,11 @@ from mlds.errors import ConflictError, IntegrityError, StoreError
 
 LAYOUT_VERSION = 1
 CHUNK = 1 << 20
+STREAM_BLOCK = 32 << 20  # read-ahead block when streaming an object from a remote
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TIERS = ("personal", "group", "public")
+_NO_DIR_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "az"}
 _ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "memory", "rdm"}  # a WaterButler PUT is all-or-nothing
 
 DEFAULT_POLICY: dict[str, Any] = {
@@ -56,6 +57,8 @@ DEFAULT_POLICY: dict[str, Any] = {
     "gc_grace_seconds": 3600.0,
     "lock_ttl_seconds": 600.0,
     "lock_wait_seconds": 30.0,
+    "lock_settle_seconds": 0.5,
+    "lock_release_backoff_seconds": 0.2,
 }
 
 # ----------------------------------------------------------------- test hook
@@ -116,31 +119,6 @@ def _mtime(info: dict[str, Any]) -> float | None:
     return None
 
 
-def _machine_identity() -> str:
-    """Host + boot + pid namespace: a pid is only meaningful within the same one."""
-    parts = [socket.gethostname()]
-    for path in ("/proc/sys/kernel/random/boot_id",):
-        try:
-            parts.append(Path(path).read_text().strip())
-        except OSError:
-            pass
-    try:
-        parts.append(os.readlink("/proc/self/ns/pid"))
-    except OSError:
-        pass
-    return "|".join(parts)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Store:
     """A content-addressed store at ``root`` on filesystem ``fs``."""
 
@@ -155,33 +133,42 @@ class Store:
         default_atomic = any(p in _ATOMIC_PUT_PROTOCOLS for p in protos)
         self.atomic_put = bool(self.options.get("atomic_put", default_atomic))
         self.is_local = "file" in protos or "local" in protos
+        self.no_dirs = any(p in _NO_DIR_PROTOCOLS for p in protos)  # object stores: no folders to create
         self._made_dirs: set[str] = set()
         self._config: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"Store({self.name!r}, {self.url!r})"
 
-    def clone(self) -> "Store":
-        """The same store over a fresh filesystem instance (one per worker thread).
+    def clone(self, independent: bool = False) -> "Store":
+        """The same store for another worker thread.
 
         Not every fsspec backend is safe to share between threads (paramiko's
         SFTP client is not), so parallel transfers give each worker its own
-        instance -- and, for SFTP, its own connection.  Falls back to sharing
+        instance -- and, for SFTP, its own connection -- unless the backend says
+        it is thread-safe (``mlds_thread_safe``: local, S3, RDM), whose instance
+        (and its caches) is shared.  ``independent=True`` always makes a new one
+        (another client, as a second process would be).  Falls back to sharing
         the instance when it cannot be re-created.
         """
         fs = self.fs
+        protos = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+        shareable = getattr(fs, "mlds_thread_safe", False) or "file" in protos or "local" in protos
         try:
+            if shareable and not independent:
+                raise StopIteration
             kwargs = dict(getattr(fs, "storage_options", {}) or {})
             kwargs["skip_instance_cache"] = True
             fs = type(fs)(*getattr(fs, "storage_args", ()), **kwargs)
             for attr in ("_mlds_remote",):
                 if hasattr(self.fs, attr):
                     setattr(fs, attr, getattr(self.fs, attr))
-        except Exception:  # noqa: BLE001 - sharing is still correct for thread-safe backends
+        except (StopIteration, Exception):  # noqa: BLE001 - sharing is still correct for thread-safe backends
             fs = self.fs
         other = Store(fs, self.root, name=self.name, options=self.options, url=self.url)
         other.atomic_put = self.atomic_put
         other.is_local = self.is_local
+        other.no_dirs = self.no_dirs
         other._config = self._config
         other._made_dirs = self._made_dirs
         other._clone_of = self
@@ -189,6 +176,17 @@ class Store:
             if hasattr(self, attr):
                 setattr(other, attr, getattr(self, attr))
         return other
+
+    def map(self, fn: Callable[[Any], Any], items: list) -> list:
+        """``[fn(x) for x in items]``, concurrently when the backend is thread-safe (S3, RDM: each small
+        request is a round trip; independent ones need not wait for each other)."""
+        items = list(items)
+        if len(items) < 2 or not getattr(self.fs, "mlds_thread_safe", False):
+            return [fn(x) for x in items]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(items)), thread_name_prefix="mlds-req") as pool:
+            return list(pool.map(fn, items))
 
     def release(self) -> None:
         """Close the connection of a :meth:`clone` (no-op for the original)."""
@@ -237,8 +235,14 @@ class Store:
         return self.object_path(h) if self.is_local else None
 
     def _makedirs_for(self, path: str) -> None:
+        """Create the parent folders of ``path`` (not on object stores, which have none).
+
+        On a local store the folder must lie inside the store once symlinks are
+        resolved: a folder remote whose ``tmp/`` (or any other folder) is a
+        symlink leading elsewhere is refused rather than written through.
+        """
         parent = posixpath.dirname(path)
-        if parent in self._made_dirs:
+        if parent in self._made_dirs or self.no_dirs:
             return
         for attempt in range(5):
             try:
@@ -254,7 +258,17 @@ class Store:
                     break
                 if attempt == 4:
                     raise
+        if self.is_local:
+            self._check_inside(parent)
         self._made_dirs.add(parent)
+
+    def _check_inside(self, folder: str) -> None:
+        real_root = os.path.realpath(self.root)
+        real = os.path.realpath(folder)
+        if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+            rel = os.path.relpath(folder, self.root)
+            raise StoreError(f"{self.name}: {rel}/ in the store at {self.root} leads outside the store "
+                             f"(a symlink to {real}); refusing to write there")
 
     # ------------------------------------------------------------- config
     def exists(self) -> bool:
@@ -266,7 +280,7 @@ class Store:
     def config(self) -> dict[str, Any]:
         if self._config is None:
             try:
-                raw = self.fs.cat_file(self.path("mlds-store.json"))
+                raw = self.read_small(self.path("mlds-store.json"), 1 << 20)
             except FileNotFoundError:
                 raise StoreError(f"{self.url}: no mlds store here (mlds-store.json missing; run 'mlds init')") from None
             try:
@@ -323,6 +337,7 @@ class Store:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
+            _fsync_dir(os.path.dirname(final))
             _count_write()
             return
         if self.atomic_put:
@@ -344,24 +359,23 @@ class Store:
             raise
         _count_write()
 
-    def _put_local_file_atomic(self, lpath: str, key: str, callback=None) -> None:
-        final = self.path(key)
-        self._makedirs_for(final)
-        kw = {"callback": callback} if callback is not None else {}
-        if self.atomic_put:
-            self.fs.put_file(lpath, final, **kw)
-            _count_write()
-            return
-        tmp = self._tmp_path(".part")
-        self._makedirs_for(tmp)
-        self.fs.put_file(lpath, tmp, **kw)
-        _count_write()
-        self._rename(tmp, final)
+    def staging_path(self, prefix: str = "", suffix: str = "") -> str:
+        """A new, empty private file in this local store's ``tmp/`` (same filesystem as ``objects/``)."""
+        d = self.path("tmp")
+        os.makedirs(d, exist_ok=True)
+        self._check_inside(d)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=d)
+        os.close(fd)
+        return tmp
 
     # ------------------------------------------------------------- objects
     def object_size(self, h: str) -> int | None:
+        path = self.object_path(h)
+        probe = getattr(self.fs, "mlds_size", None)  # one HEAD on S3 (no directory listing on a miss)
+        if probe is not None:
+            return probe(path)
         try:
-            info = self.fs.info(self.object_path(h))
+            info = self.fs.info(path)
         except (FileNotFoundError, OSError):
             return None
         size = info.get("size")
@@ -374,17 +388,20 @@ class Store:
             return False
         return size is None or got == size
 
-    def put_bytes(self, data: bytes) -> str:
-        """Store ``data`` as an object; returns its sha256 (no-op if present)."""
+    def put_bytes(self, data: bytes, check: bool = True) -> str:
+        """Store ``data`` as an object; returns its sha256 (no-op if present; ``check=False``: the caller
+        knows it is absent)."""
         h = sha256_bytes(data)
-        if not self.has_object(h, len(data)):
+        if not check or not self.has_object(h, len(data)):
             self._write_bytes_atomic(self.object_key(h), data)
-            if self.object_size(h) != len(data):
+            if not self.atomic_put and self.object_size(h) != len(data):
                 raise IntegrityError(f"{self.name}: object {h} has the wrong size right after writing it")
         return h
 
     def put_file(self, lpath: str | os.PathLike, h: str | None = None, callback=None) -> str:
-        """Store a local file as an object (hashing it unless ``h`` is given)."""
+        """Store a local file as an object (hashing it unless ``h`` is given), verified as it is copied."""
+        from mlds.store.transfer import copy_stream
+
         lpath = os.fspath(lpath)
         if h is None:
             from mlds.util import sha256_file
@@ -392,10 +409,20 @@ class Store:
             h = sha256_file(lpath)
         size = os.path.getsize(lpath)
         if not self.has_object(h, size):
-            self._put_local_file_atomic(lpath, self.object_key(h), callback=callback)
-            if self.object_size(h) != size:
-                raise IntegrityError(f"{self.name}: object {h} has the wrong size right after writing it")
+            with open(lpath, "rb") as fh:
+                copy_stream(fh, self, h, size, what=lpath,
+                            advance=(lambda n: callback.relative_update(n)) if callback is not None else (lambda n: None))
         return h
+
+    def adopt_verified(self, tmp: str, h: str) -> None:
+        """Move a finished, fsynced and verified staging file of this local store into ``objects/``."""
+        final = self.object_path(h)
+        self._makedirs_for(final)
+        os.chmod(tmp, 0o444)  # objects are immutable
+        os.replace(tmp, final)
+        _fsync_dir(os.path.dirname(final))  # the name is durable before any ref names it
+        _count_write()
+        self.remember_verified(h)
 
     def adopt_file(self, lpath: str | os.PathLike, h: str | None = None) -> str:
         """Move a finished local file into the store as an object (consumes ``lpath``).
@@ -413,45 +440,102 @@ class Store:
             if self.has_object(h, size):
                 os.unlink(lpath)
                 return h
-            final = self.object_path(h)
-            os.makedirs(os.path.dirname(final), exist_ok=True)
             fd = os.open(lpath, os.O_RDONLY)
             try:
                 os.fsync(fd)  # the bytes are on disk before the object exists under its name
             finally:
                 os.close(fd)
-            os.chmod(lpath, 0o444)  # objects are immutable
             try:
-                os.replace(lpath, final)
-            except OSError:  # another filesystem: copy via a staging name
-                self._put_local_file_atomic(lpath, self.object_key(h))
+                self.adopt_verified(lpath, h)
+            except OSError:  # another filesystem: copy (verified) instead
+                self.put_file(lpath, h)
                 os.unlink(lpath)
-                return h
-            _count_write()
             return h
         self.put_file(lpath, h)
         os.unlink(lpath)
         return h
 
-    def read_object(self, h: str, verify: bool = True) -> bytes:
-        """Read a (small) object whole, verifying its sha256."""
+    def read_object(self, h: str, verify: bool = True, limit: int | None = None) -> bytes:
+        """Read a (small) object whole, verifying its sha256; more than ``limit`` bytes is refused
+        (an endless or hostile object must not exhaust memory)."""
         try:
-            data = self.fs.cat_file(self.object_path(h))
+            if limit is None:
+                data = self.fs.cat_file(self.object_path(h))
+            else:
+                with self.open_object(h) as fh:
+                    data = fh.read(limit + 1)
         except FileNotFoundError:
             raise StoreError(f"{self.name}: object {h} is missing") from None
+        if limit is not None and len(data) > limit:
+            raise IntegrityError(f"{self.name}: object {h} is larger than {limit} bytes; refusing to read it whole")
         if verify and sha256_bytes(data) != h:
             raise IntegrityError(f"{self.name}: object {h} is corrupt (sha256 mismatch)")
         return data
 
-    def open_object(self, h: str):
-        return self.fs.open(self.object_path(h), "rb")
+    def open_object(self, h: str, size: int | None = None):
+        """A sequential reader of an object (large blocks on remote backends: few requests; ``size``, when
+        known, lets a backend fetch a large object in concurrent parts)."""
+        if self.is_local:
+            return open(self.object_path(h), "rb")
+        stream = getattr(self.fs, "mlds_open_stream", None)  # one request, or parallel ranges (S3)
+        if stream is not None:
+            return stream(self.object_path(h), size)
+        return self.fs.open(self.object_path(h), "rb", block_size=STREAM_BLOCK)
 
-    def hash_object(self, h: str) -> str:
+    def hash_object(self, h: str, limit: int | None = None) -> str:
+        """sha256 of an object's bytes (of at most ``limit + 1`` bytes: an endless object stops there)."""
         hasher = hashlib.sha256()
+        n = 0
         with self.open_object(h) as fh:
-            for block in iter(lambda: fh.read(CHUNK), b""):
+            while limit is None or n <= limit:
+                block = fh.read(CHUNK if limit is None else min(CHUNK, limit + 1 - n))
+                if not block:
+                    break
                 hasher.update(block)
+                n += len(block)
         return hasher.hexdigest()
+
+    # ------------------------------------------------------------- local verification stamps
+    def _stamp_path(self, h: str) -> str:
+        return self.path(f"cache/verified/{h[:2]}/{h[2:]}")
+
+    @staticmethod
+    def _stamp_of(st: os.stat_result) -> str:
+        return f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+    def remember_verified(self, h: str) -> None:
+        """Record that local object ``h`` hashed correctly, as it is now (size, mtime, inode)."""
+        with contextlib.suppress(OSError):
+            st = os.stat(self.object_path(h))
+            path = self._stamp_path(h)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as fh:
+                fh.write(self._stamp_of(st))
+
+    def verify_local_object(self, h: str, size: int, what: str | None = None) -> None:
+        """Check a local object before it is read in place: a regular file of ``size`` bytes whose sha256 is
+        its name.  The hash is computed again only when the file changed since it was last verified
+        (on arrival, by fsck or by an earlier open), so repeated opens cost a stat."""
+        import stat as _stat
+
+        what = what or f"object {h}"
+        p = self.object_path(h)
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            raise StoreError(f"{self.name}: {what} is missing") from None
+        if not _stat.S_ISREG(st.st_mode):
+            raise IntegrityError(f"{self.name}: {what} is not a regular file; run 'mlds fsck'")
+        if st.st_size != size:
+            raise IntegrityError(f"{self.name}: {what} has the wrong size ({st.st_size}, manifest: {size}); "
+                                 f"run 'mlds fsck'")
+        with contextlib.suppress(OSError):
+            with open(self._stamp_path(h)) as fh:
+                if fh.read(200) == self._stamp_of(st):
+                    return
+        if self.hash_object(h, limit=size) != h:
+            raise IntegrityError(f"{self.name}: {what} is corrupt (sha256 mismatch); run 'mlds fsck'")
+        self.remember_verified(h)
 
     def delete_object(self, h: str) -> None:
         self.fs.rm_file(self.object_path(h))
@@ -485,18 +569,65 @@ class Store:
 
     def read_ref(self, dataset: str, tag: str) -> str | None:
         try:
-            raw = self.fs.cat_file(self.path(self.ref_key(dataset, tag)))
+            raw = self.read_small(self.path(self.ref_key(dataset, tag)), 4096)
         except FileNotFoundError:
             return None
-        value = raw.decode("ascii", "replace").strip()
+        return self._parse_ref(dataset, tag, raw)
+
+    def read_small(self, path: str, limit: int) -> bytes:
+        """A small file (ref, config, catalog, lock) read whole; more than ``limit`` bytes is refused.
+
+        Where a file may be a stream without end (a symlink to a device on a folder
+        remote, an HTTP mirror), it is read through a bounded reader; object stores
+        answer one GET with a known length.
+        """
+        protos = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
+        if self.is_local or any(p in ("http", "https") for p in protos):
+            with self.fs.open(path, "rb") as fh:
+                data = fh.read(limit + 1)
+        else:
+            data = self.fs.cat_file(path)
+        if len(data) > limit:
+            raise StoreError(f"{self.name}: {posixpath.relpath(path, self.root)} is larger than {limit} bytes; "
+                             f"it is not an mlds store file")
+        return data
+
+    def _parse_ref(self, dataset: str, tag: str, raw: bytes) -> str:
+        value = raw[:200].decode("ascii", "replace").strip()
         if not HEX64.match(value):
             raise StoreError(f"{self.name}: ref {dataset}@{tag} is corrupt ({value[:20]!r})")
         return value
 
-    def write_ref(self, dataset: str, tag: str, h: str) -> None:
-        """Point ``dataset@tag`` at manifest ``h`` (callers hold the tag's lock)."""
+    def read_ref_for_update(self, dataset: str, tag: str) -> tuple[str | None, Any]:
+        """(value, token) of a ref about to be replaced.  On a backend with conditional writes (S3) the
+        token is the object's ETag ("absent" when there is none), so :meth:`write_ref` replaces exactly
+        what was read; elsewhere the token is None and the tag's lock alone serialises writers."""
+        if getattr(self.fs, "mlds_put_if", None) is None or getattr(self.fs, "mlds_cat_etag", None) is None:
+            return self.read_ref(dataset, tag), None
+        try:
+            raw, etag = self.fs.mlds_cat_etag(self.path(self.ref_key(dataset, tag)))
+        except FileNotFoundError:
+            return None, "absent"
+        return self._parse_ref(dataset, tag, raw), etag
+
+    def write_ref(self, dataset: str, tag: str, h: str, token: Any = None) -> None:
+        """Point ``dataset@tag`` at manifest ``h`` (callers hold the tag's lock).
+
+        ``token`` from :meth:`read_ref_for_update`: the write is conditional on it (S3
+        ``If-Match``/``If-None-Match``) and raises ``ConflictError`` if another writer got in.
+        """
         check_hash(h, "manifest")
-        self._write_bytes_atomic(self.ref_key(dataset, tag), (h + "\n").encode())
+        data = (h + "\n").encode()
+        if token is not None and getattr(self.fs, "mlds_put_if", None) is not None:
+            path = self.path(self.ref_key(dataset, tag))
+            try:
+                self.fs.mlds_put_if(path, data, None if token == "absent" else token)
+            except FileExistsError:
+                raise ConflictError(f"tag {tag} of {dataset} on remote {self.name} was written by another writer "
+                                    f"despite the tag's lock (conditional write refused); pull and try again") from None
+            _count_write()
+            return
+        self._write_bytes_atomic(self.ref_key(dataset, tag), data)
 
     def delete_ref(self, dataset: str, tag: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -542,7 +673,7 @@ class Store:
     # ------------------------------------------------------------- catalog
     def read_catalog(self) -> dict[str, Any]:
         try:
-            raw = self.fs.cat_file(self.path("catalog.json"))
+            raw = self.read_small(self.path("catalog.json"), 1 << 30)
         except FileNotFoundError:
             return {"mlds_catalog": 1, "datasets": {}}
         except Exception:
@@ -561,111 +692,49 @@ class Store:
     # ------------------------------------------------------------- locks
     @contextlib.contextmanager
     def lock(self, dataset: str, tag: str, ttl: float | None = None, wait: float | None = None) -> Iterator[None]:
-        """Hold ``locks/<dataset>/<tag>.lock`` (exclusive create, expiring).
+        """Hold ``locks/<dataset>/<tag>.lock`` (see :mod:`mlds.store.locks`)."""
+        from mlds.store import locks
 
-        A lock past its expiry, or left by a dead process on this machine (same
-        host, boot id and pid namespace), is broken.  While someone else holds it we poll up to ``wait`` seconds,
-        then raise :class:`ConflictError`.
-        """
-        key = f"locks/{check_name(dataset)}/{check_name(tag, 'tag')}.lock"
-        with self.lock_key(key, f"tag {dataset}@{tag}", ttl=ttl, wait=wait):
+        with locks.hold(self, self.lock_key_for(dataset, tag), f"tag {dataset}@{tag}", ttl=ttl, wait=wait,
+                        fresh=(f"refs/{check_name(dataset)}",)):
+            yield
+
+    @staticmethod
+    def lock_key_for(dataset: str, tag: str) -> str:
+        return f"locks/{check_name(dataset)}/{check_name(tag, 'tag')}.lock"
+
+    @contextlib.contextmanager
+    def lock_tags(self, dataset: str, tags: list[str], ttl: float | None = None,
+                  wait: float | None = None) -> Iterator[None]:
+        """Hold the locks of several tags of one dataset at once (sorted order: no deadlock)."""
+        from mlds.store import locks
+
+        keys = [(self.lock_key_for(dataset, t), f"tag {dataset}@{t}") for t in tags]
+        with locks.hold_all(self, keys, ttl=ttl, wait=wait, fresh=(f"refs/{check_name(dataset)}",)):
             yield
 
     @contextlib.contextmanager
-    def lock_key(self, key: str, what: str, ttl: float | None = None, wait: float | None = None) -> Iterator[None]:
-        """Hold the lock object ``key`` (see :meth:`lock`)."""
-        ttl = float(ttl if ttl is not None else self.policy("lock_ttl_seconds"))
-        wait = float(wait if wait is not None else self.policy("lock_wait_seconds"))
-        path = self.path(key)
-        self._makedirs_for(path)
-        token = uuid.uuid4().hex
-        deadline = time.monotonic() + wait
-        delay = 0.02
-        broke = False
-        while True:
-            body = json.dumps({"owner": token, "host": socket.gethostname(), "machine": _machine_identity(),
-                               "pid": os.getpid(), "expires": time.time() + ttl}).encode()
-            if self._try_create(path, body, token):
-                if not broke:
-                    break
-                # we broke a stale lock: another breaker may have removed ours meanwhile -- confirm ownership
-                time.sleep(0.05)
-                if (self._read_lock(path) or {}).get("owner") == token:
-                    break
-                broke = False
-                continue
-            holder = self._read_lock(path)
-            if holder is not None and self._lock_is_stale(holder):
-                with contextlib.suppress(FileNotFoundError):
-                    # break only the lock we saw (another breaker may have replaced it)
-                    if self._read_lock(path) == holder:
-                        self.fs.rm_file(path)
-                        _count_write()
-                        broke = True
-                continue
-            if time.monotonic() > deadline:
-                until = "" if not holder else f" until {_dt.datetime.fromtimestamp(holder.get('expires', 0), _dt.timezone.utc):%H:%M:%S} UTC"
-                raise ConflictError(f"{what} on remote {self.name} is locked by another push{until}; try again later")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-        try:
+    def lock_key(self, key: str, what: str, ttl: float | None = None, wait: float | None = None,
+                 fresh: tuple[str, ...] = ()) -> Iterator[None]:
+        """Hold the lock object ``key`` (see :mod:`mlds.store.locks`)."""
+        from mlds.store import locks
+
+        with locks.hold(self, key, what, ttl=ttl, wait=wait, fresh=fresh):
             yield
-        finally:
-            with contextlib.suppress(Exception):
-                if (self._read_lock(path) or {}).get("owner") == token:
-                    self.fs.rm_file(path)
-                    _count_write()
 
-    def _try_create(self, path: str, body: bytes, token: str) -> bool:
-        try:
-            with self.fs.open(path, "xb") as fh:
-                fh.write(body)
-            _count_write()
-            return True
-        except FileExistsError:
-            return False
-        except (ValueError, NotImplementedError, TypeError):
-            pass  # backend without exclusive create: write-unique-then-read-back
-        except PermissionError:
-            raise  # no write access: the backend's AuthError, not a lock problem
-        except OSError as err:
-            if self.fs.exists(path):
-                return False
-            raise StoreError(f"{self.name}: cannot create lock {path}: {err}") from None
-        if self.fs.exists(path):
-            return False
-        self.fs.pipe_file(path, body)
-        _count_write()
-        time.sleep(0.05)
-        return (self._read_lock(path) or {}).get("owner") == token
 
-    def _read_lock(self, path: str) -> dict[str, Any] | None:
-        try:
-            raw = self.fs.cat_file(path)
-        except FileNotFoundError:
-            return None
-        try:
-            holder = json.loads(raw)
-            if isinstance(holder, dict):
-                return holder
-        except ValueError:
-            pass
-        # empty or unreadable: probably being written right now (create, then write).  Held until its
-        # modification time + 30 s, after which a writer that died in between no longer blocks anyone.
-        try:
-            mtime = _mtime(self.fs.info(path)) or time.time()
-        except FileNotFoundError:
-            return None
-        return {"expires": mtime + 30.0, "unreadable": raw[:64].hex()}
-
-    @staticmethod
-    def _lock_is_stale(holder: dict[str, Any]) -> bool:
-        if float(holder.get("expires", 0)) < time.time():
-            return True
-        # a lock left by a dead process of this very machine (same host, boot and pid namespace) is stale
-        if holder.get("machine") == _machine_identity() and isinstance(holder.get("pid"), int):
-            return not _pid_alive(holder["pid"])
-        return False
+def _fsync_dir(path: str) -> None:
+    """Make a rename in ``path`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def local_temp_dir(store: Store | None = None) -> str:
@@ -673,6 +742,7 @@ def local_temp_dir(store: Store | None = None) -> str:
     if store is not None and store.is_local:
         d = store.path("tmp")
         os.makedirs(d, exist_ok=True)
+        store._check_inside(d)
         return d
     return tempfile.gettempdir()
 

@@ -26,168 +26,21 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import os
-import tempfile
-import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Any, Iterable
+from typing import Any
 
 from mlds.errors import ConflictError, IntegrityError, PolicyError, StoreError
 from mlds.store import manifest as mf
-from mlds.store.policy import RANK, check_metadata, check_tag_move, strip_paths, stricter
-from mlds.store.store import CHUNK, Store, local_temp_dir
+from mlds.store.policy import RANK, check_admission, check_metadata, check_tag_move, strip_paths, stricter
+from mlds.store.store import Store
+from mlds.store.transfer import DEFAULT_WORKERS, transfer  # noqa: F401 - DEFAULT_WORKERS re-exported
 from mlds.store.versions import VERSION_TAG, commit_refs, is_version_tag, parse_ref, read_ref_or_raise
 
-DEFAULT_WORKERS = 4
-
-
-# ----------------------------------------------------------------- progress
-class _Progress:
-    def __init__(self, enabled: bool, description: str, total: int) -> None:
-        self._lock = threading.Lock()
-        self._p = None
-        if enabled and total > 0:
-            from rich.console import Console
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                       TransferSpeedColumn)
-
-            self._p = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                               TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                               transient=True)
-            self._task = self._p.add_task(description, total=total)
-            self._p.start()
-
-    def advance(self, n: int) -> None:
-        if self._p is not None and n:
-            with self._lock:
-                self._p.advance(self._task, n)
-
-    def close(self) -> None:
-        if self._p is not None:
-            self._p.stop()
-
-
-class _FsCallback:
-    """An fsspec Callback that forwards byte counts to the progress bar."""
-
-    def __new__(cls, progress: _Progress):
-        from fsspec.callbacks import Callback
-
-        class CB(Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.sent = 0
-
-            def relative_update(self, inc: int = 1) -> None:
-                self.sent += inc
-                progress.advance(inc)
-
-            def call(self, *args: Any, **kwargs: Any) -> None:  # absolute updates
-                pass
-
-        return CB()
-
-
-# ----------------------------------------------------------------- object transfer
-def _copy_object(src: Store, dst: Store, h: str, size: int | None, progress: _Progress) -> int:
-    """Copy one object if missing at ``dst``; returns bytes sent (0 if skipped)."""
-    if dst.has_object(h, size):
-        progress.advance(size or 0)
-        return 0
-    lp = src.local_object_path(h)
-    if lp is not None:
-        if not os.path.exists(lp):
-            raise StoreError(f"{src.name}: object {h} is missing; run 'mlds fsck'")
-        from mlds.util import sha256_file
-
-        if sha256_file(lp) != h:
-            raise IntegrityError(f"{src.name}: object {h} is corrupt (sha256 mismatch); run 'mlds fsck', nothing was sent")
-        n = os.path.getsize(lp)
-        cb = _FsCallback(progress)
-        dst.put_file(lp, h, callback=cb)
-        progress.advance(max(0, n - cb.sent))
-        return n
-    # a remote source: stream, hashing every byte, into a staging file
-    fd, tmp = tempfile.mkstemp(prefix=f"{h[:12]}-", suffix=".part", dir=local_temp_dir(dst))
-    try:
-        hasher = hashlib.sha256()
-        n = 0
-        try:
-            with src.open_object(h) as fin, os.fdopen(fd, "wb") as fout:
-                while True:
-                    block = fin.read(CHUNK)
-                    if not block:
-                        break
-                    hasher.update(block)
-                    fout.write(block)
-                    n += len(block)
-                    progress.advance(len(block))
-        except FileNotFoundError:
-            raise StoreError(f"remote {src.name}: object {h} is missing; run 'mlds fsck {src.name}'") from None
-        if hasher.hexdigest() != h or (size is not None and n != size):
-            what = "truncated" if size is not None and n < size else "corrupt"
-            raise IntegrityError(
-                f"remote {src.name}: object {Store.object_key(h)} is {what} (sha256 mismatch); "
-                f"nothing was stored; run 'mlds fsck {src.name}'")
-        dst.adopt_file(tmp, h)
-        return n
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def transfer(src: Store, dst: Store, objects: Iterable[tuple[str, int | None]], *, workers: int | None = None,
-             progress: bool = False, description: str = "") -> dict[str, int]:
-    """Copy the missing ones of ``objects`` ((hash, size)) from ``src`` to ``dst``, in parallel."""
-    todo = list(dict.fromkeys(objects))
-    total = sum(s or 0 for _, s in todo)
-    bar = _Progress(progress, description or f"{src.name} -> {dst.name}", total)
-    workers = int(workers or dst.options.get("max_workers") or src.options.get("max_workers") or DEFAULT_WORKERS)
-    sent_bytes = 0
-    sent_objects = 0
-    try:
-        if workers <= 1 or len(todo) <= 1:
-            results = [_copy_object(src, dst, h, s, bar) for h, s in todo]
-        else:
-            tls = threading.local()
-            clones: list[Store] = []
-            clones_lock = threading.Lock()
-
-            def work(h: str, s: int | None) -> int:
-                pair = getattr(tls, "pair", None)
-                if pair is None:  # each worker thread gets its own filesystem instances
-                    pair = tls.pair = (src.clone(), dst.clone())
-                    with clones_lock:
-                        clones.extend(pair)
-                return _copy_object(pair[0], pair[1], h, s, bar)
-
-            try:
-                with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix="mlds-sync") as pool:
-                    futures = [pool.submit(work, h, s) for h, s in todo]
-                    wait(futures, return_when=FIRST_EXCEPTION)
-                    for f in futures:
-                        f.cancel()  # not-yet-started transfers; running ones finish (whole objects only)
-                # after the pool has drained: the first error wins
-                for f in futures:
-                    if not f.cancelled() and f.exception() is not None:
-                        raise f.exception()  # type: ignore[misc]
-                results = [f.result() for f in futures]
-            finally:
-                for c in clones:
-                    c.release()
-        for n in results:
-            if n:
-                sent_bytes += n
-                sent_objects += 1
-    finally:
-        bar.close()
-    return {"objects": len(todo), "sent_objects": sent_objects, "sent_bytes": sent_bytes,
-            "skipped_objects": len(todo) - sent_objects}
-
-
 # ----------------------------------------------------------------- helpers
-def ancestors(store: Store, h: str, limit: int = 100_000) -> set[str]:
-    """Manifest hashes reachable from ``h`` through parents (present ones), including ``h``."""
+def ancestors(store: Store, h: str, limit: int = 1_000_000, stop_at: str | None = None) -> set[str]:
+    """Manifest hashes reachable from ``h`` through parents (present ones), including ``h``.
+
+    Iterative (histories may be long); stops early once ``stop_at`` is reached.
+    """
     seen: set[str] = set()
     stack = [h]
     while stack and len(seen) < limit:
@@ -195,36 +48,68 @@ def ancestors(store: Store, h: str, limit: int = 100_000) -> set[str]:
         if x in seen:
             continue
         seen.add(x)
-        if not store.has_object(x):
-            continue
+        if x == stop_at:
+            break
         try:
             m = mf.load(store, x)
-        except Exception:  # noqa: BLE001 - a bad ancestor is fsck's business
+        except Exception:  # noqa: BLE001 - absent or bad: a bad ancestor is fsck's business
             continue
         stack.extend(m["parents"])
     return seen
 
 
-def _manifest_chain(store: Store, tips: list[str]) -> list[tuple[str, bytes, dict[str, Any]]]:
-    """Verified (hash, bytes, manifest) for tips and every present ancestor, ancestors first."""
-    order: list[tuple[str, bytes, dict[str, Any]]] = []
-    seen: set[str] = set()
+def is_ancestor(store: Store, anc: str, h: str) -> bool:
+    return anc in ancestors(store, h, stop_at=anc)
 
-    def visit(h: str, required: bool) -> None:
-        if h in seen:
-            return
-        seen.add(h)
-        if not required and not store.has_object(h):
-            return
-        data = store.read_object(h, verify=False)
+
+Chain = list[tuple[str, bytes, dict[str, Any]]]
+
+
+def manifest_chain(store: Store, tips: list[str], have=None) -> tuple[Chain, set[str]]:
+    """Verified (hash, bytes, manifest) of ``tips`` and their ancestors in ``store``, ancestors first.
+
+    Iterative, so a history of any length works.  ``have(h)`` -> True marks an
+    ancestor the destination already holds: the walk does not go past it (its
+    own ancestors were sent before it), and it is returned in the second value
+    (the boundary) instead of the chain.  Tips are always read and verified.
+    Ancestors missing from ``store`` (a pulled version's history may be partial)
+    are skipped.
+    """
+    order: Chain = []
+    done: set[str] = set()
+    boundary: set[str] = set()
+    loaded: dict[str, tuple[bytes, dict[str, Any]]] = {}
+    stack: list[tuple[str, bool, bool]] = [(t, True, False) for t in reversed(tips)]
+    while stack:
+        h, required, expanded = stack.pop()
+        if expanded:
+            order.append((h, *loaded.pop(h)))
+            continue
+        if h in done:
+            continue
+        if not required:
+            if h in boundary:
+                continue
+            if have is not None and have(h):
+                boundary.add(h)
+                continue
+        done.add(h)
+        try:
+            data = store.read_object(h, verify=False, limit=mf.MAX_MANIFEST_BYTES)
+        except StoreError:
+            if required:
+                raise
+            continue  # an absent ancestor
         m = mf.parse(data, h)
-        for p in m["parents"]:
-            visit(p, False)
-        order.append((h, data, m))
+        loaded[h] = (data, m)
+        stack.append((h, required, True))
+        for p in reversed(m["parents"]):
+            stack.append((p, False, False))
+    return order, boundary
 
-    for t in tips:
-        visit(t, True)
-    return order
+
+def _manifest_chain(store: Store, tips: list[str]) -> Chain:
+    return manifest_chain(store, tips)[0]
 
 
 def _tags_for(store: Store, dataset: str, tag: str | None) -> dict[str, str]:
@@ -252,13 +137,19 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
     dataset, _ = parse_ref(dataset if tag is None else f"{dataset}@{tag}")
     tags = _tags_for(local, dataset, tag)
     h = next(iter(tags.values()))
-    chain = _manifest_chain(local, [h])
-    tip = chain[-1][2]
-    if not remote.exists():
+    try:
+        remote_tier = remote.tier
+    except StoreError:
+        if remote.exists():
+            raise  # there, but unreadable: say why
         if tier is None:
-            raise StoreError(f"remote {remote.name}: no mlds store at {remote.url} (create one with 'mlds init REMOTE --tier TIER')")
+            raise StoreError(f"remote {remote.name}: no mlds store at {remote.url} (create one with 'mlds init REMOTE --tier TIER')") from None
         remote.init(tier)  # first push to a configured remote creates its store, with the configured tier
-    eff_tier = stricter(remote.tier, tier)
+        remote_tier = remote.tier
+    eff_tier = stricter(remote_tier, tier)
+    # the history the remote lacks (the walk stops at the first manifest it has)
+    chain, _ = manifest_chain(local, [h], have=lambda x: remote.has_object(x))
+    tip = chain[-1][2]
 
     send_chain = chain
     if RANK[eff_tier] >= RANK["group"]:
@@ -282,30 +173,34 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
             tags["latest"] = h
 
     # read the refs we are about to move (compare-and-swap "old" values) before sending anything
-    old = {t: remote.read_ref(dataset, t) for t in tags}
+    old = dict(zip(tags, remote.map(lambda t: remote.read_ref(dataset, t), list(tags))))
     for t, cur in old.items():
         if cur is None or cur == h:
             continue
         if is_version_tag(t):
             raise ConflictError(f"tag {t} of {dataset} on remote {remote.name} already points to {_short(cur)}, "
-                                f"not {_short(h)} (someone else pushed {t} first); pull, then push again")
+                                f"not {_short(h)} (someone else pushed {t} first); nothing was published; "
+                                f"pull, then push again")
         if t == "latest" and not _fast_forward(local, remote, cur, orig):
             raise ConflictError(f"tag latest of {dataset} on remote {remote.name} moved from "
-                                f"{_short(_base(send_chain))} to {_short(cur)} since you pulled; pull, then push again")
+                                f"{_short(_base(send_chain))} to {_short(cur)} since you pulled; nothing was "
+                                f"published; pull, then push again")
         if t != "latest":
             check_tag_move(remote, dataset, t, cur, h)  # group/public: named tags are immutable; fail before sending
     shards = mf.objects(send_chain[-1][2])
     stats = transfer(local, remote, shards, workers=workers, progress=progress,
                      description=f"push {dataset} -> {remote.name}")
-    for mh, data, _ in send_chain:  # ancestors first, the tip last
-        if not remote.has_object(mh, len(data)):
-            remote.put_bytes(data)
+    tip_present = remote.has_object(h, len(send_chain[-1][1]))
+    for mh, data, _ in send_chain:  # ancestors first, the tip last; the walk left out what the remote has
+        if mh != h or not tip_present:
+            remote.put_bytes(data, check=False)
             stats["sent_objects"] += 1
             stats["sent_bytes"] += len(data)
         stats["objects"] += 1
-    commit_refs(remote, dataset, h, send_chain[-1][2], tags=list(tags), expect=old, remote_label=remote.name)
+    commit_refs(remote, dataset, dict(tags), {h: send_chain[-1][2]}, expect=old, op="push", remote_label=remote.name)
     # a gc on the remote could have removed a pre-existing unreferenced object we skipped: re-send it
-    missing = [(x, s) for x, s in shards if not remote.has_object(x, s)]
+    skipped = stats.pop("skipped", [])
+    missing = [(x, s) for x, s in skipped if not remote.has_object(x, s)]
     if missing:
         extra = transfer(local, remote, missing, workers=workers)
         stats["sent_objects"] += extra["sent_objects"]
@@ -323,7 +218,7 @@ def _fast_forward(local: Store, remote: Store, cur: str, orig: str) -> bool:
     base = cur
     with contextlib.suppress(Exception):
         base = mf.load(remote, cur).get("promoted_from", cur)
-    return base in ancestors(local, orig)
+    return is_ancestor(local, base, orig)
 
 
 def _base(chain: list[tuple[str, bytes, dict[str, Any]]]) -> str | None:
@@ -331,19 +226,57 @@ def _base(chain: list[tuple[str, bytes, dict[str, Any]]]) -> str | None:
     return parents[0] if parents else None
 
 
-def _require_group_presence(dataset: str, h: str, group_stores: list[Store], remote: str) -> None:
+def group_vouch_problems(dataset: str, h: str, group_stores: list) -> list[str]:
+    """Empty when a reachable group-tier remote holds version ``h``; else every reason, one line each.
+
+    ``group_stores`` holds :class:`Store` objects, or ``(name, error)`` pairs for remotes that
+    could not be opened.  Each is asked in its own error context, so an unreachable one is
+    named as such and does not block when another one vouches.
+    """
     if not group_stores:
-        raise PolicyError(f"public remote {remote} accepts only versions already in a group-tier remote, "
-                          f"and no group-tier remote is configured")
+        return ["no group-tier remote is configured to vouch for this version"]
+    unreachable: list[str] = []
+    names = []
     for g in group_stores:
-        try:
-            if h in g.list_refs(dataset).values():
-                return
-        except Exception:  # noqa: BLE001 - an unreachable group remote just does not vouch
+        if isinstance(g, tuple):
+            name, err = g
+            names.append(name)
+            unreachable.append(f"group remote {name} is unreachable: {_reason(err, name)}")
             continue
-    names = ", ".join(g.name for g in group_stores)
-    raise PolicyError(f"{dataset} version {h[:12]} is not in any group-tier remote ({names}); "
-                      f"promote it to a group remote first")
+        names.append(g.name)
+        try:
+            with _translated(g):
+                refs = g.list_refs(dataset)
+        except Exception as err:  # noqa: BLE001 - an unreachable group remote just does not vouch
+            unreachable.append(f"group remote {g.name} is unreachable: {_reason(err, g.name)}")
+            continue
+        if h in refs.values():
+            return []
+    return [f"{dataset} version {h[:12]} is not in any reachable group-tier remote ({', '.join(names)}); "
+            f"promote it to a group remote first"] + unreachable
+
+
+def _reason(err: Exception, name: str) -> str:
+    text = " ".join(str(err).split())
+    prefix = f"remote {name!r}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+@contextlib.contextmanager
+def _translated(store: Store):
+    try:
+        from mlds.remotes.filesystems import translate_errors
+    except ImportError:
+        yield
+        return
+    with translate_errors(store.name, store.url):
+        yield
+
+
+def _require_group_presence(dataset: str, h: str, group_stores: list, remote: str) -> None:
+    problems = group_vouch_problems(dataset, h, group_stores)
+    if problems:
+        raise PolicyError("; ".join(problems))
 
 
 # ----------------------------------------------------------------- pull
@@ -358,17 +291,21 @@ def pull(remote: Store, local: Store, dataset: str, tag: str | None = None, *, f
     else:
         tags = _tags_for(remote, dataset, tag)
     tips = list(dict.fromkeys(tags.values()))
-    chain = _manifest_chain(remote, tips)  # verified before use
+    chain, boundary = manifest_chain(remote, tips, have=lambda x: local.has_object(x))  # verified before use
     tip_set = set(tips)
     for mh, _, m in chain:
         if mh in tip_set and m["dataset"] != dataset:
             raise IntegrityError(f"remote {remote.name}: refs of {dataset} point to manifest {mh} "
                                  f"of another dataset ({m['dataset']!r}); refusing it")
+    for t, mh in tags.items():  # the destination's tier policy, before any byte moves
+        check_admission(local, next(m for x, _, m in chain if x == mh), f"{dataset}@{t}")
     shards: dict[str, int] = {}
     for mh, _, m in chain:
         if mh in tip_set:
             for o, size in mf.objects(m):
-                shards[o] = size
+                if shards.setdefault(o, size) != size:
+                    raise IntegrityError(f"remote {remote.name}: versions of {dataset} disagree on the size of "
+                                         f"object {o} ({shards[o]} and {size} bytes); refusing them")
     # decide the ref updates before moving bytes, so a conflict costs nothing
     local_old = {t: local.read_ref(dataset, t) for t in tags}
     updates: dict[str, str] = {}
@@ -380,45 +317,48 @@ def pull(remote: Store, local: Store, dataset: str, tag: str | None = None, *, f
             updates[t] = h
             continue
         if t == "latest" or not is_version_tag(t):
-            if cur in _remote_ancestors(chain, h):
+            if _descends(chain, boundary, local, cur, h):
                 updates[t] = h  # fast-forward
                 continue
-            if h in ancestors(local, cur):
+            if is_ancestor(local, h, cur):
                 continue  # local is ahead
         raise ConflictError(f"local tag {t} of {dataset} points to {_short(cur)} but remote {remote.name} has "
                             f"{_short(h)}; keep yours under a new tag ('mlds tag {dataset}@{t} NEWTAG') "
                             f"and pull with --force")
     stats = transfer(remote, local, list(shards.items()), workers=workers, progress=progress,
                      description=f"pull {dataset} <- {remote.name}")
+    stats.pop("skipped", None)
     for mh, data, _ in chain:
         if not local.has_object(mh, len(data)):
-            local.put_bytes(data)
+            local.put_bytes(data, check=False)
             stats["sent_objects"] += 1
             stats["sent_bytes"] += len(data)
         stats["objects"] += 1
-    by_hash: dict[str, list[str]] = {}
-    for t, h in updates.items():
-        by_hash.setdefault(h, []).append(t)
-    for h, ts in by_hash.items():
-        m = next(m for mh, _, m in chain if mh == h)
-        ts.sort(key=lambda t: (t == "latest", t))  # version tags before latest
-        commit_refs(local, dataset, h, m, tags=ts, expect={t: local_old[t] for t in ts}, remote_label="local",
-                    force=force)
+    if updates:
+        commit_refs(local, dataset, updates, {mh: m for mh, _, m in chain if mh in set(updates.values())},
+                    expect={t: local_old[t] for t in updates}, op="pull", remote_label=remote.name, force=force)
     stats.update({"dataset": dataset, "tags": sorted(updates), "remote": remote.name})
     return stats
 
 
-def _remote_ancestors(chain: list[tuple[str, bytes, dict[str, Any]]], h: str) -> set[str]:
+def _descends(chain: Chain, boundary: set[str], local: Store, cur: str, h: str) -> bool:
+    """Is ``cur`` (a local manifest) an ancestor of remote manifest ``h``?  The remote part of the history is
+    ``chain``; where the walk stopped at a manifest the local store has (``boundary``), go on locally."""
     parents = {mh: m["parents"] for mh, _, m in chain}
     seen: set[str] = set()
     stack = [h]
+    reached: list[str] = []
     while stack:
         x = stack.pop()
         if x in seen:
             continue
         seen.add(x)
+        if x == cur:
+            return True
+        if x in boundary:
+            reached.append(x)
         stack.extend(parents.get(x, []))
-    return seen
+    return any(is_ancestor(local, cur, b) for b in reached)
 
 
 def clone(remote: Store, local: Store, datasets: list[str] | None = None, *, workers: int | None = None,

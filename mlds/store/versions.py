@@ -174,9 +174,28 @@ def _open_input(source: str | os.PathLike, store: Store) -> Iterator[Any]:
             shutil.rmtree(tmpdir, ignore_errors=True)
         return
     try:
+        _validate_source(p)
         yield ds
     finally:
         ds.close()
+
+
+def _validate_source(path: Path) -> None:
+    """Refuse an mlds file that breaks the spec before any of it is stored (shapes are compared with the
+    file's other arrays before anything is read, so a declared (10^12, 3) array is refused, not allocated)."""
+    from mlds.errors import ValidationError
+    from mlds.format.validate import validate_dataset
+
+    try:
+        problems = validate_dataset(path)
+    except MemoryError:
+        problems = ["an array is declared larger than this machine's memory"]
+    except (TypeError, ValueError, IndexError, KeyError, OSError) as err:
+        # arrays inconsistent enough to break the checker itself (mlds.format reads them by the offsets)
+        problems = [f"inconsistent arrays ({type(err).__name__}: {' '.join(str(err).split())[:200]})"]
+    if problems:
+        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        raise ValidationError(path, f"not a valid mlds dataset, nothing was stored: {problems[0]}{more}")
 
 
 def default_author() -> str:
@@ -299,7 +318,8 @@ def _commit_new_version(store: Store, name: str, prev_hash: str | None, prev: di
         **body,
     })
     h = mf.put(store, manifest)
-    commit_refs(store, name, h, manifest, tags=[VERSION_TAG.format(version), "latest"], expect={"latest": prev_hash})
+    commit_refs(store, name, {VERSION_TAG.format(version): h, "latest": h}, {h: manifest},
+                expect={"latest": prev_hash, VERSION_TAG.format(version): None}, op="add")
     return h, version
 
 
@@ -439,38 +459,74 @@ def _merge_summary(prev: dict[str, Any], new: dict[str, Any], meta: dict[str, An
     return out
 
 
-def commit_refs(store: Store, dataset: str, h: str, manifest: dict[str, Any], tags: list[str],
-                expect: dict[str, str | None] | None = None, remote_label: str | None = None,
+def commit_refs(store: Store, dataset: str, updates: dict[str, str], manifests: dict[str, dict[str, Any]], *,
+                expect: dict[str, str | None] | None = None, op: str = "push", remote_label: str | None = None,
                 force: bool = False) -> None:
-    """Write refs (compare-and-swap under each tag's lock) and update the catalog.
+    """Move every tag of ``updates`` ({tag: manifest hash}) together, or none of them.
 
-    ``expect[tag]`` is the value the caller saw before; if the ref moved since,
-    :class:`ConflictError` is raised and nothing is written for that tag.
-    Version tags ``vN`` may only ever point to one manifest.
+    The commit point of every route that publishes a version (add, add_files,
+    tag, push, pull, clone).  First the destination's tier policy must accept
+    each manifest (:func:`mlds.store.policy.check_admission`).  Then the locks
+    of all tags are taken (sorted order), every tag is checked -- ``expect[tag]``
+    is the value the caller saw before (compare-and-swap), ``vN`` tags name one
+    manifest forever, group/public tags are immutable -- and only if all pass
+    are the refs written (version tags before ``latest``).  A conflict on any
+    tag raises :class:`ConflictError` with nothing written; ``op`` ("push",
+    "pull", "add", "tag") picks advice that fits what the caller was doing.
     """
     from mlds.errors import ConflictError
     from mlds.store import catalog
-    from mlds.store.policy import check_tag_move
+    from mlds.store.policy import check_admission, check_tag_move
 
     expect = expect or {}
     label = remote_label or store.name
-    for tag in tags:
-        with store.lock(dataset, tag):
-            cur = store.read_ref(dataset, tag)
+    for h in dict.fromkeys(updates.values()):
+        tags = sorted(t for t, x in updates.items() if x == h)
+        check_admission(store, manifests[h], f"{dataset}@{tags[0]}")
+    with store.lock_tags(dataset, list(updates)):
+        read = dict(zip(updates, store.map(lambda t: store.read_ref_for_update(dataset, t), list(updates))))
+        current = {t: v for t, (v, _) in read.items()}
+        for tag, h in updates.items():
+            cur = current[tag]
             if cur == h:
                 continue
             if tag in expect and cur != expect[tag]:
-                raise ConflictError(
-                    f"tag {tag} of {dataset} on remote {label} moved from {_short(expect[tag])} to {_short(cur)} "
-                    f"since you pulled; pull, then push again")
+                raise ConflictError(_moved(op, dataset, tag, label, expect[tag], cur))
             if is_version_tag(tag) and cur is not None and not force:
-                raise ConflictError(
-                    f"tag {tag} of {dataset} on remote {label} already points to {_short(cur)}, not {_short(h)} "
-                    f"(someone else made {tag} first); pull, then push again")
+                raise ConflictError(_taken(op, dataset, tag, label, cur, h))
             if not force:
                 check_tag_move(store, dataset, tag, cur, h)
-            store.write_ref(dataset, tag, h)
-    catalog.update_entry(store, dataset)
+        for tag in sorted(updates, key=lambda t: (t == "latest", t)):
+            if current[tag] != updates[tag]:
+                store.write_ref(dataset, tag, updates[tag], token=read[tag][1])
+    catalog.update_entry(store, dataset, updates, manifests)
+
+
+def _moved(op: str, dataset: str, tag: str, label: str, was: str | None, now: str | None) -> str:
+    change = f"moved from {_short(was)} to {_short(now)}"
+    if op == "push":
+        return (f"tag {tag} of {dataset} on remote {label} {change} since you pulled; nothing was published; "
+                f"pull, then push again")
+    if op == "pull":
+        return f"local tag {tag} of {dataset} {change} while pulling from {label}; nothing was changed; pull again"
+    if op == "add":
+        return (f"{dataset} in store {label} changed while adding (latest {change}: another add, pull or ingest "
+                f"committed first); nothing was committed; run the add again")
+    return f"tag {tag} of {dataset} in store {label} {change} meanwhile; nothing was changed; try again"
+
+
+def _taken(op: str, dataset: str, tag: str, label: str, cur: str, h: str) -> str:
+    if op == "push":
+        return (f"tag {tag} of {dataset} on remote {label} already points to {_short(cur)}, not {_short(h)} "
+                f"(someone else pushed {tag} first); nothing was published; pull, then push again")
+    if op == "add":
+        return (f"{tag} of {dataset} in store {label} was just made by another add ({_short(cur)}); "
+                f"nothing was committed; run the add again")
+    if op == "pull":
+        return (f"local tag {tag} of {dataset} points to {_short(cur)} but remote {label} has {_short(h)}; "
+                f"nothing was changed; keep yours under a new tag ('mlds tag {dataset}@{tag} NEWTAG') "
+                f"and pull with --force")
+    return f"tag {tag} of {dataset} in store {label} already points to {_short(cur)}; nothing was changed"
 
 
 def _short(h: str | None) -> str:
@@ -494,18 +550,24 @@ def open_ref(ref: str, store: Store | None = None, **options: Any):
         raise StoreError(f"{store.name}: {name}@{tag} is a {mf.kind(m)}, not a dataset; "
                          f"use checkout_files (mlds.store.checkout_files) to get its files")
     parts = []
+    opened: dict[str, Any] = {}
     try:
         for s in m["shards"]:
-            p = store.local_object_path(s["sha256"])
-            if p is None:
-                raise StoreError(f"{store.name}: open_ref needs a local store (pull {name}@{tag} first)")
-            if not os.path.exists(p):
-                raise StoreError(f"{store.name}: shard {s['sha256']} of {name}@{tag} is missing; run 'mlds pull {name}'")
-            if os.path.getsize(p) != int(s["size"]):
-                raise IntegrityError(f"{store.name}: shard {s['sha256']} of {name}@{tag} has the wrong size; run 'mlds fsck'")
-            parts.append(Dataset(p, **options))
+            h, size = s["sha256"], int(s["size"])
+            if h not in opened:
+                if store.local_object_path(h) is None:
+                    raise StoreError(f"{store.name}: open_ref needs a local store (pull {name}@{tag} first)")
+                if not store.has_object(h):
+                    raise StoreError(f"{store.name}: shard {h} of {name}@{tag} is missing; run 'mlds pull {name}'")
+                store.verify_local_object(h, size, what=f"shard {h} of {name}@{tag}")  # size, and sha256 unless stamped
+                d = Dataset(store.local_object_path(h), **options)
+                opened[h] = d
+                if len(d) != int(s["n_frames"]):
+                    raise IntegrityError(f"{store.name}: shard {h} of {name}@{tag} holds {len(d)} frames, "
+                                         f"its manifest says {s['n_frames']}; run 'mlds fsck'")
+            parts.append(opened[h])
     except BaseException:
-        for d in parts:
+        for d in opened.values():
             d.close()
         raise
     return ConcatDataset(parts, metadata=m["metadata"])
@@ -557,17 +619,20 @@ def tag(store: Store, ref: str, new_tag: str, *, force: bool = False) -> str:
     cur = store.read_ref(name, new_tag)
     if cur is not None and cur != h and new_tag != "latest" and not force:
         raise StoreError(f"tag {name}@{new_tag} already points to {cur[:12]}; use --force to move it")
-    commit_refs(store, name, h, m, tags=[new_tag], expect={new_tag: cur})
+    commit_refs(store, name, {new_tag: h}, {h: m}, expect={new_tag: cur}, op="tag")
     return h
 
 
 # ----------------------------------------------------------------- maintenance
-def reachable(store: Store) -> tuple[set[str], set[str], list[tuple[str, str]], set[str]]:
-    """(manifests, shards, problems, tip_shards) reachable from every ref.
+def reachable(store: Store, declared: dict[str, dict[int, str]] | None = None
+              ) -> tuple[set[str], set[str], list[tuple[str, str]], set[str]]:
+    """(manifests, objects, problems, tip_objects) reachable from every ref.
 
     Parents are followed; a pulled version's ancestors may be present as
-    manifests only, so only the shards of tagged versions (``tip_shards``)
-    must be present for the store to be complete.
+    manifests only, so only the objects of tagged versions (``tip_objects``)
+    must be present for the store to be complete.  A ref must point at a
+    manifest of its own dataset.  ``declared`` (if given) is filled with the
+    size each referenced object should have, and which version says so.
     """
     manifests: set[str] = set()
     shards: set[str] = set()
@@ -578,8 +643,11 @@ def reachable(store: Store) -> tuple[set[str], set[str], list[tuple[str, str]], 
         for t, h in store.list_refs(ds).items():
             stack.append((h, f"{ds}@{t}", True))
     tips_done: set[str] = set()
+    dataset_of: dict[str, str] = {}
     while stack:
         h, via, is_tip = stack.pop()
+        if is_tip and h in dataset_of and dataset_of[h] != via.split("@")[0]:
+            problems.append((h, f"ref {via} points at a manifest of another dataset ({dataset_of[h]!r})"))
         if h in manifests and (not is_tip or h in tips_done):
             continue
         manifests.add(h)
@@ -592,8 +660,13 @@ def reachable(store: Store) -> tuple[set[str], set[str], list[tuple[str, str]], 
         except (IntegrityError, StoreError) as err:
             problems.append((h, str(err)))
             continue
-        for o, _ in mf.objects(m):
+        dataset_of[h] = m["dataset"]
+        if is_tip and m["dataset"] != via.split("@")[0]:
+            problems.append((h, f"ref {via} points at a manifest of another dataset ({m['dataset']!r})"))
+        for o, size in mf.objects(m):
             shards.add(o)
+            if declared is not None:
+                declared.setdefault(o, {}).setdefault(size, via)
             if is_tip:
                 tip_shards.add(o)
         if is_tip:
@@ -604,32 +677,39 @@ def reachable(store: Store) -> tuple[set[str], set[str], list[tuple[str, str]], 
 
 
 def fsck(store: Store, progress=None) -> dict[str, Any]:
-    """Verify every object's sha256 and every ref's manifest; list each bad object by key."""
+    """Verify every object's sha256 and size, and every ref's manifest; list each bad object by key."""
     bad: list[tuple[str, str]] = []
     checked = 0
-    present: set[str] = set()
+    present: dict[str, int] = {}
+    declared: dict[str, dict[int, str]] = {}
+    manifests, shards, problems, tip_shards = reachable(store, declared)
     for h, size, _ in store.iter_objects():
         if not HEX64.match(h):
             bad.append((f"objects/sha256/{h}", "unexpected file name (not a sha256 digest)"))
             continue
         checked += 1
         key = Store.object_key(h)
-        present.add(h)
+        present[h] = size
+        wrong = [(n, via) for n, via in declared.get(h, {}).items() if n != size]
+        if wrong:
+            bad.append((key, f"{size} bytes, but {wrong[0][1]} says {wrong[0][0]}"))
+            continue
         try:
-            got = store.hash_object(h)
+            got = store.hash_object(h, limit=size)
         except Exception as err:  # noqa: BLE001 - report and go on
             bad.append((key, f"unreadable: {err}"))
             continue
         if got != h:
             bad.append((key, f"sha256 mismatch (content hashes to {got[:12]}...)"))
+        elif store.is_local:
+            store.remember_verified(h)
         if progress:
             progress(size)
     bad_keys = {k for k, _ in bad}
-    manifests, shards, problems, tip_shards = reachable(store)
     for h, why in problems:
         if Store.object_key(h) not in bad_keys:
             bad.append((Store.object_key(h), why))
-    for h in sorted(tip_shards - present):
+    for h in sorted(tip_shards - set(present)):
         bad.append((Store.object_key(h), "missing (a shard of a tagged version)"))
     return {"store": store.name, "objects": checked, "bad": bad, "ok": not bad}
 

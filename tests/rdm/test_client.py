@@ -13,6 +13,7 @@ from mlds.remotes.rdm.client import (
     RDMClient,
     RDMIntegrityError,
     RDMNotFoundError,
+    RDMProjectNotFound,
     RDMQuotaError,
 )
 from tests.servers.rdm_server import (
@@ -176,8 +177,12 @@ def test_anonymous_and_outsider(make_client):
     with pytest.raises(AuthError) as ei:
         out.providers("abcde")
     assert "403" in str(ei.value)
-    with pytest.raises(RDMNotFoundError):
+    # a missing project is said as such (not a FileNotFoundError: it is not an empty store)
+    with pytest.raises(RDMProjectNotFound, match="project zzzzz not found or not visible to this token"):
         out.project("zzzzz")
+    with pytest.raises(RDMProjectNotFound) as ei:
+        out.providers("zzzzz")
+    assert not isinstance(ei.value, FileNotFoundError)
 
 
 @pytest.mark.parametrize("token", [TOKEN_READER, TOKEN_READ_SCOPE])

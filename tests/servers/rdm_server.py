@@ -16,6 +16,11 @@ Use in tests::
 or as a subprocess: ``python -m tests.servers.rdm_server [--port N]`` prints one JSON
 line with ``api_url`` and the default tokens, then serves until killed.
 
+Commit semantics follow the real service: a file create's 409 is decided *before* the body is
+read (RDM-waterbutler ``create.py`` ``postvalidate_put``); a create that loses a race at commit
+adds a new version to the other's file and answers 200 (``osfstorage_create_child``).  Folder
+creation answers 409 at commit.  ``faults.commit_delay`` widens the gap between check and commit.
+
 Not reproduced: OAuth scopes beyond full_read/full_write, checkouts, comments, guids
 of files, ``?zip=``, cross-node copy tasks (202), web-host ``links.download``, 410 for
 deleted nodes beyond a flag, API versions other than the 2.0/2.1 pagination envelopes.
@@ -169,6 +174,7 @@ class Faults:
         self.require_content_length = True
         self.drain_limit = 1 << 20  # error responses to bigger bodies close the socket unread
         self.delay = 0.0
+        self.commit_delay = 0.0  # seconds between a file upload's name check (before the body) and its commit
 
     def fail_next(self, n: int, status: int = 503, retry_after: float | None = None,
                   prefix: str | None = None, methods: tuple | None = None) -> None:
@@ -200,6 +206,7 @@ class Faults:
         self.redirect_downloads = False
         self.require_content_length = True
         self.delay = 0.0
+        self.commit_delay = 0.0
 
     def _take_rule(self, method: str, path: str) -> _Rule | None:
         with self._lock:
@@ -540,12 +547,33 @@ class _Handler(BaseHTTPRequestHandler):
                 self._wb(method, path[len("/v1/resources/"):])
             elif path.startswith("/_blob/"):
                 self._blob(method, path[len("/_blob/"):])
+            elif path.startswith("/api/v1/project/"):
+                self._web_quota(method, path)
             else:
                 raise api_error(404, "Not found.")
         except HTTPFail as f:
             self._send_json(f.status, f.body, f.headers)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _web_quota(self, method: str, path: str) -> None:
+        """``/api/v1/project/<guid>/get_creator_quota/`` of the *web app* (RDM-osf.io
+        ``website/project/views/quota.py``, ``@must_be_contributor_or_public``): the web app
+        authenticates by session cookie or HTTP Basic login (``framework/sessions``
+        ``before_request``) and ignores a bearer token, so a private project answers with a
+        redirect to the login page; a public one with ``{"max": bytes, "used": bytes}``."""
+        parts = path.strip("/").split("/")
+        if method != "GET" or len(parts) != 5 or parts[4] != "get_creator_quota":
+            raise HTTPFail(404, {"message_short": "Not found", "code": 404})
+        node = self.rdm.nodes.get(parts[3])
+        if node is None or node.deleted:
+            raise HTTPFail(404, {"message_short": "Not found", "message_long": "The requested resource could not "
+                                 "be found.", "code": 404})
+        if not node.public:
+            return self._send_json(302, None, {"Location": f"{self.rdm.url}/login/?next={quote(path)}"})
+        with self.rdm.lock:
+            used = self.rdm.quota_used(node)
+        self._send_json(200, {"max": node.quota if node.quota is not None else 100 * 1024 ** 3, "used": used})
 
     def _finish_body(self) -> None:
         """Before an error answer: drain a small unread body, or close the connection."""
@@ -1093,17 +1121,29 @@ class _Handler(BaseHTTPRequestHandler):
         if res is None:
             return
         size, md5, s256, s512, blob = res
+        if rdm.faults.commit_delay:
+            time.sleep(rdm.faults.commit_delay)
         with rdm.lock:
+            existing = None
             if target.kind == "folder":
-                if any(c.name == name and c.kind == "file" for c in target.children):
-                    raise wb_error(409, f'Cannot complete action: file or folder "{name}" already exists in this location')
                 if target.provider.index.get(target.id) is not target and target.parent is not None:
                     raise wb_error(404, "Parent folder was deleted")
+                existing = next((c for c in target.children if c.name == name and c.kind == "file"), None)
+            if target.kind == "folder" and existing is None:
                 e = Entry(_new_id(), "file", name, target, target.provider)
                 e.versions.append(Version(1, blob, size, md5, s256, s512, _now(), user))
                 target.children.append(e)
                 target.provider.index[e.id] = e
                 status = 201
+            elif existing is not None:
+                # The real commit path (RDM-osf.io addons/osfstorage/views.py osfstorage_create_child): the
+                # 409 above was decided before the body was read; a file of that name committed since then
+                # gets our bytes as a new version (identical bytes: none), answered 200 -- not 409.
+                e = existing
+                if e.versions[-1].sha256 != s256:
+                    e.versions.append(Version(len(e.versions) + 1, blob, size, md5, s256, s512, _now(), user))
+                    e.modified = _now()
+                status = 200
             else:
                 e = target
                 if e.versions[-1].sha256 != s256:

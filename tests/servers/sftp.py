@@ -3,6 +3,10 @@
 The server runs its own asyncio event loop in a daemon thread.  It accepts one
 user, authenticated either by a generated ed25519 client key or by a password.
 Clients (fsspec's ``SFTPFileSystem`` on paramiko) see the chroot as ``/``.
+
+``server.loose_excl = True`` makes the server honour ``SSH_FXF_EXCL`` loosely -- an
+exclusive open of an existing file succeeds and truncates it -- as some SFTP servers
+do (the flag is advisory in the SFTPv3 draft); the store's locks must not rely on it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,19 @@ class _Server(asyncssh.SSHServer):
         return True
 
 
+class _Flags:
+    loose_excl = False
+
+
+class _SFTPServer(asyncssh.SFTPServer):
+    flags: _Flags = _Flags()
+
+    def open(self, path, pflags, attrs):
+        if self.flags.loose_excl:
+            pflags &= ~asyncssh.FXF_EXCL  # "create" degrades to create-or-truncate
+        return super().open(path, pflags, attrs)
+
+
 @dataclass
 class SFTPServer:
     host: str
@@ -51,6 +68,15 @@ class SFTPServer:
     _thread: threading.Thread = field(repr=False)
     _acceptor: object = field(repr=False)
     _tmp: tempfile.TemporaryDirectory = field(repr=False)
+    _flags: _Flags = field(repr=False, default_factory=_Flags)
+
+    @property
+    def loose_excl(self) -> bool:
+        return self._flags.loose_excl
+
+    @loose_excl.setter
+    def loose_excl(self, value: bool) -> None:
+        self._flags.loose_excl = bool(value)
 
     def url(self, path: str = "/data") -> str:
         return f"sftp://{self.username}@{self.host}:{self.port}{path}"
@@ -115,8 +141,12 @@ def start_sftp_server(host: str = "127.0.0.1") -> SFTPServer:
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
+    flags = _Flags()
+
     def _sftp_factory(chan):
-        return asyncssh.SFTPServer(chan, chroot=str(root).encode())
+        server = _SFTPServer(chan, chroot=str(root).encode())
+        server.flags = flags
+        return server
 
     def _run():
         asyncio.set_event_loop(loop)
@@ -145,4 +175,5 @@ def start_sftp_server(host: str = "127.0.0.1") -> SFTPServer:
     return SFTPServer(
         host=host, port=port, username=USER, password=password, key_file=str(key_file),
         known_hosts=str(known_hosts), root=root, _loop=loop, _thread=thread, _acceptor=acceptor, _tmp=tmp,
+        _flags=flags,
     )

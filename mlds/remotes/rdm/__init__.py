@@ -9,6 +9,7 @@ from .client import (
     RDMConflictError,
     RDMIntegrityError,
     RDMNotFoundError,
+    RDMProjectNotFound,
     RDMQuotaError,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "RDMConflictError",
     "RDMIntegrityError",
     "RDMNotFoundError",
+    "RDMProjectNotFound",
     "RDMQuotaError",
 ]

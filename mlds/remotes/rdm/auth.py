@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mlds.errors import AuthError
 
-from .client import DEFAULT_API_URL, RDMClient
+from .client import DEFAULT_API_URL, RDMClient, check_guid
 
 TOKEN_ENV_VARS = ("MLDS_RDM_TOKEN", "RDM_TOKEN", "OSF_TOKEN")
 TOKEN_FILE_ENV = "MLDS_RDM_TOKEN_FILE"
@@ -76,8 +76,8 @@ class CheckResult:
     permission: str | None = None  # admin | write | read | None
     providers: list = field(default_factory=list)
     default_provider: str | None = None
-    quota_used: int | None = None  # not exposed by the public API; None when unknown
-    quota_free: int | None = None
+    quota_used: int | None = None  # from the web app's quota endpoint; None when not reported
+    quota_max: int | None = None
 
     def lines(self) -> list[str]:
         out = [f"user: {self.user_name} ({self.user_id})"]
@@ -85,10 +85,14 @@ class CheckResult:
             out.append(f"project: {self.project_title} ({self.project_id})")
             out.append(f"permission: {self.permission or 'none'}")
             out.append(f"storage: {', '.join(self.providers) or 'none'} (default {self.default_provider})")
-        if self.quota_used is not None or self.quota_free is not None:
-            out.append(f"quota: used {self.quota_used} bytes, free {self.quota_free} bytes")
+        if self.quota_used is not None and self.quota_max is not None:
+            out.append(f"quota: {self.quota_used} of {self.quota_max} bytes used "
+                       f"({max(0, self.quota_max - self.quota_used)} free)")
+        elif self.project_id:
+            out.append("quota: not reported (GakuNin's per-project quota endpoint takes a web login, "
+                       "not a personal access token)")
         else:
-            out.append("quota: not reported by the API")
+            out.append("quota: not reported")
         return out
 
 
@@ -106,15 +110,15 @@ def check(project: str | None = None, *, token: str | None = None, api_url: str 
         res = CheckResult(me.id, me.full_name)
         if project:
             guid = project.split("://", 1)[-1].strip("/").split("/")[0]
+            check_guid(guid)
             proj = client.project(guid)
             provs = client.providers(guid)
             res.project_id, res.project_title, res.permission = proj.id, proj.title, proj.permission
             res.providers = [p.name for p in provs]
             res.default_provider = client.pick_provider(provs).name if provs else None
-            quota = (proj.raw.get("attributes") or {}).get("quota") or {}
-            if isinstance(quota, dict):
-                res.quota_used = quota.get("used")
-                res.quota_free = quota.get("free")
+            quota = client.creator_quota(proj)
+            if quota is not None:
+                res.quota_used, res.quota_max = quota["used"], quota["max"]
         return res
     finally:
         if own:

@@ -56,6 +56,11 @@ class RDMNotFoundError(RemoteError, FileNotFoundError):
     """404: no such project, provider, file or folder."""
 
 
+class RDMProjectNotFound(RemoteError):
+    """The project does not exist, or this token may not see it.  Deliberately *not* a
+    FileNotFoundError: a missing project is not an empty store."""
+
+
 class RDMConflictError(ConflictError, FileExistsError):
     """409: a file or folder of that name already exists."""
 
@@ -70,6 +75,24 @@ class RDMQuotaError(RemoteError):
 
 class RDMIntegrityError(IntegrityError):
     """Hashes after a transfer do not match."""
+
+
+# storage providers GakuNin RDM knows (rdmclient KNOWN_PROVIDERS + RDM-waterbutler providers): a second URL
+# component with one of these names means that storage, never a folder in the default one
+KNOWN_PROVIDERS = frozenset(
+    "osfstorage github figshare googledrive azureblobstorage bitbucket box dataverse dropbox dropboxbusiness "
+    "gitlab iqbrims nextcloud nextcloudinstitutions ociinstitutions owncloud onedrive onedrivebusiness rushfiles "
+    "s3 s3compat s3compatb3 s3compatinstitutions s3compatsigv4 swift weko".split())
+
+
+def check_guid(guid: str) -> str:
+    """A project id must be a bare GUID: user info (``TOKEN@guid``) is refused without echoing it."""
+    if "@" in guid or ":" in guid:
+        raise AuthError("rdm", "refusing user info (a token?) in an rdm:// URL: the token must come from "
+                               "MLDS_RDM_TOKEN or an owner-only token file, never the URL")
+    if not guid or not guid.replace("-", "").replace("_", "").isalnum():
+        raise RemoteError("rdm", f"{guid[:40]!r} is not a project id (rdm://<project>/<storage>/<path>)")
+    return guid
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -430,8 +453,27 @@ class RDMClient:
         d = self._api("users/me/", "token check")["data"]
         return User(d["id"], (d.get("attributes") or {}).get("full_name", ""))
 
+    def _project_scope(self, guid: str):
+        """Errors about the project itself, said as such (404/410: not found or not visible; 401/403: not visible)."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def scope():
+            try:
+                yield
+            except RDMNotFoundError:
+                raise RDMProjectNotFound(self.remote, f"project {guid} not found or not visible to this token") from None
+            except RDMAuthError as err:
+                if "401" in str(err) and not self.has_token:
+                    raise RDMAuthError(self.remote, f"project {guid} is private: a token is needed "
+                                                    f"(MLDS_RDM_TOKEN or the token file)") from None
+                raise RDMAuthError(self.remote, f"project {guid} not found or not visible to this token "
+                                                f"[{'HTTP 401' if '401' in str(err) else 'HTTP 403'}]") from None
+        return scope()
+
     def project(self, guid: str) -> Project:
-        d = self._api(f"nodes/{guid}/", f"project {guid}")["data"]
+        with self._project_scope(guid):
+            d = self._api(f"nodes/{guid}/", f"project {guid}")["data"]
         a = d.get("attributes") or {}
         return Project(d["id"], a.get("title", ""), bool(a.get("public")),
                        list(a.get("current_user_permissions") or []), raw=d)
@@ -447,11 +489,43 @@ class RDMClient:
 
     def providers(self, guid: str) -> list[Provider]:
         out = []
-        for d in self._api_pages(f"nodes/{guid}/files/", f"storage of {guid}"):
-            a = d.get("attributes") or {}
-            out.append(Provider(a.get("provider") or a.get("name"), bool(a.get("for_institutions")),
-                                dict(d.get("links") or {}), guid))
+        with self._project_scope(guid):
+            for d in self._api_pages(f"nodes/{guid}/files/", f"storage of {guid}"):
+                a = d.get("attributes") or {}
+                out.append(Provider(a.get("provider") or a.get("name"), bool(a.get("for_institutions")),
+                                    dict(d.get("links") or {}), guid))
         return out
+
+    def creator_quota(self, project: "Project") -> dict | None:
+        """``{"max": bytes, "used": bytes}`` from the web app's per-project quota endpoint
+        (``/api/v1/project/<guid>/get_creator_quota/`` on the host of the project's ``links.html``).
+
+        That endpoint belongs to the web UI (RDM-osf.io ``website/project/views/quota.py``,
+        ``@must_be_contributor_or_public``), whose requests are authenticated by a session cookie
+        or HTTP Basic login only (``framework/sessions`` ``before_request``): a personal access
+        token is not accepted there, so the token is not sent.  It answers for public projects;
+        for private ones the answer is a login redirect and ``None`` is returned ("not reported").
+        """
+        html = ((project.raw.get("links") or {}).get("html")) or ""
+        p = urlsplit(html)
+        if not p.scheme or not p.netloc:
+            return None
+        url = urlunsplit((p.scheme, p.netloc, f"/api/v1/project/{project.id}/get_creator_quota/", "", ""))
+        try:
+            resp = self._send("GET", url, auth=False, headers={"Accept": "application/json"})
+        except RemoteError:
+            return None
+        try:
+            if resp.status_code != 200:
+                return None
+            body = resp.json()
+        except ValueError:
+            return None
+        finally:
+            resp.close()
+        if isinstance(body, dict) and isinstance(body.get("max"), (int, float)) and isinstance(body.get("used"), (int, float)):
+            return {"max": int(body["max"]), "used": int(body["used"])}
+        return None
 
     @staticmethod
     def pick_provider(providers: list[Provider]) -> Provider:
@@ -651,9 +725,15 @@ class RDMClient:
                             f"upload of {parent.materialized}{name}", (201, 200))
 
     def create(self, parent: Entry, name: str, data) -> Entry:
-        """Exclusive create of ``parent/name``: the server's 409 for an existing file is the
-        atomic primitive (compare-and-swap for locks and refs), so it is **never** turned into
-        an update; it raises :class:`RDMConflictError` (a ``FileExistsError``).
+        """Create ``parent/name``, never turning an existing file into an update on purpose:
+        a 409 (the name exists) raises :class:`RDMConflictError` (a ``FileExistsError``).
+
+        This is **not** an atomic exclusive create on the real service: WaterButler decides the
+        409 before reading the body, and a create that loses a race at commit becomes a new
+        version of the other's file, answered 200 (RDM-osf.io ``osfstorage_create_child``).  A
+        200 is therefore reported as the lost race it is (``RDMConflictError``) -- but the other
+        file has gained our bytes as its latest version.  Locks use folder creation instead
+        (409 at commit time), see :mod:`mlds.store.locks`.
 
         A 409 that answers a *retried* PUT may be our own first try, applied but unanswered
         (dropped connection): it counts as success when the file there has exactly our bytes.
@@ -679,7 +759,11 @@ class RDMClient:
                 if found is not None and self._same_bytes(found, src):
                     return found
             raise err
-        if resp.status_code not in (201, 200):
+        if resp.status_code == 200:
+            resp.read()
+            raise RDMConflictError(self.remote, f"{what}: another writer created it first (the service kept our "
+                                                f"bytes as a new version of that file)")
+        if resp.status_code != 201:
             raise self._error(resp, what)
         return self._uploaded(resp, src, what)
 

@@ -18,14 +18,17 @@ or ``client`` (a ready :class:`RDMClient`).
 ``info`` carries ``md5``, ``sha256`` (when the storage reports them), ``version`` (file
 version number) and ``etag`` (changes with each new version) for compare-and-swap.
 Writing an existing path uploads a new version.  Parent folders are created on write.
-``open(path, "xb")`` and ``pipe_file(path, data, mode="create")`` are an atomic
-create-if-absent: the upload is a WaterButler *create* whose 409 (a file of that name
-exists) raises ``FileExistsError``; it never falls back to an update.  That 409 is what
-the store's locks rely on.  ``remote`` (storage option) names the remote in error messages.
+``open(path, "xb")`` and ``pipe_file(path, data, mode="create")`` create a file and raise
+``FileExistsError`` on a 409 (the name exists) or a 200 (a create that lost a race at commit:
+the service answers 200 and adds our bytes as a new version of the other's file) -- so they
+are *not* an atomic exclusive create.  ``mkdir`` is: a folder create answers 409 at commit
+time, and the store's locks are folders on rdm (:mod:`mlds.store.locks`).  ``remote`` (storage option) names the remote in error messages.
 
-Listings are cached per instance (``dircache``); a cached entry that went stale (the file
-was replaced or changed by another writer) is refreshed once on a 404 or a hash mismatch
-when reading.
+Listings are cached per instance (``dircache``), kept up to date with this instance's own
+writes (a write puts its result into the cached listing instead of dropping it); a miss
+lists the folder again unless the listing is younger than ``listing_ttl`` seconds (storage
+option, default 0); a cached entry that went stale (the file was replaced or changed by
+another writer) is refreshed once on a 404 or a hash mismatch when reading.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from __future__ import annotations
 import os
 import posixpath
 import tempfile
+import threading
+import time
 import unicodedata
 from datetime import datetime
 
@@ -41,16 +46,18 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 from mlds.errors import RemoteError
 
 from .auth import resolve_api_url, resolve_token
-from .client import Entry, Provider, RDMClient, RDMIntegrityError, RDMNotFoundError
+from .client import (KNOWN_PROVIDERS, Entry, Provider, RDMClient, RDMConflictError, RDMIntegrityError,
+                     RDMNotFoundError, check_guid)
 
 
 class RDMFileSystem(AbstractFileSystem):
     protocol = "rdm"
     root_marker = ""
+    mlds_thread_safe = True  # httpx.Client is; threads share the listing cache (fewer requests)
 
     def __init__(self, token: str | None = None, api_url: str | None = None, *, retries: int = 6,
                  backoff: float = 0.5, max_backoff: float = 30.0, transport=None, client: RDMClient | None = None,
-                 remote: str | None = None, **kwargs):
+                 remote: str | None = None, listing_ttl: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if client is None:
             client = RDMClient(resolve_token(token), resolve_api_url(api_url), retries=int(retries),
@@ -58,6 +65,14 @@ class RDMFileSystem(AbstractFileSystem):
                                remote=remote)
         self.client = client
         self._providers: dict[str, dict[str, Provider]] = {}
+        self._listed: dict[str, float] = {}
+        self._folders: dict[str, dict] = {}  # canonical path -> info of folders seen or made (stable links)
+        self._listing_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        # a miss in a listing younger than this many seconds is trusted (0: every miss lists again).  The
+        # store sets it for its remotes -- one operation then never lists a folder twice -- and invalidates
+        # the cache where it needs another writer's latest state (under a lock, when polling a lock)
+        self.listing_ttl = float(listing_ttl)
 
     def __repr__(self) -> str:
         return f"<RDMFileSystem api_url={self.client.api_url!r}>"
@@ -87,12 +102,16 @@ class RDMFileSystem(AbstractFileSystem):
             raise ValueError("rdm path needs a project: rdm://<project>/<provider>/<path>")
         if ".." in parts:
             raise ValueError(f"'..' is not allowed in rdm paths: {path}")
-        guid = parts[0]
+        guid = check_guid(parts[0])
         if len(parts) == 1:
             return guid, None, []
         provs = self._provider_map(guid)
         if parts[1] in provs:
             return guid, parts[1], parts[2:]
+        if parts[1] in KNOWN_PROVIDERS:
+            raise RemoteError(self.client.remote, f"project {guid} has no storage {parts[1]!r} "
+                                                  f"(it has: {', '.join(sorted(provs)) or 'none'}); refusing to "
+                                                  f"use a folder of that name in its default storage instead")
         return guid, RDMClient.pick_provider(list(provs.values())).name, parts[1:]
 
     def _canon(self, path: str) -> str:
@@ -135,6 +154,9 @@ class RDMFileSystem(AbstractFileSystem):
         parts = cpath.split("/")
         if len(parts) == 2:
             return self._entry(self._root_info(parts[0], parts[1]))
+        known = self._folders.get(cpath)
+        if known is not None:  # a folder this instance created or listed: its links do not change
+            return self._entry(known)
         found = self._lookup(cpath, prefer="directory")
         if found["type"] != "directory":
             raise NotADirectoryError(cpath)
@@ -144,8 +166,8 @@ class RDMFileSystem(AbstractFileSystem):
         parent, name = cpath.rsplit("/", 1)
         cached = parent in self.dircache
         matches = [i for i in self._ls_dir(parent) if i["name"] == cpath]
-        if not matches and cached:
-            # a miss in a cached listing may be someone else's new file: list again once
+        if not matches and cached and time.monotonic() - self._listed.get(parent, 0.0) > self.listing_ttl:
+            # a miss in an older cached listing may be someone else's new file: list again once
             self.dircache.pop(parent, None)
             matches = [i for i in self._ls_dir(parent) if i["name"] == cpath]
         if not matches:
@@ -158,25 +180,69 @@ class RDMFileSystem(AbstractFileSystem):
     def _ls_dir(self, cpath: str) -> list[dict]:
         if cpath in self.dircache:
             return self.dircache[cpath]
+        with self._listing_lock(cpath):  # threads sharing this instance list one folder once, not each
+            if cpath in self.dircache:
+                return self.dircache[cpath]
+            return self._list_now(cpath)
+
+    def _listing_lock(self, cpath: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._listing_locks.setdefault(cpath, threading.Lock())
+
+    def _list_now(self, cpath: str) -> list[dict]:
         entry = self._dir_entry(cpath)
         infos = [self._info(cpath, e) for e in self.client.list_folder(entry)]
         self.dircache[cpath] = infos
+        self._listed[cpath] = time.monotonic()
+        for i in infos:
+            if i["type"] == "directory":
+                self._folders[i["name"]] = i
         return infos
+
+    def _cache_set(self, parent_c: str, info: dict) -> None:
+        """Put a file or folder we just created or updated into the cached listing of its folder
+        (instead of dropping the listing: the next write to that folder then costs no listing)."""
+        if info["type"] == "directory":
+            self._folders[info["name"]] = info
+            if info["name"] not in self.dircache:  # a folder we just created is empty
+                self.dircache[info["name"]] = []
+                self._listed[info["name"]] = time.monotonic()
+        listing = self.dircache.get(parent_c)
+        if listing is None:
+            return
+        self.dircache[parent_c] = [i for i in listing if not (i["name"] == info["name"] and i["type"] == info["type"])]
+        self.dircache[parent_c].append(info)
+
+    def _cache_drop(self, cpath: str) -> None:
+        """Forget a path we just deleted (and anything cached below it)."""
+        parent_c = self._parent_c(cpath)
+        if parent_c in self.dircache:
+            self.dircache[parent_c] = [i for i in self.dircache[parent_c] if i["name"] != cpath]
+        for cache in (self.dircache, self._folders):
+            for key in list(cache):
+                if key == cpath or key.startswith(cpath + "/"):
+                    cache.pop(key, None)
 
     def invalidate_cache(self, path=None):
         if path is None:
             self.dircache.clear()
-            self._providers.clear()
+            self._folders.clear()
             return
         try:
             c = self._canon(path)
         except (ValueError, RemoteError):
             self.dircache.clear()
             return
-        for key in list(self.dircache):
-            if key == c or key.startswith(c + "/"):
-                self.dircache.pop(key, None)
-        self.dircache.pop(self._parent_c(c), None)
+        for cache in (self.dircache, self._folders):
+            for key in list(cache):
+                if key == c or key.startswith(c + "/"):
+                    cache.pop(key, None)
+        # the listings of every folder above decide whether the path exists at all: drop them too (a
+        # folder's own entry stays known, so a path under a known folder costs one listing)
+        up = self._parent_c(c)
+        while up:
+            self.dircache.pop(up, None)
+            up = self._parent_c(up)
 
     # ------------------------------------------------------------------ read side
 
@@ -189,10 +255,17 @@ class RDMFileSystem(AbstractFileSystem):
             out = [self._root_info(guid, name) for name in self._provider_map(guid)]
         else:
             c = "/".join([guid, prov, *rel])
-            if refresh:
-                self.dircache.pop(c, None)
+            if refresh:  # this listing and the ones above it (which say whether it exists) are asked again
+                up = c
+                while up:
+                    self.dircache.pop(up, None)
+                    up = self._parent_c(up)
             try:
-                out = list(self._ls_dir(c))
+                try:
+                    out = list(self._ls_dir(c))
+                except RDMNotFoundError:  # a known folder that was removed (and maybe made again) meanwhile
+                    self.invalidate_cache(c)
+                    out = list(self._ls_dir(c))
             except NotADirectoryError:
                 out = [self.info(c)]
         return out if detail else [i["name"] for i in out]
@@ -309,7 +382,7 @@ class RDMFileSystem(AbstractFileSystem):
             pass
         parent = self._ensure_dir(self._parent_c(cpath))
         e = self.client.create_folder(parent, cpath.rsplit("/", 1)[1], exist_ok=True)
-        self.invalidate_cache(self._parent_c(cpath))
+        self._cache_set(self._parent_c(cpath), self._info(self._parent_c(cpath), e))
         return e
 
     def _write(self, path, data, exclusive: bool = False) -> dict:
@@ -333,9 +406,12 @@ class RDMFileSystem(AbstractFileSystem):
                     if hasattr(data, "seek"):
                         data.seek(start)
                     new = self.client.create(parent, rel[-1], data)
-            finally:
+            except BaseException:
                 self.invalidate_cache(parent_c)
-            return self._info(parent_c, new)
+                raise
+            info = self._info(parent_c, new)
+            self._cache_set(parent_c, info)
+            return info
         existing = None
         try:
             info = self._lookup(c, prefer="file")
@@ -351,9 +427,12 @@ class RDMFileSystem(AbstractFileSystem):
                     raise
                 # stale cache: the file went away; create it afresh
                 new = self.client.upload(parent, rel[-1], data)
-        finally:
+        except BaseException:
             self.invalidate_cache(parent_c)
-        return self._info(parent_c, new)
+            raise
+        info = self._info(parent_c, new)
+        self._cache_set(parent_c, info)
+        return info
 
     def pipe_file(self, path, value, mode="overwrite", **kwargs):
         """Write ``value``; ``mode="create"`` is an atomic create that raises
@@ -373,30 +452,53 @@ class RDMFileSystem(AbstractFileSystem):
             callback.absolute_update(size)
 
     def mkdir(self, path, create_parents=True, **kwargs):
+        """Create a folder; ``FileExistsError`` if it exists.  The server decides (409 at commit time,
+        unlike a file create), which makes this the atomic primitive of the store's locks."""
         guid, prov, rel = self._split(path)
         if prov is None or not rel:
             return
         c = "/".join([guid, prov, *rel])
-        if not create_parents:
-            self._dir_entry(self._parent_c(c))
-        self._ensure_dir(c)
+        parent_c = self._parent_c(c)
+        parent = self._ensure_dir(parent_c) if create_parents else self._dir_entry(parent_c)
+        try:
+            try:
+                e = self.client.create_folder(parent, rel[-1], exist_ok=False)
+            except RDMNotFoundError:
+                if not create_parents:
+                    raise
+                # a cached parent folder that someone removed meanwhile: make it again, once
+                self.invalidate_cache(parent_c)
+                e = self.client.create_folder(self._ensure_dir(parent_c), rel[-1], exist_ok=False)
+        except BaseException:
+            self.invalidate_cache(parent_c)
+            raise
+        self._cache_set(parent_c, self._info(parent_c, e))
 
     def makedirs(self, path, exist_ok=False):
         if not exist_ok and self.exists(path):
             raise FileExistsError(f"rdm://{self._canon(path)}")
-        self.mkdir(path, create_parents=True)
+        guid, prov, rel = self._split(path)
+        if prov is None or not rel:
+            return
+        self._ensure_dir("/".join([guid, prov, *rel]))
 
     def rm_file(self, path):
         e = self._file_entry(path)
         try:
             self.client.delete(e)
-        finally:
+        except BaseException:
             self.invalidate_cache(path)
+            raise
+        self._cache_drop(self._canon(path))
 
     def _rm(self, path):
         info = self.info(path)
-        self.client.delete(self._entry(info), confirm_root=len(self._canon(path).split("/")) == 2)
-        self.invalidate_cache(path)
+        try:
+            self.client.delete(self._entry(info), confirm_root=len(self._canon(path).split("/")) == 2)
+        except BaseException:
+            self.invalidate_cache(path)
+            raise
+        self._cache_drop(self._canon(path))
 
     def rmdir(self, path):
         info = self.info(path)
@@ -445,17 +547,43 @@ class RDMFileSystem(AbstractFileSystem):
             return src_info
         dest_dir = self._ensure_dir(dest_dir_c)
         try:
-            if action == "move" and dest_dir_c == self._parent_c(c1):
-                out = self.client.rename(src, new_name)
-            elif action == "move":
-                out = self.client.move(src, dest_dir, new_name)
-            else:
-                out = self.client.copy(src, dest_dir, new_name)
+            try:
+                if action == "move" and dest_dir_c == self._parent_c(c1):
+                    out = self.client.rename(src, new_name)
+                elif action == "move":
+                    out = self.client.move(src, dest_dir, new_name)
+                else:
+                    out = self.client.copy(src, dest_dir, new_name)
+            except (RemoteError, RDMConflictError):
+                # an answer lost on the way back, then a retry that failed because the first try had
+                # worked: if the destination holds what we moved (and the source is gone), it is done
+                done = self._moved_already(action, src_info, dest_dir_c + "/" + new_name)
+                if done is None:
+                    raise
+                return done
         finally:
             if action == "move":
                 self.invalidate_cache(c1)
             self.invalidate_cache(dest_dir_c + "/" + new_name)
         return self._info(dest_dir_c, out) if out is not None else {}
+
+    def _moved_already(self, action: str, src_info: dict, dest_c: str) -> dict | None:
+        self.invalidate_cache(src_info["name"])
+        self.invalidate_cache(dest_c)
+        try:
+            got = self.info(dest_c)
+        except (FileNotFoundError, RemoteError):
+            return None
+        if got["type"] != src_info["type"]:
+            return None
+        if src_info["type"] == "file":
+            if got.get("size") != src_info.get("size"):
+                return None
+            if src_info.get("sha256") and got.get("sha256") and got["sha256"] != src_info["sha256"]:
+                return None
+        if action == "move" and self.exists(src_info["name"]):
+            return None
+        return got
 
     def mv(self, path1, path2, recursive=True, maxdepth=None, **kwargs):
         """Server-side move/rename (replaces an existing file at ``path2``; into ``path2``

@@ -1,0 +1,357 @@
+"""Copy objects between stores, verifying every byte in the same pass that copies it.
+
+An object is read once, sequentially; each block is hashed and handed to a
+*sink* for the destination, and the object appears under its name only after
+the bytes that were written hash to that name:
+
+local store or folder remote (:class:`_LocalSink`)
+    a staging file in the destination's ``tmp/``, fsynced, then renamed into
+    ``objects/`` and the folder fsynced -- so a ref written afterwards never
+    names an object a power loss could leave empty;
+object store with multipart uploads (S3, :class:`_MultipartSink`)
+    parts are uploaded concurrently while later parts are read and hashed; the
+    upload is completed only when the hash matches (aborted otherwise);
+non-atomic remote (SFTP, :class:`_StagedSink`)
+    written to ``tmp/`` on the remote, renamed into place when verified;
+any other atomic-put backend (GakuNin RDM, memory, :class:`_SpoolSink`)
+    spooled to a private local file, verified, then uploaded.
+
+Reading stops at the size the manifest declares (plus one byte to notice a
+longer object), so an endless object (``/dev/zero`` behind a symlink, an HTTP
+mirror that never ends) fails instead of hanging.  ``transfer`` first checks
+which objects the destination lacks (concurrently), then copies those in
+parallel, each worker with its own filesystem instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import tempfile
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any, BinaryIO, Callable, Iterable
+
+from mlds.errors import IntegrityError, StoreError
+from mlds.store.store import Store, _count_write
+
+DEFAULT_WORKERS = 4
+# S3 uploads: like s3fs, one PutObject below 100 MiB, above that 50 MiB parts -- but pipelined: parts go up
+# while the next ones are read and hashed, at most PART_CONCURRENCY in flight (bounded memory)
+PART_SIZE = 50 * 1024 * 1024
+SINGLE_PUT_MAX = 2 * PART_SIZE
+PART_CONCURRENCY = 8
+SPOOL_IN_MEMORY = 64 * 1024 * 1024
+COPY_BLOCK = 4 * 1024 * 1024     # read size while copying
+FLUSH_EVERY = 64 * 1024 * 1024   # local staging files: start writing back to disk while the copy goes on
+
+
+# ----------------------------------------------------------------- sinks
+class _LocalSink:
+    def __init__(self, dst: Store, h: str) -> None:
+        self.dst, self.h = dst, h
+        self.tmp = dst.staging_path(f"{h[:12]}-", ".part")
+        self.fh = open(self.tmp, "wb")
+        self.unflushed = 0
+        self.flusher: threading.Thread | None = None
+
+    def write(self, block: bytes) -> None:
+        self.fh.write(block)
+        self.unflushed += len(block)
+        if self.unflushed >= FLUSH_EVERY and (self.flusher is None or not self.flusher.is_alive()):
+            # write back what is there so far in the background: the fsync before the rename then has
+            # little left to do (a large object's fsync would otherwise come after the whole transfer)
+            self.fh.flush()
+            self.unflushed = 0
+            fd = self.fh.fileno()
+            self.flusher = threading.Thread(target=_quiet_fdatasync, args=(fd,), daemon=True)
+            self.flusher.start()
+
+    def commit(self) -> None:
+        self.fh.flush()
+        if self.flusher is not None:
+            self.flusher.join()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        _count_write()
+        self.dst.adopt_verified(self.tmp, self.h)
+
+    def abort(self) -> None:
+        if self.flusher is not None:
+            self.flusher.join()
+        with contextlib.suppress(OSError):
+            self.fh.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+def _quiet_fdatasync(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.fdatasync(fd)
+
+
+class _MultipartSink:
+    """S3 multipart upload fed block by block; parts go up concurrently on the filesystem's event loop."""
+
+    def __init__(self, dst: Store, h: str, size: int) -> None:
+        self.dst, self.fs = dst, dst.fs
+        self.path = dst.object_path(h)
+        self.bucket, self.key, _ = self.fs.split_path(self.path)
+        self.size = size
+        self.buf = bytearray()
+        self.small: list[bytes] | None = [] if size < SINGLE_PUT_MAX else None  # one PUT: blocks, joined once
+        self.mpu: dict | None = None
+        self.parts: list[tuple[int, Any]] = []
+        self.inflight: list[Any] = []
+
+    def _submit(self, data: bytes) -> None:
+        if self.mpu is None:
+            self.mpu = self.fs.call_s3("create_multipart_upload", Bucket=self.bucket, Key=self.key)
+        n = len(self.parts) + 1
+        coro = self.fs._call_s3("upload_part", Bucket=self.bucket, Key=self.key, PartNumber=n,
+                                UploadId=self.mpu["UploadId"], Body=data)
+        fut = asyncio.run_coroutine_threadsafe(coro, self.fs.loop)
+        self.parts.append((n, fut))
+        self.inflight.append(fut)
+        while len(self.inflight) >= PART_CONCURRENCY:  # bounded memory: PART_CONCURRENCY parts in flight
+            done, _ = wait(self.inflight, return_when=FIRST_EXCEPTION)
+            for f in done:
+                f.result()
+            self.inflight = [f for f in self.inflight if not f.done()]
+
+    def write(self, block: bytes) -> None:
+        if self.small is not None:
+            self.small.append(block)
+            return
+        self.buf += block
+        if len(self.buf) >= PART_SIZE:
+            self._submit(bytes(self.buf[:PART_SIZE]))
+            del self.buf[:PART_SIZE]
+
+    def commit(self) -> None:
+        if self.mpu is None:  # small object: one PUT
+            self.fs.pipe_file(self.path, b"".join(self.small) if self.small is not None else bytes(self.buf))
+            _count_write()
+            return
+        if self.buf:
+            self._submit(bytes(self.buf))
+            self.buf = bytearray()
+        parts = [{"PartNumber": n, "ETag": f.result()["ETag"]} for n, f in self.parts]
+        self.fs.call_s3("complete_multipart_upload", Bucket=self.bucket, Key=self.key,
+                        UploadId=self.mpu["UploadId"], MultipartUpload={"Parts": parts})
+        self.fs.invalidate_cache(self.path)
+        _count_write()
+
+    def abort(self) -> None:
+        for f in self.inflight:
+            f.cancel()
+        if self.mpu is not None:
+            with contextlib.suppress(Exception):
+                self.fs.call_s3("abort_multipart_upload", Bucket=self.bucket, Key=self.key,
+                                UploadId=self.mpu["UploadId"])
+
+
+class _StagedSink:
+    """A non-atomic remote: write to its tmp/, rename into place once verified."""
+
+    def __init__(self, dst: Store, h: str) -> None:
+        self.dst, self.h = dst, h
+        self.tmp = dst._tmp_path(".part")
+        dst._makedirs_for(self.tmp)
+        self.fh = dst.fs.open(self.tmp, "wb")
+
+    def write(self, block: bytes) -> None:
+        self.fh.write(block)
+
+    def commit(self) -> None:
+        self.fh.close()
+        _count_write()
+        final = self.dst.object_path(self.h)
+        self.dst._makedirs_for(final)
+        self.dst._rename(self.tmp, final)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.fh.close()
+        with contextlib.suppress(Exception):
+            self.dst.fs.rm_file(self.tmp)
+
+
+class _SpoolSink:
+    """An atomic-put backend we cannot stop half-way (RDM, memory): verify a private copy, then upload it."""
+
+    def __init__(self, dst: Store, h: str, size: int) -> None:
+        self.dst, self.h = dst, h
+        self.mem = bytearray() if size <= SPOOL_IN_MEMORY else None
+        self.fh = None if self.mem is not None else tempfile.NamedTemporaryFile(prefix="mlds-spool-", delete=False)
+
+    def write(self, block: bytes) -> None:
+        if self.mem is not None:
+            self.mem += block
+        else:
+            self.fh.write(block)
+
+    def commit(self) -> None:
+        final = self.dst.object_path(self.h)
+        self.dst._makedirs_for(final)
+        if self.mem is not None:
+            self.dst.fs.pipe_file(final, bytes(self.mem))
+        else:
+            self.fh.close()
+            self.dst.fs.put_file(self.fh.name, final)
+        _count_write()
+        self.abort()
+
+    def abort(self) -> None:
+        if self.fh is not None:
+            with contextlib.suppress(OSError):
+                self.fh.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.fh.name)
+
+
+def _sink(dst: Store, h: str, size: int):
+    if dst.is_local:
+        return _LocalSink(dst, h)
+    if getattr(dst.fs, "mlds_multipart", False):
+        return _MultipartSink(dst, h, size)
+    if not dst.atomic_put:
+        return _StagedSink(dst, h)
+    return _SpoolSink(dst, h, size)
+
+
+# ----------------------------------------------------------------- one object
+def copy_stream(reader: BinaryIO, dst: Store, h: str, size: int, *, what: str,
+                advance: Callable[[int], None] = lambda n: None) -> int:
+    """Copy ``size`` bytes from ``reader`` into ``dst`` as object ``h``, verified in the same pass.
+
+    Reads at most ``size + 1`` bytes: more means the source is longer than its
+    manifest says (or endless), less that it is truncated -- either way nothing
+    is stored and :class:`IntegrityError` names ``what``.
+    """
+    sink = _sink(dst, h, size)
+    hasher = hashlib.sha256()
+    n = 0
+    try:
+        while n <= size:
+            block = reader.read(min(COPY_BLOCK, size + 1 - n))
+            if not block:
+                break
+            hasher.update(block)
+            n += len(block)
+            if n <= size:
+                sink.write(block)
+                advance(len(block))
+        if n != size:
+            how = "longer than" if n > size else "shorter than"
+            raise IntegrityError(f"{what} is {how} the {size} bytes its manifest says; nothing was stored")
+        if hasher.hexdigest() != h:
+            raise IntegrityError(f"{what} is corrupt (sha256 mismatch); nothing was stored")
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    return n
+
+
+def _open_source(src: Store, h: str, size: int) -> BinaryIO:
+    lp = src.local_object_path(h)
+    if lp is not None:
+        return open(lp, "rb")
+    return src.open_object(h, size)
+
+
+def copy_object(src: Store, dst: Store, h: str, size: int, advance: Callable[[int], None] = lambda n: None) -> int:
+    """Copy object ``h`` of ``size`` bytes from ``src`` to ``dst``; returns the bytes copied."""
+    where = f"remote {src.name}" if src.name != "local" else src.name
+    what = f"{where}: object {h}"
+    try:
+        reader = _open_source(src, h, size)
+    except FileNotFoundError:
+        raise StoreError(f"{what} is missing; run 'mlds fsck{'' if src.name == 'local' else ' ' + src.name}'") from None
+    with reader:
+        return copy_stream(reader, dst, h, size, what=what, advance=advance)
+
+
+# ----------------------------------------------------------------- many objects
+class _Progress:
+    def __init__(self, enabled: bool, description: str, total: int) -> None:
+        self._lock = threading.Lock()
+        self._p = None
+        if enabled and total > 0:
+            from rich.console import Console
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            self._p = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                               TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                               transient=True)
+            self._task = self._p.add_task(description, total=total)
+            self._p.start()
+
+    def advance(self, n: int) -> None:
+        if self._p is not None and n:
+            with self._lock:
+                self._p.advance(self._task, n)
+
+    def close(self) -> None:
+        if self._p is not None:
+            self._p.stop()
+
+
+def _parallel(fn: Callable[[Store, Store, Any], Any], src: Store, dst: Store, items: list, workers: int) -> list:
+    """``fn(src_clone, dst_clone, item)`` for every item, in a thread pool; the first error wins."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(src, dst, it) for it in items]
+    tls = threading.local()
+    clones: list[Store] = []
+    clones_lock = threading.Lock()
+
+    def work(it):
+        pair = getattr(tls, "pair", None)
+        if pair is None:  # each worker thread gets its own filesystem instances
+            pair = tls.pair = (src.clone(), dst.clone())
+            with clones_lock:
+                clones.extend(pair)
+        return fn(pair[0], pair[1], it)
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="mlds-sync") as pool:
+            futures = [pool.submit(work, it) for it in items]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for f in futures:
+                f.cancel()  # not-yet-started work; running ones finish (whole objects only)
+        for f in futures:  # after the pool has drained: the first error wins
+            if not f.cancelled() and f.exception() is not None:
+                raise f.exception()  # type: ignore[misc]
+        return [f.result() for f in futures]
+    finally:
+        for c in clones:
+            c.release()
+
+
+def missing(dst: Store, objects: Iterable[tuple[str, int]], workers: int = DEFAULT_WORKERS) -> list[tuple[str, int]]:
+    """The objects ``dst`` lacks (or holds with another size), checked concurrently."""
+    todo = list(dict.fromkeys(objects))
+    # concurrent where the filesystem instance is shared between threads (a HEAD is a round trip); a
+    # backend that would need a new connection per thread (SFTP) asks on its one connection
+    concurrent = getattr(dst.fs, "mlds_thread_safe", False) and len(todo) > 2
+    have = _parallel(lambda _s, d, o: d.has_object(o[0], o[1]), dst, dst, todo, workers if concurrent else 1)
+    return [o for o, ok in zip(todo, have) if not ok]
+
+
+def transfer(src: Store, dst: Store, objects: Iterable[tuple[str, int]], *, workers: int | None = None,
+             progress: bool = False, description: str = "") -> dict[str, int]:
+    """Copy the ones of ``objects`` ((hash, size)) that ``dst`` lacks from ``src``, in parallel."""
+    todo = list(dict.fromkeys(objects))
+    workers = int(workers or dst.options.get("max_workers") or src.options.get("max_workers") or DEFAULT_WORKERS)
+    need = missing(dst, todo, workers)
+    bar = _Progress(progress, description or f"{src.name} -> {dst.name}", sum(s for _, s in need))
+    try:
+        sent = _parallel(lambda s, d, o: copy_object(s, d, o[0], o[1], bar.advance), src, dst, need, workers)
+    finally:
+        bar.close()
+    return {"objects": len(todo), "sent_objects": len(need), "sent_bytes": sum(sent),
+            "skipped_objects": len(todo) - len(need), "skipped": [o for o in todo if o not in need]}
