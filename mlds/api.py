@@ -16,6 +16,11 @@ from mlds.format.writer import DatasetWriter, create, write
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._-]+)?$")
 
 
+def looks_like_ref(text: str) -> bool:
+    """True if ``text`` can name a store version ``NAME[@TAG]`` (and is not a dataset file name)."""
+    return bool(_REF.match(text)) and Path(text).suffix not in (".h5", ".hdf5", ".zarr", ".zip")
+
+
 def open(target: str | os.PathLike, **options: Any) -> Dataset | ConcatDataset:  # noqa: A001 - mirrors zarr.open / h5py.File
     """Open a dataset file (``.h5``, ``.zarr``, ``.zarr.zip``) or a store version ``NAME[@TAG]``.
 
@@ -28,7 +33,7 @@ def open(target: str | os.PathLike, **options: Any) -> Dataset | ConcatDataset: 
     if path.exists():
         return Dataset(path, **options)
     text = os.fspath(target)
-    if _REF.match(text) and path.suffix not in (".h5", ".hdf5", ".zarr", ".zip"):
+    if looks_like_ref(text):
         from mlds.store import open_ref
 
         return open_ref(text, **options)

@@ -15,30 +15,17 @@ from pathlib import Path
 from typing import Callable
 
 EXAMPLE_FILES = ("cu3au_emt.extxyz", "nial_emt.extxyz")
-EXAMPLE_META = {
-    "cu3au_emt.extxyz": {
-        "name": "cu3au-emt",
-        "description": "Rattled and strained Cu3Au supercells labelled with ASE's EMT potential (demo data, not DFT).",
-        "license": "CC0-1.0",
-        "authors": [{"name": "mlds developers"}],
-    },
-    "nial_emt.extxyz": {
-        "name": "nial-emt",
-        "description": "Rattled and strained B2 NiAl supercells labelled with ASE's EMT potential (demo data, not DFT).",
-        "license": "CC0-1.0",
-        "authors": [{"name": "mlds developers"}],
-    },
-}
 
 
 def example_path(name: str) -> Path:
     return Path(str(resources.files("mlds") / "examples" / name))
 
 
-def _calculation() -> dict:
-    import ase
+def example_metadata(name: str) -> dict:
+    """The metadata shipped beside an example file (``<stem>.meta.json``): name, license, authors, settings."""
+    from mlds.meta import load_meta_file
 
-    return {"code": "ASE-EMT", "method": "empirical-potential", "code_version": ase.__version__, "functional": "EMT"}
+    return load_meta_file(example_path(name.rsplit(".", 1)[0] + ".meta.json"))
 
 
 def run_demo(workdir: str | Path | None = None, say: Callable[[str], None] = print) -> Path:
@@ -52,14 +39,19 @@ def run_demo(workdir: str | Path | None = None, say: Callable[[str], None] = pri
     from mlds.format.validate import validate_dataset
 
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="mlds-demo-"))
+    marker = work / ".mlds-demo"  # the folder is the demo's own: a rerun may replace what it wrote
+    if work.is_dir() and any(work.iterdir()) and not marker.exists():
+        from mlds.errors import OutputExistsError
+
+        raise OutputExistsError(f"{work} is not empty and not a demo folder; give a new or empty --workdir")
     work.mkdir(parents=True, exist_ok=True)
+    marker.touch()
     say(f"work folder: {work}")
     built = []
     for name in EXAMPLE_FILES:
-        meta = dict(EXAMPLE_META[name])
-        meta["calculations"] = [_calculation()]
+        meta = dict(example_metadata(name), name=name.split(".")[0].replace("_", "-"))  # cu3au_emt -> cu3au-emt
         out = work / f"{meta['name']}.mlds.h5"
-        result = convert([example_path(name)], out, metadata=meta)
+        result = convert([example_path(name)], out, metadata=meta, force=True)
         say(f"import:   converted {name} -> {out.name}: {result.n_frames} frames")
         problems = validate_dataset(out)
         if problems:

@@ -52,6 +52,14 @@ class AuthError(RemoteError):
     pass
 
 
+class OptionError(MldsError):
+    """An option's value is invalid (``--frames 5:x``, ``--author ''``, a KEY=VALUE edit that cannot apply)."""
+
+
+class OutputExistsError(MldsError):
+    """An output would replace or delete something that is already there (``--force`` allows files)."""
+
+
 class ConflictError(MldsError):
     """Someone else moved the same ref first; nothing was overwritten."""
 

@@ -1,8 +1,10 @@
 """Command-line interface: a thin layer over the library.
 
-Each module registers its commands on :data:`mlds.cli.app.app`.  ``main``
+Each module registers its commands on :data:`mlds.cli.app.app`.  ``run``
 turns every :class:`~mlds.errors.MldsError` into one line on stderr and its
-exit code, so users never see a traceback for bad input.
+exit code, and every command-line mistake (no command, a typo, a missing
+argument, an unknown option) into one or two lines and exit code 2, so users
+never see a traceback for bad input.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ from __future__ import annotations
 import importlib
 import sys
 
-from mlds.cli.app import app, err_console
+from mlds.cli.app import app, err_console, print_error
 from mlds.errors import MldsError
 
 _COMMAND_MODULES = [
-    "mlds.cli.dataset_cmds",   # info, validate, export, import
-    "mlds.cli.convert_cmds",   # convert, ingest
+    "mlds.cli.dataset_cmds",   # info, validate
+    "mlds.cli.convert_cmds",   # import, convert, export (one pipeline)
     "mlds.cli.store_cmds",     # init, add, log, tag, checkout, fsck, gc, ls, search, push, pull, clone, promote
-    "mlds.cli.remote_cmds",    # remote add/list/remove/check
+    "mlds.cli.remote_cmds",    # remote add/list/remove/check/default
+    "mlds.cli.meta_cmds",      # meta show/set
     "mlds.cli.demo_cmds",      # demo
     "mlds.cli.machine_cmds",   # machine add/list/remove/check/template/url
     "mlds.cli.jobs_cmds",      # jobs submit/ls/status/log/fetch/cancel/resubmit
@@ -27,10 +30,24 @@ _COMMAND_MODULES = [
     "mlds.cli.codes_cmds",     # codes list/build
 ]
 
+USAGE_EXIT = 2
+
 
 def _load_commands() -> None:
     for mod in _COMMAND_MODULES:
         importlib.import_module(mod)
+
+
+def _click_modules() -> list:
+    """The click exception modules in use: typer >= 0.27 bundles its own copy as ``typer._click``,
+    older typer uses ``click``; a usage error may come from either."""
+    mods = []
+    for name in ("typer._click.exceptions", "typer.exceptions", "click.exceptions"):
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return mods
 
 
 def main() -> None:
@@ -43,24 +60,42 @@ def run(argv: list[str] | None = None) -> int:
     _load_commands()
     try:
         # with standalone_mode off, click returns the code of typer.Exit(code) instead of exiting
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False, prog_name="mlds")
     except MldsError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        print_error(str(err))
         return err.exit_code
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
         return 130
-    except SystemExit as exc:  # typer's own exits (--help, usage errors)
+    except SystemExit as exc:  # typer's own exits (--help, --version)
         return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            err_console.print("aborted")
-            return 1
+        for mod in _click_modules():
+            if _is(exc, mod, "UsageError"):
+                _usage_error(exc)
+                return USAGE_EXIT
+            if _is(exc, mod, "ClickException"):  # e.g. BadParameter raised by a callback outside parsing
+                print_error(exc.format_message())
+                return exc.exit_code
+            if _is(exc, mod, "Abort"):
+                err_console.print("aborted")
+                return 1
         raise
     return code if isinstance(code, int) else 0
 
+
+def _is(exc: BaseException, mod, name: str) -> bool:
+    cls = getattr(mod, name, None)  # typer._click has no Abort, for one
+    return isinstance(cls, type) and isinstance(exc, cls)
+
+
+def _usage_error(exc) -> None:
+    """Two lines: what was wrong, and where the help is."""
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None and ctx.command_path else "mlds"
+    message = (exc.format_message() or "").strip()
+    if not message or message == "Missing command.":
+        message = f"'{path}' needs a command"
+    message = message[:1].lower() + message[1:] if message[:1].isupper() and not message[1:2].isupper() else message
+    print_error(message)
+    err_console.print(f"run '{path} --help' for usage", highlight=False, soft_wrap=True, markup=False)

@@ -1,4 +1,4 @@
-"""`mlds info`, `mlds validate`, `mlds export`, `mlds import`: commands on one dataset file."""
+"""`mlds info`, `mlds validate`: commands on one dataset (file or store version)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,15 @@ def info(
     target: str = typer.Argument(..., help="Dataset file (.h5, .zarr, .zarr.zip) or store version NAME[@TAG]."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw energy-per-atom and force histograms to this PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    duplicates: bool = typer.Option(True, "--duplicates/--no-duplicates",
+                                    help="Look for repeated frames by content hash (spec §16); off saves a pass over the data."),
 ) -> None:
-    """Show frames, atoms, elements, composition, energy/force ranges and metadata."""
+    """Show frames, atoms, elements, composition, energy/force ranges, labels, duplicates and metadata."""
     with mlds.open(target) as ds:
         s = ds.summary()
+        if duplicates:
+            s["duplicates"] = duplicate_summary(ds)
+        s["labels"] = label_counts(ds)
         meta = ds.metadata
         if plot is not None:
             from mlds.plot import plot_distributions
@@ -39,6 +44,28 @@ def info(
             console.print("potentials trained on it: " + ", ".join(potentials), highlight=False)
         if plot is not None:
             console.print(f"plot written to {plot}")
+
+
+def duplicate_summary(ds) -> dict:
+    """Frames whose content hash repeats an earlier frame's: how many, and the first groups."""
+    from mlds.format.framehash import dataset_hashes, duplicate_groups
+
+    groups = duplicate_groups(dataset_hashes(ds))
+    return {"frames": sum(len(g) - 1 for g in groups), "groups": len(groups), "examples": groups[:5]}
+
+
+def label_counts(ds) -> dict:
+    """How many frames carry each set / config_type label (spec 1.1 §4.1)."""
+    from collections import Counter
+
+    from mlds.format import labels
+
+    out = {}
+    for name in labels.TEXT_LABELS:
+        if ds.has(name):
+            counts = Counter(labels.decode(row) for row in ds.array(name))
+            out[name] = {("(none)" if k is None else k): v for k, v in counts.most_common()}
+    return out
 
 
 def _fmt(x: object, spec: str = ".4f") -> str:
@@ -58,6 +85,15 @@ def _print_summary(target: str, ds, s: dict, meta: dict) -> None:
     head.add_row("|F|", f"max {_fmt(s['force_max'])} eV/Å, rms {_fmt(s['force_rms'])} eV/Å" if s["has_forces"] else "no forces")
     head.add_row("stress", "yes" if s["has_stress"] else "no")
     head.add_row("arrays", ", ".join(ds.arrays_present))
+    dup = s.get("duplicates")
+    if dup is not None:
+        if dup["frames"]:
+            ex = "; ".join(" = ".join(str(i) for i in g[:4]) + (" …" if len(g) > 4 else "") for g in dup["examples"][:3])
+            head.add_row("duplicates", f"{dup['frames']} frame(s) repeat an earlier one ({dup['groups']} group(s), e.g. frames {ex})")
+        else:
+            head.add_row("duplicates", "none")
+    for name, counts in s.get("labels", {}).items():
+        head.add_row(name, ", ".join(f"{k} {v}" for k, v in list(counts.items())[:8]))
     head.add_row("license", str(meta.get("license", "-")))
     authors = ", ".join(a.get("name", "?") for a in meta.get("authors", []))
     head.add_row("authors", authors or "-")
@@ -132,31 +168,3 @@ def validate(
 def _spec_of(path: Path) -> str:
     with mlds.open(path) as ds:
         return ds.spec_version
-
-
-@app.command("export")
-def export_cmd(
-    path: str = typer.Argument(..., help="Dataset file or store version NAME[@TAG]."),
-    to: str = typer.Option("extxyz", "--to", help="Output format (extxyz, n2p2, aenet, or an mlds container by suffix)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output file (or folder for aenet)."),
-    units: Optional[str] = typer.Option(None, "--units", help="n2p2 unit system: angstrom-ev (default) or bohr-hartree."),
-) -> None:
-    """Write a dataset out in another format."""
-    from mlds.convert import export_dataset
-
-    n = export_dataset(path, output, to, **({"units": units} if units else {}))
-    console.print(f"wrote {n} frames to {output}")
-
-
-@app.command("import")
-def import_cmd(
-    inputs: list[Path] = typer.Argument(..., help="Input files (extxyz, VASP, QE, n2p2, aenet, anything ASE reads)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Dataset to create (.h5, .zarr or .zarr.zip)."),
-    from_fmt: Optional[str] = typer.Option(None, "--from", help="Input format (detected from content when omitted)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Dataset name for the metadata."),
-) -> None:
-    """Create an mlds dataset from other files."""
-    from mlds.convert import convert
-
-    result = convert([str(p) for p in inputs], output, from_fmt=from_fmt, metadata={"name": name} if name else None)
-    console.print(f"wrote {result.n_frames} frames to {output}")

@@ -15,7 +15,7 @@ from mlds.remotes import config as cfg
 
 remote_app = typer.Typer(
     help="Manage remotes (where datasets are pushed to and pulled from).",
-    no_args_is_help=True,
+    no_args_is_help=False,
 )
 app.add_typer(remote_app, name="remote")
 
@@ -31,16 +31,40 @@ def remote_add(
     name: str = typer.Argument(..., help="Short name for the remote, e.g. 'lab'."),
     url: str = typer.Argument(..., help="Path, file://, s3://bucket/prefix, sftp://user@host:port/path, https://mirror, rdm://project/provider/path"),
     tier: str = typer.Option("personal", "--tier", "-t", help="personal, group or public."),
-    project: Optional[bool] = typer.Option(None, "--project/--user", help="Store in the project config (.mlds/config.toml) or the user config (default: user)."),
+    project: Optional[bool] = typer.Option(None, "--project/--user", help="Store in the project config (.mlds/config.toml; the default inside a project) or the user config (the default elsewhere)."),
+    default: bool = typer.Option(False, "--default", "-d", help="Make it the default remote (what push/pull use without -r)."),
     option: List[str] = typer.Option([], "--option", "-o", help="Backend option key=value (repeatable), e.g. endpoint_url=..., profile=..., anon=true, key_file=~/.ssh/id_ed25519. Never credentials."),
     force: bool = typer.Option(False, "--force", help="Replace an existing remote of the same name in that config."),
 ) -> None:
-    """Add a remote.  Credentials are never stored: they come from the environment,
-    AWS profiles, the ssh agent or key files, or a token file."""
+    """Add a remote (to the project config inside a project, like git).  Credentials are never stored:
+    they come from the environment, AWS profiles, the ssh agent or key files, or a token file."""
     options = cfg.parse_option_values(option, name)
-    scope = _scope(project) or "user"
+    scope = _scope(project) or _default_scope()
     remote = cfg.add_remote(name, url, tier=tier, scope=scope, options=options, replace=force)
     console.print(f"added remote [bold]{remote.name}[/] -> {remote.display_url} (tier {remote.tier}, {scope} config)", highlight=False)
+    if default:
+        cfg.set_default_remote(name, scope)
+        console.print(f"default remote: [bold]{name}[/]", highlight=False)
+
+
+def _default_scope() -> str:
+    """Like git: inside a project (a .mlds/ folder here or above) the project config, else the user's."""
+    return "project" if cfg.find_project_root() is not None else "user"
+
+
+@remote_app.command("default")
+def remote_default(
+    name: Optional[str] = typer.Argument(None, help="Remote to make the default; omit to show the current one."),
+    project: Optional[bool] = typer.Option(None, "--project/--user", help="Which config to write (default: the project's inside a project)."),
+) -> None:
+    """Show or set the default remote (used by push, pull and clone without -r)."""
+    if name is None:
+        current = cfg.default_remote()
+        console.print(current or "no default remote; set one with 'mlds remote default NAME'", highlight=False)
+        return
+    scope = _scope(project) or _default_scope()
+    path = cfg.set_default_remote(name, scope)
+    console.print(f"default remote: [bold]{name}[/] ({scope} config {path})", highlight=False)
 
 
 @remote_app.command("list")
@@ -53,9 +77,10 @@ def remote_list() -> None:
     table = Table(show_edge=False, header_style="bold")
     for col in ("name", "url", "tier", "scope", "options"):
         table.add_column(col, overflow="fold")
+    default = cfg.default_remote()
     for r in remotes:
         opts = ", ".join(f"{k}={v}" for k, v in sorted(r.display_options.items()))
-        table.add_row(r.name, r.display_url, r.tier, r.scope, opts)
+        table.add_row(r.name + (" (default)" if r.name == default else ""), r.display_url, r.tier, r.scope, opts)
     console.print(table)
 
 

@@ -64,7 +64,10 @@ def atoms_to_frame(atoms, **overrides: Any) -> Frame:
     forces = results.get("forces")
     stress = results.get("stress")
     charges = atoms.get_initial_charges() if atoms.has("initial_charges") else None
-    magmoms = atoms.get_initial_magnetic_moments() if atoms.has("initial_magmoms") else None
+    # collinear moments: set on the atoms, or computed (an extxyz `magmoms` column lands on the calculator)
+    magmoms = atoms.get_initial_magnetic_moments() if atoms.has("initial_magmoms") else results.get("magmoms")
+    if magmoms is not None and np.ndim(magmoms) != 1:
+        magmoms = None  # non-collinear (n, 3): not representable in the spec's collinear array
     info = dict(atoms.info)
     kw: dict[str, Any] = dict(
         numbers=atoms.numbers,

@@ -40,7 +40,7 @@ import numpy as np
 
 from mlds.errors import FormatError
 from mlds.format import columns as colmod
-from mlds.format import spec
+from mlds.format import labels, spec
 from mlds.format.containers import Container, open_container
 from mlds.format.frame import Frame, blank_fields
 from mlds.format.frames_api import FramesAPI, frames_from_arrays
@@ -95,13 +95,15 @@ _READ_FIELD = {
     3: "f[{name!r}] = int(c_{name}.row(i))",
     4: "f[{name!r}] = c_{name}.row(i).astype(bool)",
     5: "f[{name!r}] = bool(c_{name}.row(i))",
-    6: "s = int(c_{name}.row(i))\n    if s >= 0: f['info'] = {{'step': s}}",
+    6: "s = int(c_{name}.row(i))\n    if s >= 0: f['info']['step'] = s",
+    7: "v = label({name!r}, c_{name}.row(i))\n    if v is not None: f['info'][{name!r}] = v",
 }
 
 
 def _frame_reader(plan: list[tuple[str, Any, int]]) -> Any:
     """``read(i, a0, a1) -> Frame`` for the fields in ``plan`` (names come from the spec, not the file)."""
-    env: dict[str, Any] = {"blank_fields": blank_fields, "adopt": Frame._adopt, "array": np.array}
+    env: dict[str, Any] = {"blank_fields": blank_fields, "adopt": Frame._adopt, "array": np.array,
+                           "label": labels.info_value}
     body = ["def read(i, a0, a1):", "    f = blank_fields()"]
     for name, col, kind in plan:
         env[f"c_{name}"] = col
@@ -194,7 +196,8 @@ class _Handle:
                 if f not in self.present or f in ("n_atoms", "atom_offset"):
                     continue
                 kind = (0 if f in _ATOM_FIELDS else 1 if f in _ROW_FIELDS else 2 if f in _FLOAT_FIELDS
-                        else 3 if f in _INT_FIELDS else 4 if f == "pbc" else 5 if f == "converged" else 6)
+                        else 3 if f in _INT_FIELDS else 4 if f == "pbc" else 5 if f == "converged"
+                        else 7 if f in labels.NAMES else 6)
                 plan.append((f, self.col(f), kind))
             self.reader = _frame_reader(plan)
             self.plan = plan

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from mlds.format import spec
+from mlds.format import labels, spec
 from mlds.format.frame import Frame
 
 if TYPE_CHECKING:
@@ -270,6 +270,7 @@ def frames_from_arrays(cols: dict[str, np.ndarray], counts: np.ndarray) -> Itera
     conv = cols["converged"].astype(bool).tolist() if "converged" in cols else None
     steps = cols["source_step"].tolist() if "source_step" in cols else None
     pbc = cols["pbc"].astype(bool) if "pbc" in cols else None
+    label_cols = [(k, cols[k]) for k in labels.NAMES if k in cols]  # spec 1.1 labels -> Frame.info
     trusted = Frame._trusted
     for j, (c, a1) in enumerate(zip(counts_l, ends)):
         a0 = a1 - c
@@ -284,7 +285,14 @@ def frames_from_arrays(cols: dict[str, np.ndarray], counts: np.ndarray) -> Itera
             fields[k] = vals[j]
         if conv is not None:
             fields["converged"] = conv[j]
+        info: dict[str, Any] = {}
         if steps is not None and steps[j] >= 0:
-            fields["info"] = {"step": steps[j]}
+            info["step"] = steps[j]
+        for k, col in label_cols:
+            v = labels.info_value(k, col[j])
+            if v is not None:
+                info[k] = v
+        if info:
+            fields["info"] = info
         yield trusted(**fields)
 

@@ -13,7 +13,7 @@ import numpy as np
 from mlds.errors import SpecVersionError
 
 FORMAT_NAME = "mlds-dataset"
-SPEC_VERSION = "1.0.0"
+SPEC_VERSION = "1.1.0"
 SPEC_MAJOR = 1
 
 FRAMES = "frames"
@@ -50,6 +50,10 @@ ARRAYS: tuple[ArraySpec, ...] = (
     ArraySpec("source", FRAMES, np.dtype("<i4"), (), "1", False, -1),
     ArraySpec("calculation", FRAMES, np.dtype("<i4"), (), "1", False, -1),
     ArraySpec("source_step", FRAMES, np.dtype("<i8"), (), "1", False, -1),
+    # spec 1.1 (§4.1): per-frame training labels, carried in Frame.info (mlds.format.labels)
+    ArraySpec("config_type", FRAMES, np.dtype("u1"), (64,), "1", False, 0),
+    ArraySpec("set", FRAMES, np.dtype("u1"), (16,), "1", False, 0),
+    ArraySpec("config_weight", FRAMES, np.dtype("<f8"), (), "1", False, _NAN),
     ArraySpec("numbers", ATOMS, np.dtype("u1"), (), "1", True, 0),
     ArraySpec("positions", ATOMS, np.dtype("<f8"), (3,), "angstrom", True, _NAN),
     ArraySpec("forces", ATOMS, np.dtype("<f8"), (3,), "eV/angstrom", False, _NAN),

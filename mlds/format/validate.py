@@ -108,6 +108,7 @@ def _check_arrays(ds: Any) -> list[str]:
             out.append(f"frames/converged: values other than 0/1 in frames {b0}..{b1 - 1}")
         if ds.has("source_step") and (ds.array("source_step", b0, b1) < -1).any():
             out.append(f"frames/source_step: values below -1 in frames {b0}..{b1 - 1}")
+        out += _check_labels(ds, b0, b1)
         if ds.has("stress"):
             s = ds.array("stress", b0, b1)
             nan = np.isnan(s).reshape(len(s), -1)
@@ -123,4 +124,24 @@ def _check_arrays(ds: Any) -> list[str]:
                 out.append(f"atoms/forces: infinite value in frames {b0}..{b1 - 1}")
     if expected_offset != ds.n_atoms_total:
         out.append(f"frames/n_atoms sums to {expected_offset} but atoms/numbers has {ds.n_atoms_total} rows")
+    return out
+
+
+def _check_labels(ds: Any, b0: int, b1: int) -> list[str]:
+    """Spec 1.1 §4.1: text labels are UTF-8 then NUL padding; weights are >= 0 or NaN."""
+    from mlds.format import labels
+
+    out = []
+    for name in labels.TEXT_LABELS:
+        if ds.has(name):
+            rows = ds.array(name, b0, b1)
+            for j, row in enumerate(rows):
+                why = labels.row_problem(row)
+                if why:
+                    out.append(f"frames/{name}: frame {b0 + j}: {why}")
+                    break
+    if ds.has("config_weight"):
+        w = ds.array("config_weight", b0, b1)
+        if (np.isinf(w) | (w < 0)).any():
+            out.append(f"frames/config_weight: negative or infinite weight in frames {b0}..{b1 - 1}")
     return out

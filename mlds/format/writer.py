@@ -31,9 +31,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from mlds.errors import FormatError
-from mlds.format import spec
+from mlds.format import labels, spec
 from mlds.format.containers import Container, container_kind, open_container, zip_directory
 from mlds.format.frame import Frame
+from mlds.util import is_mlds_zarr_dir, move_into_place
 
 TARGET_CHUNK_BYTES = 2 << 20
 TARGET_CHUNK_BYTES_COMPRESSED = 256 << 10
@@ -245,9 +246,8 @@ class DatasetWriter:
                 built = self._tmpdir / self.path.name
                 zip_directory(self._tmp, built)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.is_dir() and not self.path.is_symlink():
-                shutil.rmtree(self.path)
-            os.replace(built, self.path)
+            # an existing folder is replaced only if it is an mlds Zarr dataset, never a user's folder
+            move_into_place(built, self.path, replace_dir=is_mlds_zarr_dir)
         except BaseException:
             self.abort()
             raise
@@ -327,6 +327,7 @@ def _columns(frames: list[Frame], atom_base: int) -> dict[str, np.ndarray]:
     steps = [f.info.get("step", -1) for f in frames]
     if any(s >= 0 for s in steps):
         cols["source_step"] = np.array(steps, dtype=np.int64)
+    cols.update(labels.columns(frames))
     if any(f.stress is not None for f in frames):
         nan33 = np.full((3, 3), np.nan)
         cols["stress"] = np.stack([nan33 if f.stress is None else f.stress for f in frames])

@@ -332,7 +332,8 @@ def add_remote(
     data = read_config(path)
     remotes = data.setdefault("remotes", {})
     if name in remotes and not replace:
-        raise ConfigError(f"remote {name!r} already exists in the {scope} config ({path}); remove it first")
+        raise ConfigError(f"remote {name!r} already exists in the {scope} config ({path}); "
+                          "pass --force to replace it")
     entry: dict[str, Any] = {"url": url, "tier": tier}
     if options:
         entry["options"] = options
@@ -347,11 +348,55 @@ def remove_remote(name: str, scope: str | None = None, cwd: Path | str | None = 
     Returns the scopes it was removed from.
     """
     removed = remove_section_entry("remotes", name, scope=scope, cwd=cwd)
+    for sc in removed:  # no default pointing at a removed remote
+        path = config_path(sc, cwd)
+        data = read_config(path)
+        if data.get(DEFAULT_SECTION, {}).get(DEFAULT_KEY) == name:
+            del data[DEFAULT_SECTION][DEFAULT_KEY]
+            write_config(path, data)
     if not removed:
         known = ", ".join(r.name for r in list_remotes(cwd)) or "none configured"
         where = f"the {scope} config" if scope else "any config"
         raise ConfigError(f"no remote named {name!r} in {where} (known remotes: {known})")
     return removed
+
+
+# -- the default remote (like DVC's core.remote): what push/pull use without -r ----------
+
+DEFAULT_SECTION, DEFAULT_KEY = "core", "remote"
+
+
+def default_remote(cwd: Path | str | None = None) -> str | None:
+    """``[core] remote`` of the project config, else of the user config, else the only remote configured."""
+    for path in (project_config_path(cwd), user_config_path()):
+        if path is not None:
+            name = read_config(path).get(DEFAULT_SECTION, {}).get(DEFAULT_KEY)
+            if isinstance(name, str) and name:
+                return name
+    remotes = list_remotes(cwd)
+    return remotes[0].name if len(remotes) == 1 else None
+
+
+def set_default_remote(name: str, scope: str = "user", cwd: Path | str | None = None) -> Path:
+    """Make ``name`` the default remote in the ``scope`` config; returns the file written."""
+    get_remote(name, cwd)  # must exist
+    path = config_path(scope, cwd)
+    data = read_config(path)
+    data.setdefault(DEFAULT_SECTION, {})[DEFAULT_KEY] = name
+    write_config(path, data)
+    return path
+
+
+def resolve_remote_name(name: str | None, cwd: Path | str | None = None) -> str:
+    """``name`` if given, else the default remote; one line saying how to set one otherwise."""
+    if name:
+        return name
+    default = default_remote(cwd)
+    if default:
+        return default
+    known = ", ".join(r.name for r in list_remotes(cwd)) or "none configured"
+    raise ConfigError(f"no remote given and no default remote (known remotes: {known}); pass -r REMOTE, "
+                      "or set a default with 'mlds remote default NAME' (or 'mlds remote add NAME URL --default')")
 
 
 def write_config(path: Path, data: dict[str, Any]) -> None:

@@ -71,7 +71,9 @@ def _public_fields(metadata: dict[str, Any]) -> list[str]:
 def check_metadata(metadata: dict[str, Any], tier: str, what: str, remote: str, kind: str = "dataset") -> None:
     missing = missing_fields(metadata, tier, kind)
     if missing:
-        lines = "\n  ".join(missing)
+        from mlds.meta import with_hints  # each line names the command that fixes it
+
+        lines = "\n  ".join(with_hints(missing, what.split("@")[0]))
         raise PolicyError(f"{what} cannot go to {tier}-tier remote {remote}; missing or invalid:\n  {lines}")
 
 

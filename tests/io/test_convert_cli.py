@@ -14,7 +14,7 @@ def test_folder_to_mlds_with_summary(tmp_path, capsys):
     out = tmp_path / "vasp.h5"
     assert run(["convert", str(folder), "-o", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "per file" in text and "3 dropped" in text
+    assert "sources" in text and "3 dropped by the readers" in text
     with mlds.open(out) as ds:
         sources = ds.metadata["sources"]
         by_name = {s["path"].rsplit("/", 1)[-1]: s for s in sources}

@@ -56,6 +56,14 @@ CASES = [
 def test_detect_and_convert(tmp_path, relpath, fmt, n_frames, options):
     path = data_file(relpath)
     assert detect(path).name == fmt
+    if n_frames == 0:  # nothing to write: an error naming the reason, and no file (issue 8)
+        from mlds.convert import EmptyOutputError
+
+        with pytest.raises(EmptyOutputError) as err:
+            convert([path], tmp_path / "out.h5", reader_options=options)
+        assert not (tmp_path / "out.h5").exists()
+        assert err.value.result.sources[0].empty_reason, "an empty result must say why"
+        return
     result = convert([path], tmp_path / "out.h5", reader_options=options)
     assert result.n_frames == n_frames
     with mlds.open(tmp_path / "out.h5") as ds:

@@ -1,0 +1,1 @@
+"""The parts of the one reader -> filter -> writer pipeline (:func:`mlds.convert.convert`)."""

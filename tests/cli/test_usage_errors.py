@@ -1,0 +1,51 @@
+"""Every command-line mistake: two lines (what, and where the help is), exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.conftest import no_traceback
+
+CASES = [
+    ([], "needs a command", "mlds --help"),
+    (["imprt", "x.xyz"], "no such command 'imprt'", "mlds --help"),
+    (["import"], "missing argument", "mlds import --help"),
+    (["export", "a.h5", "-o", "b.xyz", "--bogus"], "no such option: --bogus", "mlds export --help"),
+    (["remote"], "needs a command", "mlds remote --help"),
+    (["info", "x.h5", "--plot"], "requires an argument", "--help"),
+]
+
+
+@pytest.mark.parametrize("argv,what,hint", CASES, ids=["bare", "typo", "missing-arg", "unknown-option", "bare-group",
+                                                      "missing-value"])
+def test_usage_error_is_two_lines_and_exit_2(mlds, argv, what, hint):
+    r = mlds(*argv)
+    assert r.code == 2, r
+    assert no_traceback(r), r
+    assert len(r.err_lines) <= 2, r
+    assert what in r.err_lines[0], r
+    assert hint in r.err, r
+
+
+def test_both_click_copies_are_handled(monkeypatch, capsys):
+    """typer >= 0.27 raises ``typer._click`` exceptions, older typer plain ``click`` ones: both become exit 2."""
+    import importlib
+
+    from mlds import cli
+
+    raised = 0
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+
+        def boom(*a, _mod=mod, **k):
+            raise _mod.UsageError("bad usage from " + _mod.__name__)
+
+        monkeypatch.setattr(cli, "app", boom)
+        assert cli.run(["x"]) == 2
+        err = capsys.readouterr().err
+        assert f"bad usage from {name}" in err and len(err.strip().splitlines()) == 2
+        raised += 1
+    assert raised >= 1
