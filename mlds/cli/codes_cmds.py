@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from mlds.cli.app import app, console
 
@@ -17,6 +16,7 @@ app.add_typer(codes_app, name="codes")
 @codes_app.command("list")
 def list_cmd() -> None:
     """Each code, whether its programs were found, where, and how."""
+    from rich.table import Table
     from mlds import codes
 
     t = Table("code", "status", "version", "found via", "programs")

@@ -7,8 +7,6 @@ import os
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from mlds.cli.app import app, console, err_console
 
@@ -72,6 +70,8 @@ class _progress:
     """A Rich progress bar fed by the library's ``progress(phase, done, total)`` callback."""
 
     def __init__(self, disabled: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         # refreshed on each update, not by Rich's timer thread: with no other thread running, the
         # conversion pool can fork (see mlds.ingest.executors)
         self.bar = Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
@@ -95,6 +95,7 @@ class _progress:
 
 
 def _report(result, *, quiet: bool, as_json: bool, header: str | None = None) -> None:
+    from rich.table import Table
     import mlds.ingest.core as C
 
     if as_json:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 import typer
-from rich.table import Table
 
 from mlds.cli.app import app, console, err_console
 
@@ -143,6 +142,7 @@ def jobs_ls(
     limit: int = typer.Option(20, "--limit", "-n", help="Show at most this many (newest first); 0 for all."),
 ) -> None:
     """The job history (as last seen; 'mlds jobs status ID' asks the machine)."""
+    from rich.table import Table
     from mlds.compute import list_jobs
 
     records = list_jobs(machine)

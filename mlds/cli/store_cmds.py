@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from mlds.cli.app import app, console, err_console, print_error
 
@@ -209,6 +208,7 @@ def gc_cmd(
 def ls_cmd(remote: Optional[str] = typer.Argument(None, help="Remote name or URL (default: the local store)."),
            remote_opt: Optional[str] = RemoteOpt) -> None:
     """List datasets and their versions (of the local store, or of a remote)."""
+    from rich.table import Table
     from mlds import store
 
     remote = _one_remote(remote, remote_opt)
@@ -230,6 +230,7 @@ def search_cmd(
     all_remotes: bool = typer.Option(False, "--all", help="Search the local store and every configured remote."),
 ) -> None:
     """Find datasets by elements, code, functional, size (OPTIMADE-like filter)."""
+    from rich.table import Table
     from mlds import store
 
     targets: list = list(remote or [])

@@ -33,37 +33,51 @@ _PREFIX = ALGORITHM.encode() + b"\0"
 _QNAN = np.array([0x7FF8000000000000], dtype="<u8").view("<f8")[0]
 
 
-def _canon(values: Any, shape: tuple[int, ...]) -> bytes:
-    a = np.array(values, dtype="<f8").reshape(shape)  # a copy: canonicalising must not touch the caller's array
-    a[a == 0.0] = 0.0          # -0.0 -> +0.0
-    a[np.isnan(a)] = _QNAN     # any NaN payload -> one bit pattern
-    return a.tobytes()
-
-
-def _optional(tag: bytes, values: Any, shape: tuple[int, ...]) -> bytes:
+def _label(values: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A label's values as float64 of ``shape``, or None when absent (None, empty or all missing)."""
     if values is None:
-        return b"-"
+        return None
     a = np.asarray(values, dtype="<f8")
-    if a.size == 0 or np.isnan(a).all():
-        return b"-"
-    return tag + _canon(a, shape)
+    if a.size == 0:
+        return None
+    # max() is NaN only when some value is: the all-NaN test runs only for the rare frame with one
+    if np.isnan(a.max()) and np.isnan(a).all():
+        return None
+    return a.reshape(shape)
 
 
 def hash_arrays(numbers: Any, positions: Any, cell: Any, pbc: Any, energy: float,
                 forces: Any = None, stress: Any = None) -> str:
-    """Hex digest of one frame given as arrays (spec units)."""
+    """Hex digest of one frame given as arrays (spec units).
+
+    Every float goes into one buffer canonicalised in one pass (import and dedupe call this
+    per frame; five small numpy passes per array cost more than the SHA-256 itself)."""
     z = np.asarray(numbers, dtype="u1").reshape(-1)
     n = z.shape[0]
-    h = hashlib.sha256(_PREFIX)
-    h.update(np.int64(n).astype("<i8").tobytes())
-    h.update(z.tobytes())
-    h.update(_canon(positions, (n, 3)))
-    h.update(_canon(cell, (3, 3)))
-    h.update(np.asarray(pbc, dtype=bool).reshape(3).astype("u1").tobytes())
-    h.update(_canon(energy, ()))
-    h.update(_optional(b"F", forces, (n, 3)))
-    h.update(_optional(b"S", stress, (3, 3)))
-    return h.hexdigest()
+    f = _label(forces, (n, 3))
+    s = _label(stress, (3, 3))
+    parts = [np.asarray(positions, dtype="<f8").reshape(n, 3).ravel(),
+             np.asarray(cell, dtype="<f8").reshape(3, 3).ravel(),
+             np.asarray(energy, dtype="<f8").reshape(1)]
+    if f is not None:
+        parts.append(f.ravel())
+    if s is not None:
+        parts.append(s.ravel())
+    buf = np.concatenate(parts)  # a new array: canonicalising never touches the caller's
+    if np.isnan(buf.max()):  # max() is NaN only when some value is
+        buf[np.isnan(buf)] = _QNAN  # any NaN payload -> one bit pattern (before the add: no signalling NaN there)
+    buf += 0.0  # IEEE 754: -0.0 + 0.0 == +0.0, every other value unchanged
+    raw = memoryview(buf.tobytes())
+    k = 24 * n + 80  # positions, cell, energy
+    pieces = [_PREFIX, n.to_bytes(8, "little", signed=True), z.tobytes(), raw[: 24 * n + 72],
+              np.asarray(pbc, dtype=bool).reshape(3).astype("u1").tobytes(), raw[24 * n + 72: k]]
+    if f is not None:
+        pieces += [b"F", raw[k: k + 24 * n]]
+        k += 24 * n
+    else:
+        pieces.append(b"-")
+    pieces += [b"S", raw[k:]] if s is not None else [b"-"]
+    return hashlib.sha256(b"".join(pieces)).hexdigest()
 
 
 def frame_hash(frame: Any) -> str:
