@@ -50,8 +50,41 @@ def hash_arrays(numbers: Any, positions: Any, cell: Any, pbc: Any, energy: float
                 forces: Any = None, stress: Any = None) -> str:
     """Hex digest of one frame given as arrays (spec units).
 
-    Every float goes into one buffer canonicalised in one pass (import and dedupe call this
-    per frame; five small numpy passes per array cost more than the SHA-256 itself)."""
+    Every float goes into one buffer canonicalised in one pass (import and dedupe call this per
+    frame; five small numpy passes per array cost more than the SHA-256 itself); a frame with a
+    NaN anywhere takes the careful path (all-missing labels are absent, one NaN bit pattern)."""
+    z = np.asarray(numbers, dtype="u1").reshape(-1)
+    n = z.shape[0]
+    f = None if forces is None else np.asarray(forces, dtype="<f8")
+    s = None if stress is None else np.asarray(stress, dtype="<f8")
+    if (f is not None and f.size == 0) or (s is not None and s.size == 0):
+        return _hash_careful(numbers, positions, cell, pbc, energy, forces, stress)
+    parts = [np.asarray(positions, dtype="<f8").reshape(3 * n), np.asarray(cell, dtype="<f8").reshape(9),
+             np.asarray(energy, dtype="<f8").reshape(1)]
+    if f is not None:
+        parts.append(f.reshape(3 * n))
+    if s is not None:
+        parts.append(s.reshape(9))
+    buf = np.concatenate(parts)  # a new array: canonicalising never touches the caller's
+    if np.isnan(buf.max()):  # max() is NaN only when some value is
+        return _hash_careful(numbers, positions, cell, pbc, energy, forces, stress)
+    buf += 0.0  # IEEE 754: -0.0 + 0.0 == +0.0, every other value unchanged
+    raw = memoryview(buf).cast("B")
+    k = 24 * n + 80  # positions, cell, energy
+    pieces = [_PREFIX, n.to_bytes(8, "little", signed=True), z.tobytes(), raw[: k - 8],
+              np.asarray(pbc, dtype=bool).reshape(3).tobytes(), raw[k - 8: k]]  # bool is one byte, 0 or 1
+    if f is not None:
+        pieces += [b"F", raw[k: k + 24 * n]]
+        k += 24 * n
+    else:
+        pieces.append(b"-")
+    pieces += [b"S", raw[k:]] if s is not None else [b"-"]
+    return hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
+def _hash_careful(numbers: Any, positions: Any, cell: Any, pbc: Any, energy: float,
+                forces: Any = None, stress: Any = None) -> str:
+    """:func:`hash_arrays` for a frame with a NaN somewhere (all-missing labels, NaN payloads)."""
     z = np.asarray(numbers, dtype="u1").reshape(-1)
     n = z.shape[0]
     f = _label(forces, (n, 3))
