@@ -113,20 +113,3 @@ def test_steps_kept_compact_ranges():
     r.keep_step(3)  # out of order: no compact form claimed
     assert r.steps_kept() is None
 
-
-def test_n2p2_length_and_energy_unit_options(tmp_path, capsys):
-    """`--length-unit/--energy-unit` (issue 8): Å positions with Hartree energies, as n2p2's QM9 example
-    has; the units read are recorded in the source's provenance."""
-    src = data_file("n2p2/examples/nnp-train/Cu2S_PBE/input.data")
-    ev, ha = tmp_path / "ev.h5", tmp_path / "ha.h5"
-    assert run(["convert", str(src), "-o", str(ev), "--from", "n2p2", "--units", "angstrom-ev", "-q"]) == 0
-    assert run(["convert", str(src), "-o", str(ha), "--from", "n2p2", "--length-unit", "angstrom",
-                "--energy-unit", "hartree", "-q"]) == 0
-    from mlds.format.spec import HARTREE_EV
-
-    with mlds.open(ev) as a, mlds.open(ha) as b:
-        np.testing.assert_array_equal(a.array("positions"), b.array("positions"))
-        np.testing.assert_array_equal(a.array("energy") * HARTREE_EV, b.array("energy"))
-        np.testing.assert_array_equal(a.array("forces") * HARTREE_EV, b.array("forces"))
-        assert b.metadata["sources"][0]["units"] == {"length": "angstrom", "energy": "hartree"}
-        assert a.metadata["sources"][0]["units"] == {"length": "angstrom", "energy": "eV"}
