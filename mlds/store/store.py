@@ -283,6 +283,8 @@ class Store:
                 raw = self.read_small(self.path("mlds-store.json"), 1 << 20)
             except FileNotFoundError:
                 raise StoreError(f"{self.url}: no mlds store here (mlds-store.json missing; run 'mlds init')") from None
+            except NotADirectoryError:
+                raise self._not_a_folder() from None
             try:
                 cfg = json.loads(raw)
             except ValueError:
@@ -303,6 +305,9 @@ class Store:
             return self.options[key]
         return pol.get(key, DEFAULT_POLICY.get(key))
 
+    def _not_a_folder(self) -> StoreError:
+        return StoreError(f"{self.url}: is a file, not a store folder (point MLDS_STORE / the remote at a folder)")
+
     def init(self, tier: str = "personal", policy: dict[str, Any] | None = None, exist_ok: bool = True) -> "Store":
         if tier not in TIERS:
             raise StoreError(f"unknown tier {tier!r}: choose one of {', '.join(TIERS)}")
@@ -311,6 +316,8 @@ class Store:
                 raise StoreError(f"{self.url}: a store already exists here")
             return self
         cfg = {"mlds_store": LAYOUT_VERSION, "tier": tier, "created": utcnow(), "policy": dict(policy or {})}
+        if self.is_local and os.path.isfile(self.root):
+            raise self._not_a_folder()
         self.fs.makedirs(self.root, exist_ok=True)
         self._write_bytes_atomic("mlds-store.json", json.dumps(cfg, indent=2).encode() + b"\n")
         self._config = None
@@ -592,8 +599,13 @@ class Store:
         """
         protos = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
         if self.is_local or any(p in ("http", "https") for p in protos):
-            with self.fs.open(path, "rb") as fh:
-                data = fh.read(limit + 1)
+            try:
+                with self.fs.open(path, "rb") as fh:
+                    data = fh.read(limit + 1)
+            except NotADirectoryError:
+                if self.is_local and os.path.isfile(self.root):
+                    raise self._not_a_folder() from None
+                raise
         else:
             data = self.fs.cat_file(path)
         if len(data) > limit:
@@ -646,6 +658,8 @@ class Store:
     def list_datasets(self) -> list[str]:
         try:
             entries = self.fs.ls(self.path("refs"), detail=True)
+        except NotADirectoryError:
+            raise self._not_a_folder() from None
         except FileNotFoundError:
             # no refs/ yet -- or a mirror that cannot list directories (HTTP): use the catalog
             return sorted(n for n in self._catalog_refs() if self.list_refs(n))
