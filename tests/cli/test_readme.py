@@ -58,9 +58,15 @@ def test_readme_sequence_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.delenv("MLDS_STORE", raising=False)
     home = tmp_path / "home"   # `~/runs` of the ingest examples
     home.mkdir()
-    bindir = str(Path(sys.executable).parent)   # the `mlds` and `python3` of this environment
-    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""), HOME=str(home))
+    bindir = str(Path(sys.executable).parent)   # the `mlds` and `python3` of this environment, importing the copy
+    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""), HOME=str(home), PYTHONPATH=str(clone),
+               TMPDIR=str(tmp_path))
     readme = sections((clone / "README.md").read_text(encoding="utf-8"))
+    # the set-up line, without the install (the environment has it; installing here would re-point it at the copy)
+    install, demo = readme["## Set-up"][0][1].strip().split(" && ")
+    assert install == "python3 -m pip install -e ." and demo == "mlds demo"
+    where = _run("bash", demo + ' && python3 -c "import mlds; print(mlds.__file__)"', clone, env).stdout
+    assert "demo finished" in where and where.splitlines()[-1].startswith(str(clone))
     blocks = [b for name in LITERAL for b in readme[name]]
     assert [lang for lang, _ in blocks] == ["bash", "python", "python", "bash"]
     sharing = blocks[-1][1]
@@ -160,6 +166,6 @@ def test_readme_toml_examples_load(tmp_path):
 @pytest.mark.parametrize("line", ["python3 -m pip install -e . && mlds demo",
                                   "python3 -m pip install -e '.[test]' && python3 -m pytest -q -p no:cacheprovider"])
 def test_setup_commands_are_as_documented(line):
-    """The two set-up lines (tests/cli/test_fresh_clone.py runs the first on a real clone)."""
+    """The two set-up lines, as written (the sequence test above runs `mlds demo` on the copy)."""
     setup = sections((REPO / "README.md").read_text(encoding="utf-8"))["## Set-up"]
     assert ("bash", line + "\n") in setup

@@ -69,3 +69,32 @@ def test_metadata_remotes_and_hints(mlds_many, tmp_path):
     assert "1 reused" in appended.out
     assert nothing_new.code == 0 and "nothing changed" in nothing_new.out and "24 duplicate" in nothing_new.out
     assert info.code == 0 and re.search(r"frames\s+40 ", info.out) and re.search(r"duplicates\s+none", info.out), info
+
+
+def test_ingest_push_remote_checked_first_and_a_store_that_is_a_file(mlds_many, tmp_path):
+    from tests.ingest.conftest import make_run
+
+    make_run(tmp_path / "runs", "run1", "h2o_pair")
+    ingest = ["ingest", "runs", "-d", "w", "-j", "1", "--settle", "0"]
+    unknown, no_default, listed, remote_add, default_push = mlds_many(
+        ["init"],
+        [*ingest, "--push", "gruop"],
+        [*ingest, "--push", ""],          # an empty value: the default remote, as `mlds push` without one
+        ["ls"],
+        ["remote", "add", "group", "share/group", "--tier", "group", "--default"],
+        [*ingest, "--push", ""],
+    )[1:]
+    # a typo in the remote fails before any run is read: nothing converted, nothing committed
+    assert unknown.code == 2 and "no remote named 'gruop'" in unknown.err and len(unknown.err_lines) == 1, unknown
+    assert no_default.code == 2 and "no default remote" in no_default.err and len(no_default.err_lines) == 1
+    assert listed.code == 0 and "w" not in listed.out.split(), listed
+    assert remote_add.code == 0 and default_push.code == 0, default_push
+    assert "w: new version v1" in default_push.out and "pushed w" in default_push.out, default_push
+    assert (tmp_path / "share" / "group" / "refs" / "w" / "v1").exists()
+    # MLDS_STORE pointing at a file: one line, exit 2, for reads, writes and init alike
+    (tmp_path / "afile").write_text("not a store\n")
+    runs = mlds_many(["ls"], ["log", "x"], ["add", example_path("cu3au_emt.extxyz"), "-d", "x"], ["init", "./afile"],
+                     env={"MLDS_STORE": str(tmp_path / "afile")})
+    for r in runs:
+        assert r.code == 2 and no_traceback(r) and len(r.err_lines) == 1 and "is a file, not a store folder" in r.err, r
+    assert (tmp_path / "afile").read_text() == "not a store\n"
