@@ -12,6 +12,8 @@ import os
 
 
 class MldsError(Exception):
+    """Bad input or a refused operation: the CLI prints its message as one line and exits with ``exit_code``."""
+
     exit_code = 2
 
 

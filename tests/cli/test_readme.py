@@ -77,7 +77,11 @@ def test_readme_sequence_runs_as_written(tmp_path, monkeypatch):
     assert (clone / "input.data").read_text().startswith("begin")
     assert "promoted cu3au public" in outs[-1].stdout and "cloned 1 dataset(s)" in outs[-1].stdout
     assert "nothing changed (still v2)" in outs[-1].stdout
-    assert (clone / "colleague-store").is_dir() and (clone / "nial.h5").is_file()
+    assert (clone / "colleague-store").is_dir()
+    from mlds.format.validate import validate_dataset
+
+    for subset in ("nial.h5", "first3.h5"):   # the library block's views, written out: valid datasets
+        assert validate_dataset(clone / subset) == []
 
     # `mlds ingest`: the lines that need only local folders, literally, into the project store above
     from tests.ingest.conftest import make_run
