@@ -90,7 +90,7 @@ class _progress:
         # refreshed on each update, not by Rich's timer thread: with no other thread running, the
         # conversion pool can fork (see mlds.ingest.executors)
         self.bar = Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err_console, disable=disabled, transient=True,
+                            TimeElapsedColumn(), console=err_console, disable=disabled or not err_console.is_terminal, transient=True,
                             auto_refresh=False)
         self.tasks: dict[str, int] = {}
 
