@@ -98,3 +98,29 @@ def test_ingest_push_remote_checked_first_and_a_store_that_is_a_file(mlds_many, 
     for r in runs:
         assert r.code == 2 and no_traceback(r) and len(r.err_lines) == 1 and "is a file, not a store folder" in r.err, r
     assert (tmp_path / "afile").read_text() == "not a store\n"
+
+
+def test_import_metadata_from_a_file_and_options(mlds_many, tmp_path):
+    import json
+
+    import mlds
+
+    meta_file = example_path("cu3au_emt.meta.json")
+    (tmp_path / "bad.json").write_text('{"license": 5}\n')
+    (tmp_path / "broken.json").write_text('{"license": "CC0-1.0"\n')
+    ok, shown, wrong_type, broken = mlds_many(
+        ["import", example_path("cu3au_emt.extxyz"), "-o", "m.h5", "--meta", meta_file, "--description", "mine", "-q"],
+        ["meta", "show", "m.h5"],
+        ["import", example_path("cu3au_emt.extxyz"), "-o", "b.h5", "--meta", "bad.json"],
+        ["import", example_path("cu3au_emt.extxyz"), "-o", "c.h5", "--meta", "broken.json"],
+    )
+    assert ok.code == 0 and shown.code == 0, (ok, shown)
+    expected = json.loads(meta_file.read_text())
+    with mlds.open(tmp_path / "m.h5") as ds:
+        for key in ("license", "authors", "calculations"):
+            assert ds.metadata[key] == expected[key]
+        assert ds.metadata["description"] == "mine"      # an option beats the file
+    assert "public tier: nothing missing" in shown.out, shown
+    assert wrong_type.code == 2 and "metadata.license" in wrong_type.err and len(wrong_type.err_lines) == 1
+    assert broken.code == 2 and "broken.json" in broken.err and "not valid JSON" in broken.err and len(broken.err_lines) == 1
+    assert not (tmp_path / "b.h5").exists() and not (tmp_path / "c.h5").exists()
