@@ -134,6 +134,8 @@ class Store:
         self.atomic_put = bool(self.options.get("atomic_put", default_atomic))
         self.is_local = "file" in protos or "local" in protos
         self.no_dirs = any(p in _NO_DIR_PROTOCOLS for p in protos)  # object stores: no folders to create
+        if self.is_local and os.path.isfile(self.root):  # else every operation fails with NotADirectoryError
+            raise self._not_a_folder()
         self._made_dirs: set[str] = set()
         self._config: dict[str, Any] | None = None
 
@@ -283,7 +285,7 @@ class Store:
                 raw = self.read_small(self.path("mlds-store.json"), 1 << 20)
             except FileNotFoundError:
                 raise StoreError(f"{self.url}: no mlds store here (mlds-store.json missing; run 'mlds init')") from None
-            except NotADirectoryError:
+            except NotADirectoryError:  # the path became a file after this handle was made
                 raise self._not_a_folder() from None
             try:
                 cfg = json.loads(raw)
@@ -316,8 +318,6 @@ class Store:
                 raise StoreError(f"{self.url}: a store already exists here")
             return self
         cfg = {"mlds_store": LAYOUT_VERSION, "tier": tier, "created": utcnow(), "policy": dict(policy or {})}
-        if self.is_local and os.path.isfile(self.root):
-            raise self._not_a_folder()
         self.fs.makedirs(self.root, exist_ok=True)
         self._write_bytes_atomic("mlds-store.json", json.dumps(cfg, indent=2).encode() + b"\n")
         self._config = None
@@ -599,13 +599,8 @@ class Store:
         """
         protos = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
         if self.is_local or any(p in ("http", "https") for p in protos):
-            try:
-                with self.fs.open(path, "rb") as fh:
-                    data = fh.read(limit + 1)
-            except NotADirectoryError:
-                if self.is_local and os.path.isfile(self.root):
-                    raise self._not_a_folder() from None
-                raise
+            with self.fs.open(path, "rb") as fh:
+                data = fh.read(limit + 1)
         else:
             data = self.fs.cat_file(path)
         if len(data) > limit:
@@ -658,8 +653,6 @@ class Store:
     def list_datasets(self) -> list[str]:
         try:
             entries = self.fs.ls(self.path("refs"), detail=True)
-        except NotADirectoryError:
-            raise self._not_a_folder() from None
         except FileNotFoundError:
             # no refs/ yet -- or a mirror that cannot list directories (HTTP): use the catalog
             return sorted(n for n in self._catalog_refs() if self.list_refs(n))

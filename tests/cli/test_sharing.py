@@ -76,13 +76,17 @@ def test_ingest_push_remote_checked_first_and_a_store_that_is_a_file(mlds_many, 
 
     make_run(tmp_path / "runs", "run1", "h2o_pair")
     ingest = ["ingest", "runs", "-d", "w", "-j", "1", "--settle", "0"]
-    unknown, no_default, listed, remote_add, default_push = mlds_many(
+    (tmp_path / "afile").write_text("not a store\n")
+    unknown, no_default, listed, remote_add, default_push, _, to_file, from_file = mlds_many(
         ["init"],
         [*ingest, "--push", "gruop"],
         [*ingest, "--push", ""],          # an empty value: the default remote, as `mlds push` without one
         ["ls"],
         ["remote", "add", "group", "share/group", "--tier", "group", "--default"],
         [*ingest, "--push", ""],
+        ["remote", "add", "filed", "./afile"],
+        ["push", "w", "filed"],
+        ["pull", "w", "-r", "filed"],
     )[1:]
     # a typo in the remote fails before any run is read: nothing converted, nothing committed
     assert unknown.code == 2 and "no remote named 'gruop'" in unknown.err and len(unknown.err_lines) == 1, unknown
@@ -91,9 +95,8 @@ def test_ingest_push_remote_checked_first_and_a_store_that_is_a_file(mlds_many, 
     assert remote_add.code == 0 and default_push.code == 0, default_push
     assert "w: new version v1" in default_push.out and "pushed w" in default_push.out, default_push
     assert (tmp_path / "share" / "group" / "refs" / "w" / "v1").exists()
-    # MLDS_STORE pointing at a file: one line, exit 2, for reads, writes and init alike
-    (tmp_path / "afile").write_text("not a store\n")
-    runs = mlds_many(["ls"], ["log", "x"], ["add", example_path("cu3au_emt.extxyz"), "-d", "x"], ["init", "./afile"],
+    # a remote or MLDS_STORE pointing at a file: one line, exit 2, for reads, writes and init alike
+    runs = [to_file, from_file] + mlds_many(["ls"], ["log", "x"], ["add", example_path("cu3au_emt.extxyz"), "-d", "x"], ["init", "./afile"],
                      env={"MLDS_STORE": str(tmp_path / "afile")})
     for r in runs:
         assert r.code == 2 and no_traceback(r) and len(r.err_lines) == 1 and "is a file, not a store folder" in r.err, r
