@@ -74,5 +74,13 @@ class StoreError(MldsError):
     pass
 
 
+class NotFoundError(StoreError):
+    """A store has nothing under this name (callers that know the kind they wanted rephrase it)."""
+
+    def __init__(self, where: str, name: str) -> None:
+        super().__init__(f"{where}: no dataset named {name!r}")
+        self.where, self.name = where, name
+
+
 class PolicyError(MldsError):
     """A tier's policy refuses the operation; the message lists what is missing."""
