@@ -105,6 +105,7 @@ def register(pot: Potential, name: str, files: dict[str, Path], *, store: Any = 
     md = pot.metadata
     summary = {
         "elements": md["elements"], "nelements": len(md["elements"]), "code": md["code"],
+        "codes": [md["code"]],  # the catalog's field: `mlds search 'codes HAS "n2p2"'` finds potentials
         "cutoff_angstrom": md["cutoff_angstrom"], "dataset": md["dataset"]["name"],
         "dataset_manifest": md["dataset"].get("manifest"),
         "energy_rmse_per_atom_eV": md["metrics"]["energy_rmse_per_atom_eV"]["test"],
