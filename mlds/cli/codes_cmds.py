@@ -9,7 +9,7 @@ import typer
 
 from mlds.cli.app import app, console
 
-codes_app = typer.Typer(help="External training codes (n2p2): find and build them.", no_args_is_help=True)
+codes_app = typer.Typer(help="External training codes (n2p2): find and build them.", no_args_is_help=False)
 app.add_typer(codes_app, name="codes")
 
 

@@ -14,7 +14,7 @@ import typer
 
 from mlds.cli.app import app, console, err_console
 
-jobs_app = typer.Typer(help="Jobs on machines: submit run folders, follow, fetch, cancel, resubmit.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Jobs on machines: submit run folders, follow, fetch, cancel, resubmit.", no_args_is_help=False)
 app.add_typer(jobs_app, name="jobs")
 
 

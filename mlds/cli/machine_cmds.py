@@ -11,7 +11,7 @@ from mlds.cli.app import app, console
 
 machine_app = typer.Typer(
     help="Manage machines (clusters and hosts that run training jobs), kept in the mlds config.",
-    no_args_is_help=True,
+    no_args_is_help=False,
 )
 app.add_typer(machine_app, name="machine")
 

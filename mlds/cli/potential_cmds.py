@@ -11,7 +11,7 @@ import typer
 from mlds.cli.app import app, console
 
 potential_app = typer.Typer(help="Trained potentials in the store: ls, show, search, get, evaluate.",
-                            no_args_is_help=True)
+                            no_args_is_help=False)
 app.add_typer(potential_app, name="potential")
 
 
