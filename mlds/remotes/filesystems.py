@@ -119,8 +119,12 @@ def _open_local(remote: Remote):
 class _S3Stream:
     """File-like ``read`` over the body of one ``GetObject``, driven from a synchronous caller.
 
-    One read runs ahead on the event loop while the caller hashes and writes the previous
-    block, so the network is never idle waiting for the caller."""
+    A reader task on the event loop keeps up to ``DEPTH`` blocks of ``BLOCK`` bytes ahead of
+    the caller, so the network is not idle while the caller hashes and writes (and a slow
+    disk write does not stall the download), with bounded memory."""
+
+    BLOCK = 4 * 1024 * 1024
+    DEPTH = 4
 
     def __init__(self, fs, path: str) -> None:
         import asyncio
@@ -130,28 +134,67 @@ class _S3Stream:
         bucket, key, _ = fs.split_path(path)
         resp = sync(fs.loop, fs._call_s3, "get_object", Bucket=bucket, Key=key)
         self._body = resp["Body"]
-        self._ahead = None  # (size asked, future)
+        self._queue, self._task = sync(fs.loop, self._start)
+        self._block, self._off, self._eof = b"", 0, False
 
-    def _start(self, n: int):
-        return (n, self._asyncio.run_coroutine_threadsafe(self._body.read(n if n >= 0 else None), self._loop))
+    async def _start(self):
+        queue = self._asyncio.Queue(maxsize=self.DEPTH)  # made on the loop it is used on
+        return queue, self._asyncio.ensure_future(self._produce(queue))
+
+    async def _produce(self, queue) -> None:
+        try:
+            while True:
+                block = await self._read_full(self.BLOCK)
+                await queue.put(block)
+                if not block:
+                    return
+        except self._asyncio.CancelledError:
+            raise  # closed by the reader
+        except Exception as err:  # noqa: BLE001 - handed to the reader, raised there
+            await queue.put(err)
+
+    async def _read_full(self, n: int) -> bytes:
+        """``n`` bytes (fewer only at the end): the body's ``read(n)`` returns what has arrived so far."""
+        parts, got = [], 0
+        while got < n:
+            block = await self._body.read(n - got)
+            if not block:
+                break
+            parts.append(block)
+            got += len(block)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _next_block(self) -> bytes:
+        block = self._asyncio.run_coroutine_threadsafe(self._queue.get(), self._loop).result()
+        if isinstance(block, BaseException):
+            self._eof = True
+            raise block
+        if not block:
+            self._eof = True
+        return block
 
     def read(self, n: int = -1) -> bytes:
-        if self._ahead is None or self._ahead[0] != n:
-            if self._ahead is not None:  # asked for another size: take what is in flight first
-                data = self._ahead[1].result()
-                self._ahead = None
-                if data:
-                    return data
-            self._ahead = self._start(n)
-        data = self._ahead[1].result()
-        self._ahead = self._start(n) if data and n > 0 else None
-        return data
+        if n is None or n < 0:
+            parts = [self._block[self._off:]]
+            while not self._eof:
+                parts.append(self._next_block())
+            self._block, self._off = b"", 0
+            return b"".join(parts)
+        if self._off >= len(self._block):
+            if self._eof:
+                return b""
+            self._block, self._off = self._next_block(), 0
+        if self._off == 0 and n >= len(self._block):  # the whole block: no copy
+            out, self._block = self._block, b""
+            return out
+        out = self._block[self._off:self._off + n]
+        self._off += len(out)
+        return out
 
     def close(self) -> None:
-        if self._ahead is not None:
-            with contextlib.suppress(Exception):
-                self._ahead[1].result()
-            self._ahead = None
+        if getattr(self, "_task", None) is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+            self._task = None
         with contextlib.suppress(Exception):
             self._body.close()
 
@@ -263,6 +306,20 @@ def _s3_class():
             if self.mlds_parallel_get and size is not None and size >= _PARALLEL_GET_MIN:
                 return _S3RangeReader(self, path, size)
             return _S3Stream(self, path)
+
+        def mlds_list_files(self, path: str) -> list[str]:
+            """Names of the objects directly under ``path`` (one ``ListObjectsV2`` per 1,000; s3fs's ``ls``
+            lists twice when there are none, to tell a missing "directory" from an empty one)."""
+            bucket, key, _ = self.split_path(path)
+            prefix = key.rstrip("/") + "/"
+            names: list[str] = []
+            kw: dict[str, Any] = {}
+            while True:
+                out = self.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", **kw)
+                names += [c["Key"][len(prefix):] for c in out.get("Contents", [])]
+                if not out.get("IsTruncated"):
+                    return names
+                kw = {"ContinuationToken": out["NextContinuationToken"]}
 
         def mlds_size(self, path: str) -> int | None:
             bucket, key, _ = self.split_path(path)
@@ -451,7 +508,8 @@ def _http_class():
     async def _arefuse(self, *args, **kwargs):
         _refuse(self)
 
-    namespace: dict[str, Any] = {"_mlds_remote": "?", "__doc__": "Read-only HTTP(S) mirror of a store."}
+    namespace: dict[str, Any] = {"_mlds_remote": "?", "__doc__": "Read-only HTTP(S) mirror of a store.",
+                                 "mlds_read_only": True}
     for name in _HTTP_WRITE_METHODS:
         namespace[name] = _refuse
         namespace["_" + name] = _arefuse

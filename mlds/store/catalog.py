@@ -9,6 +9,7 @@ because they cannot list directories; refs themselves stay authoritative.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from mlds.store import manifest as mf
@@ -53,20 +54,53 @@ def entry_for(store: Store, dataset: str, refs: dict[str, str] | None = None,
     }
 
 
+def conditional(store: Store) -> bool:
+    """Can this store's catalog be updated by a conditional write (S3 that honours ``If-Match``)?"""
+    from mlds.store import locks
+
+    return (getattr(store.fs, "mlds_put_if", None) is not None and getattr(store.fs, "mlds_cat_etag", None) is not None
+            and locks.exclusive_create_works(store))
+
+
+def prefetch(store: Store, dataset: str, list_tags: bool) -> dict[str, Any]:
+    """What :func:`update_entry` would read first -- the catalog and its ETag, and (``list_tags``, for a
+    dataset that has no entry yet) the dataset's tag names -- read ahead, e.g. in the same round of
+    requests as the refs a commit re-reads under its locks.  Only worth it where :func:`conditional`:
+    the write is refused if the catalog changed since, and redone on a fresh read."""
+    out: dict[str, Any] = {}
+    try:
+        out["catalog"] = store.fs.mlds_cat_etag(store.path("catalog.json"))
+    except FileNotFoundError:
+        out["catalog"] = (None, None)
+    except Exception:  # noqa: BLE001 - read again by update_entry
+        pass
+    if list_tags:
+        with contextlib.suppress(Exception):
+            out["tags"] = store.list_ref_names(dataset)
+    return out
+
+
 def update_entry(store: Store, dataset: str, moved: dict[str, str] | None = None,
-                 manifests: dict[str, dict[str, Any]] | None = None) -> None:
+                 manifests: dict[str, dict[str, Any]] | None = None, prefetched: dict[str, Any] | None = None) -> None:
     """Refresh one dataset's entry after its refs moved (read-modify-write under ``locks/catalog.lock``).
 
     ``moved`` ({tag: manifest}) are the refs just written: they are applied to the
     entry's known refs, so a commit costs no listing of refs; a dataset without an
-    entry yet is listed in full.  One catalog write per commit.
+    entry yet is listed in full (tag names from ``prefetched``, when given: only the
+    refs that did not move are read).  One catalog write per commit.
     """
+    prefetched = prefetched or {}
+
     def apply(cat: dict[str, Any]) -> dict[str, Any]:
         old = cat["datasets"].get(dataset)
         if moved is not None and isinstance(old, dict) and isinstance(old.get("refs"), dict) and not old.get("broken"):
             entry = entry_for(store, dataset, {**old["refs"], **moved}, manifests)
+        elif moved is not None and "tags" in prefetched:
+            others = [t for t in prefetched["tags"] if t not in moved]
+            refs = dict(zip(others, store.map(lambda t: store.read_ref(dataset, t), others)))
+            entry = entry_for(store, dataset, {**{t: h for t, h in refs.items() if h}, **moved}, manifests)
         else:
-            entry = entry_for(store, dataset)
+            entry = entry_for(store, dataset, None, manifests)
         if entry is None:
             cat["datasets"].pop(dataset, None)
         else:
@@ -74,29 +108,32 @@ def update_entry(store: Store, dataset: str, moved: dict[str, str] | None = None
         cat["mlds_catalog"] = 1
         return cat
 
-    if _update_conditionally(store, apply):
+    if _update_conditionally(store, apply, prefetched.get("catalog")):
         return
     with store.lock_key("locks/catalog.lock", "catalog.json", fresh=("catalog.json",)):
         store.write_catalog(apply(store.read_catalog()))
 
 
-def _update_conditionally(store: Store, apply) -> bool:
+def _update_conditionally(store: Store, apply, first: tuple[bytes | None, str | None] | None = None) -> bool:
     """On a backend with conditional writes (S3 that honours them): read the catalog with its ETag, write
-    it back only if unchanged (``If-Match``), retry on a race -- two requests instead of a lock's four."""
+    it back only if unchanged (``If-Match``), retry on a race -- two requests instead of a lock's four.
+    ``first``: (bytes, ETag) read ahead (None, None: there was no catalog), used for the first try."""
     import json
 
-    from mlds.store import locks
-
-    put_if, cat_etag = getattr(store.fs, "mlds_put_if", None), getattr(store.fs, "mlds_cat_etag", None)
-    if put_if is None or cat_etag is None or not locks.exclusive_create_works(store):
+    if not conditional(store):
         return False
     path = store.path("catalog.json")
+    put_if, cat_etag = store.fs.mlds_put_if, store.fs.mlds_cat_etag
     for _ in range(20):
-        try:
-            raw, etag = cat_etag(path)
-            cat = store.parse_catalog(raw)
-        except FileNotFoundError:
-            cat, etag = {"mlds_catalog": 1, "datasets": {}}, None
+        if first is not None:
+            raw, etag = first
+            first = None
+        else:
+            try:
+                raw, etag = cat_etag(path)
+            except FileNotFoundError:
+                raw, etag = None, None
+        cat = store.parse_catalog(raw) if raw is not None else {"mlds_catalog": 1, "datasets": {}}
         data = json.dumps(apply(cat), indent=1, sort_keys=True).encode() + b"\n"
         try:
             put_if(path, data, etag)

@@ -329,11 +329,31 @@ def hold(store: "Store", key: str, what: str, ttl: float | None = None, wait: fl
 def hold_all(store: "Store", keys: list[tuple[str, str]], ttl: float | None = None,
              wait: float | None = None, fresh: tuple[str, ...] = ()) -> Iterator[None]:
     """Hold several locks ((key, what) pairs), taken one by one in sorted key order (two writers never
-    deadlock) and released together (concurrently where the backend allows)."""
+    deadlock) and released together (concurrently where the backend allows).  On an object store (no
+    folders to create first) one round of concurrent attempts comes first."""
     held: list = []
+    todo = sorted(set(keys))
     try:
-        for key, what in sorted(set(keys)):
-            held.append(acquire(store, key, what, ttl=ttl, wait=wait, fresh=fresh))
+        if len(todo) > 1 and store.no_dirs and getattr(store.fs, "mlds_thread_safe", False):
+            # one round of concurrent attempts first; if any lock is taken, give back what we got and wait for
+            # them in order (never wait while holding a lock taken out of order: no deadlock)
+            def attempt(kw):
+                try:
+                    return acquire(store, kw[0], kw[1], ttl=ttl, wait=0, fresh=fresh)
+                except Exception as err:  # noqa: BLE001 - looked at below, once every attempt is back
+                    return err
+
+            got = store.map(attempt, todo)
+            held = [x for x in got if not isinstance(x, Exception)]
+            if len(held) < len(todo):
+                store.map(lambda x: release_held(store, x), held)
+                held = []
+                failed = [x for x in got if isinstance(x, Exception) and not isinstance(x, ConflictError)]
+                if failed:
+                    raise failed[0]
+        if not held:
+            for key, what in todo:
+                held.append(acquire(store, key, what, ttl=ttl, wait=wait, fresh=fresh))
         yield
     finally:
         store.map(lambda x: release_held(store, x), held)

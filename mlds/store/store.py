@@ -666,16 +666,26 @@ class Store:
 
     def list_refs(self, dataset: str) -> dict[str, str]:
         """``{tag: manifest hash}`` for one dataset."""
+        tags = self.list_ref_names(dataset)
+        values = self.map(lambda t: self.read_ref(dataset, t), tags)  # concurrent where the backend allows
+        return {t: v for t, v in zip(tags, values) if v}
+
+    def list_ref_names(self, dataset: str) -> list[str]:
+        """The tag names of one dataset (one listing; no ref is read)."""
         base = self.path(f"refs/{check_name(dataset)}")
+        names = getattr(self.fs, "mlds_list_files", None)  # one request on S3
+        if names is not None:
+            return [t for t in names(base) if NAME_RE.match(t)]
         try:
             entries = self.fs.ls(base, detail=True)
             tags = [posixpath.basename(e["name"].rstrip("/")) for e in entries if e.get("type") != "directory"]
         except FileNotFoundError:
+            protos = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
+            if not any(p in ("http", "https") for p in protos):
+                return []  # a backend that lists: no tags
             # a mirror that cannot list (HTTP): take tag names from the catalog, values from the refs themselves
             tags = list(self._catalog_refs().get(dataset, {}))
-        tags = [t for t in tags if NAME_RE.match(t)]
-        values = self.map(lambda t: self.read_ref(dataset, t), tags)  # concurrent where the backend allows
-        return {t: v for t, v in zip(tags, values) if v}
+        return [t for t in tags if NAME_RE.match(t)]
 
     def _catalog_refs(self) -> dict[str, dict[str, str]]:
         cat = self.read_catalog()

@@ -139,10 +139,29 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
     dataset, _ = parse_ref(dataset if tag is None else f"{dataset}@{tag}")
     tags = _tags_for(local, dataset, tag)
     h = next(iter(tags.values()))
-    # the remote's config and the refs about to move, in one round of concurrent requests
+    # the remote's config, the refs about to move and the sizes of the objects that may have to go (the tip
+    # manifest, its parents and its shards, known locally), in one round of concurrent requests
     tags_before = list(tags)
-    prefetched = remote.map(lambda t: _quiet(lambda: remote.read_ref(dataset, t)) if t else _quiet(remote.config),
-                            [None, *tags_before])
+    local_tip = mf.load(local, h)
+    probes = list(dict.fromkeys([h, *local_tip["parents"], *(o for o, _ in mf.objects(local_tip))]))
+    jobs: list[tuple[str, str | None]] = [("config", None), *(("ref", t) for t in tags_before),
+                                          *(("size", o) for o in probes)]
+
+    def first_round(job):
+        what, arg = job
+        if what == "config":
+            return _quiet(remote.config)
+        if what == "ref":
+            return _quiet(lambda: remote.read_ref(dataset, arg))
+        return _quiet(lambda: remote.object_size(arg))
+
+    prefetched = remote.map(first_round, jobs)
+    sizes = {o: v for (what, o), v in zip(jobs, prefetched) if what == "size" and not isinstance(v, Exception)}
+    prefetched = prefetched[:1 + len(tags_before)]
+
+    def remote_has(x: str, size: int | None = None) -> bool:
+        got = sizes[x] if x in sizes else remote.object_size(x)
+        return got is not None and (size is None or got == size)
     try:
         remote_tier = remote.tier
     except StoreError:
@@ -154,7 +173,7 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
         remote_tier = remote.tier
     eff_tier = stricter(remote_tier, tier)
     # the history the remote lacks (the walk stops at the first manifest it has)
-    chain, _ = manifest_chain(local, [h], have=lambda x: remote.has_object(x))
+    chain, _ = manifest_chain(local, [h], have=remote_has)
     tip = chain[-1][2]
 
     send_chain = chain
@@ -197,7 +216,11 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
             check_tag_move(remote, dataset, t, cur, h)  # group/public: named tags are immutable; fail before sending
     shards = mf.objects(send_chain[-1][2])
     tip_obj = (h, len(send_chain[-1][1]))
-    need = missing(remote, shards + [tip_obj], workers or DEFAULT_WORKERS)  # one concurrent round of checks
+    checked = shards + [tip_obj]
+    if all(o in sizes for o, _ in checked):  # asked in the first round
+        need = [o for o in dict.fromkeys(checked) if not remote_has(*o)]
+    else:  # a manifest derived for the remote's tier (public): one concurrent round of checks
+        need = missing(remote, checked, workers or DEFAULT_WORKERS)
     tip_present = tip_obj not in need
     stats = transfer(local, remote, shards, workers=workers, progress=progress,
                      description=f"push {dataset} -> {remote.name}", need=need, own_source=True)
@@ -207,7 +230,12 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
             stats["sent_objects"] += 1
             stats["sent_bytes"] += len(data)
         stats["objects"] += 1
-    commit_refs(remote, dataset, dict(tags), {h: send_chain[-1][2]}, expect=old, op="push", remote_label=remote.name)
+    if stats["sent_objects"] or any(old[t] != h for t in tags) or getattr(remote.fs, "mlds_read_only", False):
+        commit_refs(remote, dataset, dict(tags), {h: send_chain[-1][2]}, expect=old, op="push",
+                    remote_label=remote.name)
+    # else: the remote already has this version under every tag: nothing to commit (no locks, no catalog write;
+    # a read-only mirror still says it is one;
+    # a catalog left stale by an interrupted commit is rebuilt by mlds.store.rebuild_catalog)
     # a gc on the remote could have removed a pre-existing unreferenced object we skipped: re-send it
     skipped = stats.pop("skipped", [])
     gone = [(x, s) for x, s in skipped if not remote.has_object(x, s)]

@@ -483,8 +483,16 @@ def commit_refs(store: Store, dataset: str, updates: dict[str, str], manifests: 
     for h in dict.fromkeys(updates.values()):
         tags = sorted(t for t, x in updates.items() if x == h)
         check_admission(store, manifests[h], f"{dataset}@{tags[0]}")
+    # where the catalog is updated by a conditional write, its read goes in the same round of requests as the
+    # refs' (and the catalog write in the same round as the lock releases): a commit is four rounds of requests
+    ahead = catalog.conditional(store) and getattr(store.fs, "mlds_thread_safe", False)
+    new_here = all(expect.get(t) is None for t in updates)  # probably no catalog entry yet: list its tags ahead
+    pending = None
     with store.lock_tags(dataset, list(updates)):
-        read = dict(zip(updates, store.map(lambda t: store.read_ref_for_update(dataset, t), list(updates))))
+        jobs: list[Any] = list(updates) + ([None] if ahead else [])
+        got = store.map(lambda t: store.read_ref_for_update(dataset, t) if t is not None
+                        else catalog.prefetch(store, dataset, list_tags=new_here), jobs)
+        read = dict(zip(updates, got))
         current = {t: v for t, (v, _) in read.items()}
         for tag, h in updates.items():
             cur = current[tag]
@@ -500,7 +508,16 @@ def commit_refs(store: Store, dataset: str, updates: dict[str, str], manifests: 
         # another writer waits for our locks, so their order does not matter to anyone)
         store.map(lambda t: store.write_ref(dataset, t, updates[t], token=read[t][1]),
                   [t for t in updates if current[t] != updates[t]])
-    catalog.update_entry(store, dataset, updates, manifests)
+        if ahead:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlds-catalog")
+            pending = pool.submit(catalog.update_entry, store, dataset, updates, manifests, got[-1])
+            pool.shutdown(wait=False)
+    if pending is not None:
+        pending.result()
+    else:
+        catalog.update_entry(store, dataset, updates, manifests)
 
 
 def _moved(op: str, dataset: str, tag: str, label: str, was: str | None, now: str | None) -> str:

@@ -26,10 +26,13 @@ def test_a_wrong_project_is_named_as_such_everywhere(srv, local, tmp_path, capsy
     from mlds.remotes.config import add_remote as configure
 
     configure("nope", "rdm://zzzzz/osfstorage/mlds", tier="group", options=rdm_opts(srv))
-    with pytest.raises(RemoteError) as info:
-        S.pull("sio", "nope", store=local)
-    assert "project zzzzz not found or not visible to this token" in str(info.value)
-    assert "no dataset" not in str(info.value)
+    S.add(write_dataset(tmp_path / "a.h5", 5, public_meta()), "sio", store=local)
+    for op in (lambda: S.pull("sio", "nope", store=local), lambda: S.push("sio", "nope", store=local),
+               lambda: S.ls("nope"), lambda: S.fsck("nope")):
+        with pytest.raises(RemoteError) as info:
+            op()
+        assert "project zzzzz not found or not visible to this token" in str(info.value)
+        assert "no dataset" not in str(info.value)
     capsys.readouterr()
     assert run(["remote", "check", "nope"]) == 2
     out, err = capsys.readouterr()

@@ -91,3 +91,35 @@ def add_remote(name: str, url: str, tier: str = "personal", options: dict | None
     if init:
         S.init(name, tier=tier)
     return S.open_store(name)
+
+
+ENDLESS_PULL = """
+import sys
+import mlds.store as S
+from mlds.errors import IntegrityError
+from mlds.remotes.config import Remote
+from mlds.remotes.filesystems import open_remote_fs
+from mlds.store.store import Store
+fs, root = open_remote_fs(Remote("origin", sys.argv[1]))
+try:
+    S.pull("sio", Store(fs, root, name="origin"), store=Store.at_path(sys.argv[2]).init(), workers=1)
+except IntegrityError as err:
+    print("refused:", err)
+    sys.exit(3)
+"""
+
+
+def assert_pull_of_endless_object_refused(url: str, dest: Path) -> None:
+    """Pull ``sio`` from ``url`` into a new store at ``dest`` in a child process (a hang cannot stall the
+    suite): it must stop at the manifest's size and refuse, within 60 s."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    try:
+        proc = subprocess.run([sys.executable, "-c", ENDLESS_PULL, url, str(dest)], env=env, capture_output=True,
+                              text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"pull of an endless object from {url} did not return")
+    assert proc.returncode == 3 and "longer than" in proc.stdout, proc.stdout + proc.stderr[-2000:]

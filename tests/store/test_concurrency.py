@@ -96,6 +96,28 @@ def test_concurrent_pushers_sftp_with_loose_o_excl(local, tmp_path, sftp_server,
         sftp_server.loose_excl = False
 
 
+@pytest.fixture(scope="module")
+def openssh_server(tmp_path_factory):
+    from tests.servers import openssh
+
+    reason = openssh.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    server = openssh.start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+def test_concurrent_pushers_sftp_on_openssh(local, tmp_path, openssh_server, config_home):
+    """The same race on Debian's sshd (internal-sftp): the SFTP server users actually have."""
+    srv = openssh_server
+    root = srv.root / f"race-{uuid.uuid4().hex[:8]}"
+    options = {"key_file": srv.key_file, "known_hosts_file": srv.known_hosts, "host_key_policy": "strict",
+               "allow_agent": False, "look_for_keys": False}
+    base = add_remote("race", f"sftp://{srv.user}@{srv.host}:{srv.port}{root}", options=options)
+    _race_rounds(base, _contenders(tmp_path))
+
+
 def test_concurrent_pushers_rdm_real_commit_semantics(local, tmp_path, config_home, monkeypatch):
     from tests.servers.rdm_server import TOKEN_ADMIN, RDMServer
 

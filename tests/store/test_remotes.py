@@ -12,7 +12,7 @@ from mlds.errors import ConflictError, IntegrityError, RemoteError
 from mlds.store import manifest as mf
 from mlds.store.store import Store
 
-from .conftest import add_remote, write_dataset
+from .conftest import add_remote, assert_pull_of_endless_object_refused, write_dataset
 
 
 def _round_trip(local, name, remote, tmp_path):
@@ -102,3 +102,17 @@ def test_sftp_lock_is_exclusive(local, tmp_path, sftp_server, config_home):
             with S.open_store("lab").lock("x", "latest", wait=0.2):
                 pass
     assert not remote.fs.exists(path)
+
+
+
+def test_pull_from_a_mirror_streaming_an_object_forever_fails(local, tmp_path, http_mirror_factory):
+    """An HTTP mirror whose object never ends (chunked, no length): pull stops at the manifest's size."""
+    served = Store.at_path(tmp_path / "served", name="pub").init("personal")
+    r = S.add(write_dataset(tmp_path / "a.h5", 10), "sio")
+    S.push("sio", served)
+    shard = mf.load(local, r["manifest"])["shards"][0]["sha256"]
+    mirror = http_mirror_factory(served.root)
+    mirror.endless.add("/" + Store.object_key(shard))
+    assert_pull_of_endless_object_refused(mirror.url, tmp_path / "fresh")
+    fresh = Store.at_path(tmp_path / "fresh")
+    assert not fresh.has_object(shard) and fresh.read_ref("sio", "latest") is None
