@@ -96,20 +96,31 @@ _READ_FIELD = {
     4: "f[{name!r}] = c_{name}.row(i).astype(bool)",
     5: "f[{name!r}] = bool(c_{name}.row(i))",
     6: "s = int(c_{name}.row(i))\n    if s >= 0: f['info']['step'] = s",
-    7: "v = label({name!r}, c_{name}.row(i))\n    if v is not None: f['info'][{name!r}] = v",
+    7: "v = text(c_{name}.row(i))\n    if v is not None: f['info'][{name!r}] = v",
+    8: "v = float(c_{name}.row(i))\n    if v == v: f['info'][{name!r}] = v",  # NaN: no weight for this frame
 }
 
 
+_READER_CODE: dict[tuple[tuple[str, int], ...], Any] = {}  # compiled per set of fields (~1 ms each)
+
+
 def _frame_reader(plan: list[tuple[str, Any, int]]) -> Any:
-    """``read(i, a0, a1) -> Frame`` for the fields in ``plan`` (names come from the spec, not the file)."""
+    """``read(i, a0, a1) -> Frame`` for the fields in ``plan`` (names come from the spec, not the file).
+
+    Compiling the function costs about as much as the rest of a first open, so the code is
+    compiled once per set of fields and only bound to each open's columns.
+    """
+    shape = tuple((name, kind) for name, _, kind in plan)
+    code = _READER_CODE.get(shape)
+    if code is None:
+        body = ["def read(i, a0, a1):", "    f = blank_fields()"]
+        body += ["    " + _READ_FIELD[kind].format(name=name) for name, kind in shape]
+        body.append("    return adopt(f)")
+        code = _READER_CODE[shape] = compile("\n".join(body), "<mlds frame reader>", "exec")
     env: dict[str, Any] = {"blank_fields": blank_fields, "adopt": Frame._adopt, "array": np.array,
-                           "label": labels.info_value}
-    body = ["def read(i, a0, a1):", "    f = blank_fields()"]
-    for name, col, kind in plan:
-        env[f"c_{name}"] = col
-        body.append("    " + _READ_FIELD[kind].format(name=name))
-    body.append("    return adopt(f)")
-    exec("\n".join(body), env)  # noqa: S102 - generated from spec field names only
+                           "text": labels.decode}
+    env.update((f"c_{name}", col) for name, col, _ in plan)
+    exec(code, env)  # noqa: S102 - generated from spec field names only
     return env["read"]
 
 
@@ -197,7 +208,7 @@ class _Handle:
                     continue
                 kind = (0 if f in _ATOM_FIELDS else 1 if f in _ROW_FIELDS else 2 if f in _FLOAT_FIELDS
                         else 3 if f in _INT_FIELDS else 4 if f == "pbc" else 5 if f == "converged"
-                        else 7 if f in labels.NAMES else 6)
+                        else 7 if f in labels.TEXT_LABELS else 8 if f in labels.NUMBER_LABELS else 6)
                 plan.append((f, self.col(f), kind))
             self.reader = _frame_reader(plan)
             self.plan = plan
