@@ -19,9 +19,13 @@ disk, e.g. a dataset much larger than RAM, or a fresh page cache), the handle
 switches to reading from disk well: it loads the small per-frame arrays
 (offsets, energies, ...) once, sequentially, and before touching a frame's
 rows asks the kernel for all of their pages at once (``madvise(MADV_WILLNEED)``),
-so the disk serves them in parallel instead of one fault after another; every
-16th frame is read without that, as a probe, and once probes stop faulting
-the handle reads plainly again.
+so the disk serves them in parallel instead of one fault after another.  When
+the arrays fit in half the available memory it also asks, once, for the whole
+chunk each of those rows lies in, in the background: a training loop reads
+every frame each epoch, so such data is read whole anyway, and a ~2 MB chunk
+read at the disk's streaming rate serves every later frame in it from memory.
+Every 16th frame is read without prefetching, as a probe, and once probes stop
+faulting the handle reads plainly again.
 
 A Dataset pickles as its path and options and re-opens lazily where it is
 unpickled (e.g. a PyTorch ``DataLoader`` worker started with spawn), and a
@@ -83,6 +87,19 @@ _COLD_CHECK_EVERY = 8  # warm: frames between fault-counter checks
 _COLD_FAULTS = 8       # faults in such a window that mean "the data is on disk"
 _COLD_PROBE_EVERY = 16 # cold: one frame in this many is read without prefetch, as a probe
 _WARM_PROBES = 4       # probes in a row without a major fault that mean "the data is in memory"
+_WHOLE_CHUNKS_RAM = 0.5  # cold, and the arrays fit in this share of available memory: prefetch whole chunks
+
+
+def _available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (0 where unknown: then only exact pages are prefetched)."""
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 # One line per kind of field; ``c`` is the field's column.  The per-frame reader is generated from
@@ -153,6 +170,8 @@ class _Handle:
         self.reads = 0
         self.faults = _major_faults()
         self.quiet_probes = 0
+        self.whole_chunks: list[tuple[str, Any, int]] | None = None  # cold and fits in RAM: (field, column, kind)
+        self.prefetched: set[tuple[str, int]] = set()                 # chunks asked for whole since going cold
 
     def watch(self) -> None:
         """Warm: every few reads, look at the major-fault counter; go cold if the disk is being hit."""
@@ -180,6 +199,11 @@ class _Handle:
         """Reads come from disk: load the small per-frame arrays whole (one sequential read each
         replaces a page fault per frame) and prefetch the rest frame by frame."""
         self.cold, self.reads, self.quiet_probes = True, 0, 0
+        self.load_small_columns()
+        self.prefetched.clear()
+        self.whole_chunks = self._whole_chunk_plan()
+
+    def load_small_columns(self) -> None:
         if self.offsets is not None:
             return
         small = [a for a in spec.ARRAYS if a.group == spec.FRAMES and a.name in self.present
@@ -191,6 +215,32 @@ class _Handle:
         if small:
             self.offsets = self.cols["atom_offset"].data  # type: ignore[attr-defined]
             self.plan = None  # rebuilt on the loaded columns
+
+    def _whole_chunk_plan(self) -> list[tuple[str, Any, int]] | None:
+        """Columns to prefetch whole chunks of, when the arrays fit in memory.
+
+        A training loop reads every frame each epoch, so data that fits in memory is
+        read whole anyway: a chunk (~2 MB) asked for at once, in the background, streams
+        from the disk and then serves every later frame in it from memory (on this
+        project's test machine 4x the cold random-read rate of exact pages alone).  Data
+        larger than memory gets exact pages only.
+        """
+        if self.n_atoms_total is None:
+            self.n_atoms_total = self.c.length("atoms/numbers")
+        size = sum(a.dtype.itemsize * math.prod(a.tail) * (self.n_atoms_total if a.group == spec.ATOMS else self.n)
+                   for a in spec.ARRAYS if a.name in self.present)
+        if size > _WHOLE_CHUNKS_RAM * _available_memory():
+            return None
+        plan = self.plan or self.frame_plan()
+        return [(name, col, kind) for name, col, kind in plan if hasattr(col, "hint_chunk")]
+
+    def prefetch_chunks(self, i: int, a0: int) -> None:
+        """Cold, fits in memory: ask for the whole chunks frame ``i`` lies in (each once)."""
+        for name, col, kind in self.whole_chunks or ():
+            k = (a0 if kind == 0 else i) // col.chunk_len
+            if (name, k) not in self.prefetched:
+                self.prefetched.add((name, k))
+                col.hint_chunk(k)
 
     def col(self, name: str) -> colmod.Column:
         col = self.cols.get(name)
@@ -357,6 +407,8 @@ class Dataset(FramesAPI):
         else:
             for name, col, kind in plan:
                 col.hint(a0, a1) if kind == 0 else col.hint(i, i + 1)
+            if h.whole_chunks:
+                h.prefetch_chunks(i, a0)
         frame = h.reader(i, a0, a1)
         if probe >= 0:
             h.probed(probe)

@@ -141,15 +141,23 @@ def test_store_version_batches_across_shards(tmp_path, frames):
     again.close()
 
 
-def test_cold_mode_reads_the_same(tmp_path, frames):
-    """Once the handle goes cold (prefetching, offsets in memory), frames and batches are unchanged."""
+@pytest.mark.parametrize("whole_chunks", [True, False], ids=["fits-in-memory", "larger-than-memory"])
+def test_cold_mode_reads_the_same(tmp_path, frames, monkeypatch, whole_chunks):
+    """Once the handle goes cold (prefetching exact pages, or whole chunks when the data fits in
+    memory; offsets in memory), frames and batches are unchanged, partial last chunks included."""
+    from mlds.format import dataset
+
+    if not whole_chunks:
+        monkeypatch.setattr(dataset, "_WHOLE_CHUNKS_RAM", 0.0)
+    order = np.random.default_rng(5).permutation(60).tolist()
     for name in ("c.h5", "c.zarr"):
         p = mlds.write(tmp_path / name, frames, meta_for(frames), chunk_frames=7, chunk_atoms=11)
         with mlds.open(p) as ds:
-            warm = [ds[i] for i in (3, 59, 20)]
+            warm = [ds[i] for i in order]
             warm_b = ds.batch([8, 1, 40])
             ds._handle().go_cold()
-            for f, i in zip(warm, (3, 59, 20)):
+            assert bool(ds._handle().whole_chunks) == whole_chunks
+            for f, i in zip(warm, order):
                 assert_frames_equal(f, ds[i])
             cold_b = ds.batch([8, 1, 40])
             for k in warm_b:
