@@ -242,6 +242,17 @@ class _Handle:
                 self.prefetched.add((name, k))
                 col.hint_chunk(k)
 
+    def prefetch_chunks_of(self, names: Sequence[str], idx: np.ndarray, rows: np.ndarray | None) -> None:
+        """:meth:`prefetch_chunks` for a minibatch: frames ``idx`` (atom rows ``rows``) of arrays ``names``."""
+        for name, col, kind in self.whole_chunks or ():
+            r = rows if kind == 0 else idx
+            if name not in names or r is None:
+                continue
+            for k in np.unique(r // col.chunk_len).tolist():
+                if (name, k) not in self.prefetched:
+                    self.prefetched.add((name, k))
+                    col.hint_chunk(k)
+
     def col(self, name: str) -> colmod.Column:
         col = self.cols.get(name)
         if col is None:
@@ -444,6 +455,8 @@ class Dataset(FramesAPI):
             for name in names:
                 if name not in ("n_atoms", "atom_offset"):
                     h.col(name).hint_rows(idx if spec.BY_NAME[name].group == spec.FRAMES else rows)
+            if h.whole_chunks:
+                h.prefetch_chunks_of(names, idx, rows)
         for name in names:
             a = spec.BY_NAME[name]
             if a.group == spec.FRAMES:
