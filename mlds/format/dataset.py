@@ -20,10 +20,11 @@ switches to reading from disk well: it loads the small per-frame arrays
 (offsets, energies, ...) once, sequentially, and before touching a frame's
 rows asks the kernel for all of their pages at once (``madvise(MADV_WILLNEED)``),
 so the disk serves them in parallel instead of one fault after another.  When
-the arrays fit in half the available memory it also asks, once, for the whole
-chunk each of those rows lies in, in the background: a training loop reads
-every frame each epoch, so such data is read whole anyway, and a ~2 MB chunk
-read at the disk's streaming rate serves every later frame in it from memory.
+the arrays fit in half the available memory and 2% of the frames have been read
+cold (dense reading, as a training epoch does), it also asks, once, for the
+whole chunk each of those rows lies in, in the background: such data is read
+whole anyway, and a ~2 MB chunk read at the disk's streaming rate serves every
+later frame in it from memory.
 Every 16th frame is read without prefetching, as a probe, and once probes stop
 faulting the handle reads plainly again.
 
@@ -88,6 +89,7 @@ _COLD_FAULTS = 8       # faults in such a window that mean "the data is on disk"
 _COLD_PROBE_EVERY = 16 # cold: one frame in this many is read without prefetch, as a probe
 _WARM_PROBES = 4       # probes in a row without a major fault that mean "the data is in memory"
 _WHOLE_CHUNKS_RAM = 0.5  # cold, and the arrays fit in this share of available memory: prefetch whole chunks
+_STREAM_AFTER = 0.02     # ... once this share of the frames was read cold (dense reading, not sparse sampling)
 
 
 def _available_memory() -> int:
@@ -170,8 +172,9 @@ class _Handle:
         self.reads = 0
         self.faults = _major_faults()
         self.quiet_probes = 0
-        self.whole_chunks: list[tuple[str, Any, int]] | None = None  # cold and fits in RAM: (field, column, kind)
-        self.prefetched: set[tuple[str, int]] = set()                 # chunks asked for whole since going cold
+        self.whole_chunks: list[tuple[str, Any, int]] | None = None  # cold, fits in RAM (_whole_chunk_plan)
+        self.streamed: set[tuple[str, int]] = set()                   # chunks asked for whole since going cold
+        self.cold_reads = 0                                           # frames read since going cold
 
     def watch(self) -> None:
         """Warm: every few reads, look at the major-fault counter; go cold if the disk is being hit."""
@@ -200,7 +203,8 @@ class _Handle:
         replaces a page fault per frame) and prefetch the rest frame by frame."""
         self.cold, self.reads, self.quiet_probes = True, 0, 0
         self.load_small_columns()
-        self.prefetched.clear()
+        self.streamed.clear()
+        self.cold_reads = 0
         self.whole_chunks = self._whole_chunk_plan()
 
     def load_small_columns(self) -> None:
@@ -217,13 +221,15 @@ class _Handle:
             self.plan = None  # rebuilt on the loaded columns
 
     def _whole_chunk_plan(self) -> list[tuple[str, Any, int]] | None:
-        """Columns to prefetch whole chunks of, when the arrays fit in memory.
+        """(field, column, kind) of the columns whose chunks may be streamed whole: only when
+        the arrays fit in memory.
 
         A training loop reads every frame each epoch, so data that fits in memory is
         read whole anyway: a chunk (~2 MB) asked for at once, in the background, streams
-        from the disk and then serves every later frame in it from memory (on this
-        project's test machine 4x the cold random-read rate of exact pages alone).  Data
-        larger than memory gets exact pages only.
+        from the disk and then serves every later frame in it from memory.  Sparse
+        sampling of a big file would pay for streaming chunks it mostly does not use, so
+        chunks are streamed only once ``_STREAM_AFTER`` of the frames were read cold
+        (dense reading).  Data larger than memory gets exact pages only.
         """
         if self.n_atoms_total is None:
             self.n_atoms_total = self.c.length("atoms/numbers")
@@ -234,24 +240,28 @@ class _Handle:
         plan = self.plan or self.frame_plan()
         return [(name, col, kind) for name, col, kind in plan if hasattr(col, "hint_chunk")]
 
-    def prefetch_chunks(self, i: int, a0: int) -> None:
-        """Cold, fits in memory: ask for the whole chunks frame ``i`` lies in (each once)."""
-        for name, col, kind in self.whole_chunks or ():
-            k = (a0 if kind == 0 else i) // col.chunk_len
-            if (name, k) not in self.prefetched:
-                self.prefetched.add((name, k))
+    def _stream(self, name: str, col: Any, ks: Any) -> None:
+        for k in ks:
+            if (name, k) not in self.streamed:
+                self.streamed.add((name, k))
                 col.hint_chunk(k)
+
+    def prefetch_chunks(self, i: int, a0: int) -> None:
+        """Cold, fits in memory, read densely: stream the chunks frame ``i`` lies in (each once)."""
+        self.cold_reads += 1
+        if self.cold_reads >= _STREAM_AFTER * self.n:
+            for name, col, kind in self.whole_chunks or ():
+                self._stream(name, col, ((a0 if kind == 0 else i) // col.chunk_len,))
 
     def prefetch_chunks_of(self, names: Sequence[str], idx: np.ndarray, rows: np.ndarray | None) -> None:
         """:meth:`prefetch_chunks` for a minibatch: frames ``idx`` (atom rows ``rows``) of arrays ``names``."""
+        self.cold_reads += idx.size
+        if self.cold_reads < _STREAM_AFTER * self.n:
+            return
         for name, col, kind in self.whole_chunks or ():
             r = rows if kind == 0 else idx
-            if name not in names or r is None:
-                continue
-            for k in np.unique(r // col.chunk_len).tolist():
-                if (name, k) not in self.prefetched:
-                    self.prefetched.add((name, k))
-                    col.hint_chunk(k)
+            if name in names and r is not None:
+                self._stream(name, col, np.unique(r // col.chunk_len).tolist())
 
     def col(self, name: str) -> colmod.Column:
         col = self.cols.get(name)
