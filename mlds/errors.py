@@ -12,6 +12,8 @@ import os
 
 
 class MldsError(Exception):
+    """Bad input or a refused operation: the CLI prints its message as one line and exits with ``exit_code``."""
+
     exit_code = 2
 
 
@@ -70,6 +72,14 @@ class IntegrityError(MldsError):
 
 class StoreError(MldsError):
     pass
+
+
+class NotFoundError(StoreError):
+    """A store has nothing under this name (callers that know the kind they wanted rephrase it)."""
+
+    def __init__(self, where: str, name: str) -> None:
+        super().__init__(f"{where}: no dataset named {name!r}")
+        self.where, self.name = where, name
 
 
 class PolicyError(MldsError):

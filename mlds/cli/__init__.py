@@ -30,10 +30,36 @@ _COMMAND_MODULES = [
     "mlds.cli.codes_cmds",     # codes list/build
 ]
 
+# The top-level names each module registers: a start-up shortcut only (issue 12), so `mlds convert ...`
+# imports and builds one module's commands instead of all of them.  A name missing here loads every
+# module, so a new command works before it is listed; tests/cli/test_lazy_commands.py checks the map.
+_COMMANDS_OF = {
+    "mlds.cli.dataset_cmds": ("info", "validate"),
+    "mlds.cli.convert_cmds": ("import", "convert", "export"),
+    "mlds.cli.store_cmds": ("init", "add", "log", "tag", "checkout", "fsck", "gc", "ls", "search", "push", "pull",
+                            "clone", "promote"),
+    "mlds.cli.remote_cmds": ("remote",),
+    "mlds.cli.meta_cmds": ("meta",),
+    "mlds.cli.demo_cmds": ("demo",),
+    "mlds.cli.machine_cmds": ("machine",),
+    "mlds.cli.jobs_cmds": ("jobs",),
+    "mlds.cli.ingest_cmds": ("ingest",),
+    "mlds.cli.train_cmds": ("train",),
+    "mlds.cli.potential_cmds": ("potential",),
+    "mlds.cli.codes_cmds": ("codes",),
+}
+
 USAGE_EXIT = 2
 
 
-def _load_commands() -> None:
+def _load_commands(argv: list[str] | None = None) -> None:
+    """Import the command modules: only the one that defines ``argv[0]`` when it is a known command
+    name (``mlds --help``, a typo or an option first loads them all)."""
+    first = argv[0] if argv else None
+    for mod in _COMMAND_MODULES:
+        if first in _COMMANDS_OF.get(mod, ()):
+            importlib.import_module(mod)
+            return
     for mod in _COMMAND_MODULES:
         importlib.import_module(mod)
 
@@ -57,7 +83,7 @@ def main() -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this in-process)."""
-    _load_commands()
+    _load_commands(sys.argv[1:] if argv is None else argv)
     try:
         # with standalone_mode off, click returns the code of typer.Exit(code) instead of exiting
         code = app(args=argv, standalone_mode=False, prog_name="mlds")

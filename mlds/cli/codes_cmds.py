@@ -6,17 +6,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from mlds.cli.app import app, console
 
-codes_app = typer.Typer(help="External training codes (n2p2): find and build them.", no_args_is_help=True)
+codes_app = typer.Typer(help="External training codes (n2p2): find and build them.", no_args_is_help=False)
 app.add_typer(codes_app, name="codes")
 
 
 @codes_app.command("list")
 def list_cmd() -> None:
     """Each code, whether its programs were found, where, and how."""
+    from rich.table import Table
     from mlds import codes
 
     t = Table("code", "status", "version", "found via", "programs")

@@ -8,14 +8,13 @@ options, so what works on one works on the others.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.markup import escape
-from rich.table import Table
 
 from mlds.cli.app import app, console, err_console, print_error
 
@@ -87,13 +86,11 @@ def run_pipeline(*, inputs: list[str], output: Path, command: str, to: str | Non
     wopts = unit_options(units, length_unit, energy_unit) if fmt == "n2p2" else {}
     selection = Selection(frames=frames, elements=elements.split(",") if elements else None, labels=label)
 
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[frames]} frames"),
-        TimeElapsedColumn(), console=err_console, disable=quiet or not err_console.is_terminal, transient=True,
-    )
+    # rich.progress is imported only when a bar is shown (start-up of every quiet or piped run, issue 12)
+    progress = None if quiet or not err_console.is_terminal else _progress_bar()
     state = {"frames": 0}
-    with progress:
-        task = progress.add_task("reading", total=None, frames=0)
+    with progress if progress is not None else contextlib.nullcontext():
+        task = progress.add_task("reading", total=None, frames=0) if progress is not None else None
 
         def on_file(path: str, i: int, n: int, total: int | None) -> None:
             progress.update(task, total=n, completed=i, description=Path(path).name)
@@ -107,9 +104,11 @@ def run_pipeline(*, inputs: list[str], output: Path, command: str, to: str | Non
             result = convert(inputs, output, from_fmt=from_fmt, to_fmt=to, force=force, reader_options=ropts,
                              writer_options=wopts or None, metadata=metadata, selection=selection,
                              keep_duplicates=keep_duplicates, test_fraction=test_fraction, seed=seed,
-                             on_file=on_file, on_frame=on_frame)
+                             on_file=on_file if progress is not None else None,
+                             on_frame=on_frame if progress is not None else None)
         except EmptyOutputError as err:
-            progress.stop()
+            if progress is not None:
+                progress.stop()
             if not quiet:
                 _summary_table(err.result)
             raise
@@ -118,7 +117,18 @@ def run_pipeline(*, inputs: list[str], output: Path, command: str, to: str | Non
     _final_line(result)
 
 
+def _progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[frames]} frames"),
+        TimeElapsedColumn(), console=err_console, transient=True,
+    )
+
+
 def _summary_table(result) -> None:
+    from rich.table import Table
+
     table = Table(title="sources", show_edge=False, title_justify="left")
     for col in ("source", "format", "kept", "dropped", "notes"):
         table.add_column(col, overflow="fold")

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 import mlds
 from mlds.cli.app import app, console, err_console
@@ -73,6 +72,8 @@ def _fmt(x: object, spec: str = ".4f") -> str:
 
 
 def _print_summary(target: str, ds, s: dict, meta: dict) -> None:
+    from rich.table import Table  # imported when a table is printed, not at every mlds start (issue 12)
+
     head = Table.grid(padding=(0, 2))
     head.add_row("dataset", str(target))
     head.add_row("name", str(meta.get("name", "-")))

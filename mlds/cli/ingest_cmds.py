@@ -7,8 +7,6 @@ import os
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from mlds.cli.app import app, console, err_console
 
@@ -20,7 +18,8 @@ def ingest(
         None, "-d", "--dataset",
         help="Target dataset; may be a template ({formula}, {system}, {folder}, {parent}). "
              "Default: the \\[ingest] rules of the mlds config."),
-    push: Optional[str] = typer.Option(None, "--push", help="Remote that receives every new version (e.g. your group remote)."),
+    push: Optional[str] = typer.Option(None, "--push", metavar="REMOTE",
+                                       help="Remote (name or URL, as for 'mlds push'; an empty value: the default remote) that receives every new version, e.g. your group remote."),
     watch: bool = typer.Option(False, "--watch", help="Keep going: ingest again every --interval seconds (polling, so it works on Lustre/GPFS)."),
     interval: float = typer.Option(60.0, "--interval", help="Seconds between passes with --watch."),
     max_rounds: Optional[int] = typer.Option(None, "--max-rounds", help="With --watch: stop after this many passes."),
@@ -43,6 +42,7 @@ def ingest(
     from mlds.remotes.config import parse_option_values
 
     options = parse_option_values(option, "ingest") if option else None
+    push = _push_remote(push)
     kwargs = dict(store=None, options=options, workers=workers, dask=dask, settle=settle, stale_after=stale_after,
                   push=push, message=message, reader_options={"keep_unconverged": True} if keep_unconverged else None)
     if watch:
@@ -68,14 +68,29 @@ def ingest(
         raise typer.Exit(1)
 
 
+def _push_remote(push: str | None) -> str | None:
+    """The remote as 'mlds push' resolves it, checked before any run is read: a typo fails now, not after the commit."""
+    if push is None:
+        return None
+    from mlds.remotes import config as cfg
+    from mlds.store.api import _looks_like_location
+
+    remote = cfg.resolve_remote_name(push)
+    if not _looks_like_location(remote):
+        cfg.get_remote(remote)  # one line naming the known remotes when there is no such remote
+    return remote
+
+
 class _progress:
     """A Rich progress bar fed by the library's ``progress(phase, done, total)`` callback."""
 
     def __init__(self, disabled: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         # refreshed on each update, not by Rich's timer thread: with no other thread running, the
         # conversion pool can fork (see mlds.ingest.executors)
         self.bar = Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err_console, disable=disabled, transient=True,
+                            TimeElapsedColumn(), console=err_console, disable=disabled or not err_console.is_terminal, transient=True,
                             auto_refresh=False)
         self.tasks: dict[str, int] = {}
 
@@ -95,6 +110,7 @@ class _progress:
 
 
 def _report(result, *, quiet: bool, as_json: bool, header: str | None = None) -> None:
+    from rich.table import Table
     import mlds.ingest.core as C
 
     if as_json:

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 import typer
-from rich.table import Table
 
 from mlds.cli.app import app, console, err_console
 
-jobs_app = typer.Typer(help="Jobs on machines: submit run folders, follow, fetch, cancel, resubmit.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Jobs on machines: submit run folders, follow, fetch, cancel, resubmit.", no_args_is_help=False)
 app.add_typer(jobs_app, name="jobs")
 
 
@@ -143,6 +142,7 @@ def jobs_ls(
     limit: int = typer.Option(20, "--limit", "-n", help="Show at most this many (newest first); 0 for all."),
 ) -> None:
     """The job history (as last seen; 'mlds jobs status ID' asks the machine)."""
+    from rich.table import Table
     from mlds.compute import list_jobs
 
     records = list_jobs(machine)

@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from mlds.cli.app import app, console
 
 machine_app = typer.Typer(
     help="Manage machines (clusters and hosts that run training jobs), kept in the mlds config.",
-    no_args_is_help=True,
+    no_args_is_help=False,
 )
 app.add_typer(machine_app, name="machine")
 
@@ -72,6 +71,7 @@ def machine_add(
 @machine_app.command("list")
 def machine_list() -> None:
     """List machines (a project machine hides a user machine of the same name)."""
+    from rich.table import Table
     from mlds.compute.machines import list_machines
 
     machines = list_machines()

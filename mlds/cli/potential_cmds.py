@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from mlds.cli.app import app, console
 
 potential_app = typer.Typer(help="Trained potentials in the store: ls, show, search, get, evaluate.",
-                            no_args_is_help=True)
+                            no_args_is_help=False)
 app.add_typer(potential_app, name="potential")
 
 
@@ -26,6 +25,7 @@ def ls_cmd(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only potentials trained on this dataset version NAME[@TAG]."),
 ) -> None:
     """Potentials with their tags, elements and test errors."""
+    from rich.table import Table
     from mlds import train
 
     rows = train.trained_on(dataset, store=remote) if dataset else train.ls(remote)
@@ -45,6 +45,7 @@ def show_cmd(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the learning curve to this PNG."),
 ) -> None:
     """Code, elements, cutoff, units, training data, metrics and LAMMPS lines of a potential."""
+    from rich.table import Table
     from mlds import train
     from mlds.train.predict import learning_curve_plot
 
@@ -93,6 +94,7 @@ def search_cmd(
     remote: Optional[list[str]] = typer.Option(None, "--remote", "-r", help="Search this remote (repeatable)."),
 ) -> None:
     """Potentials matching a filter (the same filter language as mlds search)."""
+    from rich.table import Table
     from mlds import train
 
     hits = train.search(query, remote or None)

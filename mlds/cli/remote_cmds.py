@@ -7,11 +7,22 @@ import uuid
 from typing import Any, List, Optional
 
 import typer
-from rich.table import Table
 
 from mlds.cli.app import app, console
 from mlds.errors import MldsError
-from mlds.remotes import config as cfg
+
+
+class _Config:
+    """mlds.remotes.config (with tomllib) loaded on a remote command's first use, not at every mlds start
+    (issue 12)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from mlds.remotes import config
+
+        return getattr(config, name)
+
+
+cfg = _Config()
 
 remote_app = typer.Typer(
     help="Manage remotes (where datasets are pushed to and pulled from).",
@@ -74,6 +85,8 @@ def remote_list() -> None:
     if not remotes:
         console.print("no remotes configured; add one with 'mlds remote add NAME URL'")
         return
+    from rich.table import Table
+
     table = Table(show_edge=False, header_style="bold")
     for col in ("name", "url", "tier", "scope", "options"):
         table.add_column(col, overflow="fold")

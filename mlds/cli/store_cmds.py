@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from mlds.cli.app import app, console, err_console, print_error
 
@@ -209,6 +208,7 @@ def gc_cmd(
 def ls_cmd(remote: Optional[str] = typer.Argument(None, help="Remote name or URL (default: the local store)."),
            remote_opt: Optional[str] = RemoteOpt) -> None:
     """List datasets and their versions (of the local store, or of a remote)."""
+    from rich.table import Table
     from mlds import store
 
     remote = _one_remote(remote, remote_opt)
@@ -229,7 +229,8 @@ def search_cmd(
     remote: Optional[list[str]] = typer.Option(None, "--remote", "-r", help="Search this remote (repeatable)."),
     all_remotes: bool = typer.Option(False, "--all", help="Search the local store and every configured remote."),
 ) -> None:
-    """Find datasets by elements, code, functional, size (OPTIMADE-like filter)."""
+    """Find datasets and potentials by elements, code, functional, size (OPTIMADE-like filter)."""
+    from rich.table import Table
     from mlds import store
 
     targets: list = list(remote or [])
@@ -241,10 +242,16 @@ def search_cmd(
         if t:
             _reachable(t)
     hits = store.search(query, targets or None)
-    t = Table("remote", "dataset", "version", "frames", "elements", "code", "functional", "size")
+    # code/functional columns only when some hit records them: a narrow terminal keeps the rest readable
+    extra = [(k, c) for k, c in (("codes", "code"), ("functionals", "functional")) if any(h.get(k) for h in hits)]
+    t = Table()
+    for col in ("remote", "name", "kind", "version", "frames", "elements", *(c for _, c in extra), "size"):
+        t.add_column(col, no_wrap=col != "elements", min_width=len(col))
     for h in hits:
-        t.add_row(h["remote"], h["dataset"], f"v{h.get('version')}", str(h.get("nframes")), " ".join(h.get("elements", [])),
-                  ",".join(h.get("codes", [])), ",".join(h.get("functionals", [])), _size(h.get("size")))
+        kind = h.get("kind", "dataset")
+        frames = str(h.get("nframes")) if kind == "dataset" else "-"  # a potential has files, not frames
+        t.add_row(h["remote"], h["dataset"], kind, f"v{h.get('version')}", frames, " ".join(h.get("elements", [])),
+                  *(",".join(h.get(k, [])) for k, _ in extra), _size(h.get("size")))
     console.print(t)
     if not hits:
         err_console.print("no matching datasets")

@@ -11,7 +11,7 @@ import typer
 
 from mlds.cli.app import app, console, err_console
 
-train_app = typer.Typer(help="Train machine-learning potentials on a dataset version (n2p2).", no_args_is_help=True)
+train_app = typer.Typer(help="Train machine-learning potentials on a dataset version (n2p2).", no_args_is_help=False)
 app.add_typer(train_app, name="train")
 
 

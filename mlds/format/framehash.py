@@ -33,37 +33,55 @@ _PREFIX = ALGORITHM.encode() + b"\0"
 _QNAN = np.array([0x7FF8000000000000], dtype="<u8").view("<f8")[0]
 
 
-def _canon(values: Any, shape: tuple[int, ...]) -> bytes:
-    a = np.array(values, dtype="<f8").reshape(shape)  # a copy: canonicalising must not touch the caller's array
-    a[a == 0.0] = 0.0          # -0.0 -> +0.0
-    a[np.isnan(a)] = _QNAN     # any NaN payload -> one bit pattern
-    return a.tobytes()
+def _label(a: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A label's values, or None when absent (None, empty or all missing)."""
+    if a is None or a.size == 0 or np.isnan(a).all():
+        return None
+    return a.reshape(shape)
 
 
-def _optional(tag: bytes, values: Any, shape: tuple[int, ...]) -> bytes:
-    if values is None:
-        return b"-"
-    a = np.asarray(values, dtype="<f8")
-    if a.size == 0 or np.isnan(a).all():
-        return b"-"
-    return tag + _canon(a, shape)
+def _floats(positions: Any, cell: Any, energy: float, f: np.ndarray | None, s: np.ndarray | None,
+            n: int) -> np.ndarray:
+    """The frame's floats in hash order, in a new array (canonicalising never touches the caller's)."""
+    parts = [np.asarray(positions, dtype="<f8").reshape(3 * n), np.asarray(cell, dtype="<f8").reshape(9),
+             np.asarray(energy, dtype="<f8").reshape(1)]
+    if f is not None:
+        parts.append(f.reshape(3 * n))
+    if s is not None:
+        parts.append(s.reshape(9))
+    return np.concatenate(parts)
 
 
 def hash_arrays(numbers: Any, positions: Any, cell: Any, pbc: Any, energy: float,
                 forces: Any = None, stress: Any = None) -> str:
-    """Hex digest of one frame given as arrays (spec units)."""
+    """Hex digest of one frame given as arrays (spec units).
+
+    Every float goes into one buffer canonicalised in one pass (import and dedupe call this per
+    frame; five small numpy passes per array cost more than the SHA-256 itself); the NaN checks
+    run only for a frame that has a NaN somewhere."""
     z = np.asarray(numbers, dtype="u1").reshape(-1)
     n = z.shape[0]
-    h = hashlib.sha256(_PREFIX)
-    h.update(np.int64(n).astype("<i8").tobytes())
-    h.update(z.tobytes())
-    h.update(_canon(positions, (n, 3)))
-    h.update(_canon(cell, (3, 3)))
-    h.update(np.asarray(pbc, dtype=bool).reshape(3).astype("u1").tobytes())
-    h.update(_canon(energy, ()))
-    h.update(_optional(b"F", forces, (n, 3)))
-    h.update(_optional(b"S", stress, (3, 3)))
-    return h.hexdigest()
+    f = None if forces is None else np.asarray(forces, dtype="<f8")
+    s = None if stress is None else np.asarray(stress, dtype="<f8")
+    f = None if f is not None and f.size == 0 else f
+    s = None if s is not None and s.size == 0 else s
+    buf = _floats(positions, cell, energy, f, s, n)
+    if np.isnan(buf.max()):  # max() is NaN only when some value is
+        f, s = _label(f, (n, 3)), _label(s, (3, 3))  # an all-missing label is absent
+        buf = _floats(positions, cell, energy, f, s, n)
+        buf[np.isnan(buf)] = _QNAN  # any NaN payload -> one bit pattern (before the add: no signalling NaN there)
+    buf += 0.0  # IEEE 754: -0.0 + 0.0 == +0.0, every other value unchanged
+    raw = memoryview(buf).cast("B")
+    k = 24 * n + 80  # positions, cell, energy
+    pieces = [_PREFIX, n.to_bytes(8, "little", signed=True), z.tobytes(), raw[: k - 8],
+              np.asarray(pbc, dtype=bool).reshape(3).tobytes(), raw[k - 8: k]]  # bool is one byte, 0 or 1
+    if f is not None:
+        pieces += [b"F", raw[k: k + 24 * n]]
+        k += 24 * n
+    else:
+        pieces.append(b"-")
+    pieces += [b"S", raw[k:]] if s is not None else [b"-"]
+    return hashlib.sha256(b"".join(pieces)).hexdigest()
 
 
 def frame_hash(frame: Any) -> str:

@@ -255,14 +255,14 @@ def register_writer(cls: type[Writer]) -> type[Writer]:
 
 
 def _load_builtin_formats() -> None:
-    # Importing the modules registers them; kept in one place so the order of
-    # sniffing (specific formats before the ASE fallback) is explicit.
+    """Import every built-in format module (importing a module registers its readers and writers)."""
     import importlib
 
     for mod in _BUILTIN_MODULES:
         importlib.import_module(mod)
 
 
+# The order of sniffing (specific formats before the ASE fallback), kept in one place.
 _BUILTIN_MODULES = [
     "mlds.io.vasp_outcar",
     "mlds.io.vasp_xml",
@@ -275,29 +275,57 @@ _BUILTIN_MODULES = [
 ]
 
 
+def _readers_in_order() -> Iterator[type[Reader]]:
+    """Readers in sniffing order, each built-in module imported only when it is reached: converting an
+    OUTCAR imports the OUTCAR reader, not every format's regexes (start-up, issue 12).  Readers
+    registered from elsewhere (plugins) come after the built-in ones."""
+    import importlib
+
+    seen: set[type[Reader]] = set()
+    for mod in _BUILTIN_MODULES:
+        importlib.import_module(mod)
+        for cls in list(READERS.values()):
+            if cls.__module__ == mod and cls not in seen:
+                seen.add(cls)
+                yield cls
+    for cls in list(READERS.values()):
+        if cls not in seen:
+            yield cls
+
+
+def _lookup(table: dict[str, Any], name: str) -> Any:
+    """``table[name]``, importing built-in modules in order only until it is registered."""
+    import importlib
+
+    for mod in _BUILTIN_MODULES:
+        if name in table:
+            break
+        importlib.import_module(mod)
+    return table[name]
+
+
 def get_reader(name: str) -> type[Reader]:
-    _load_builtin_formats()
     try:
-        return READERS[name]
+        return _lookup(READERS, name)
     except KeyError:
+        _load_builtin_formats()
         raise UnknownFormatError(None, f"unknown input format {name!r}; known: {', '.join(sorted(READERS))}")
 
 
 def get_writer(name: str) -> type[Writer]:
-    _load_builtin_formats()
     try:
-        return WRITERS[name]
+        return _lookup(WRITERS, name)
     except KeyError:
+        _load_builtin_formats()
         raise UnknownFormatError(None, f"unknown output format {name!r}; known: {', '.join(sorted(WRITERS))}")
 
 
 def detect(path: str | os.PathLike) -> type[Reader]:
-    """The first registered reader whose ``sniff`` accepts the file."""
-    _load_builtin_formats()
+    """The first reader (in sniffing order) whose ``sniff`` accepts the file."""
     p = Path(path)
     with open(p, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
-    for cls in READERS.values():
+    for cls in _readers_in_order():
         if cls.sniff(p, head):
             return cls
     raise UnknownFormatError(p, "cannot tell the file format from its content; pass --from")

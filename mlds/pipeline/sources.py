@@ -127,14 +127,12 @@ class DatasetSource:
         import mlds
 
         if inp.kind == "ref":
-            from mlds.errors import StoreError
+            from mlds.errors import NotFoundError
             from mlds.store import open_ref
 
             try:
                 self.ds = open_ref(inp.target, store=store)
-            except StoreError as err:
-                if "no dataset named" not in str(err):
-                    raise
+            except NotFoundError:
                 raise FormatError(inp.target, "no such file, folder or store dataset") from None
         else:
             self.ds = mlds.open(inp.target)

@@ -134,6 +134,8 @@ class Store:
         self.atomic_put = bool(self.options.get("atomic_put", default_atomic))
         self.is_local = "file" in protos or "local" in protos
         self.no_dirs = any(p in _NO_DIR_PROTOCOLS for p in protos)  # object stores: no folders to create
+        if self.is_local and os.path.isfile(self.root):  # else every operation fails with NotADirectoryError
+            raise self._not_a_folder()
         self._made_dirs: set[str] = set()
         self._config: dict[str, Any] | None = None
 
@@ -283,6 +285,8 @@ class Store:
                 raw = self.read_small(self.path("mlds-store.json"), 1 << 20)
             except FileNotFoundError:
                 raise StoreError(f"{self.url}: no mlds store here (mlds-store.json missing; run 'mlds init')") from None
+            except NotADirectoryError:  # the path became a file after this handle was made
+                raise self._not_a_folder() from None
             try:
                 cfg = json.loads(raw)
             except ValueError:
@@ -302,6 +306,9 @@ class Store:
         if key in self.options:
             return self.options[key]
         return pol.get(key, DEFAULT_POLICY.get(key))
+
+    def _not_a_folder(self) -> StoreError:
+        return StoreError(f"{self.url}: is a file, not a store folder (point MLDS_STORE / the remote at a folder)")
 
     def init(self, tier: str = "personal", policy: dict[str, Any] | None = None, exist_ok: bool = True) -> "Store":
         if tier not in TIERS:

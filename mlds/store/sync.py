@@ -30,7 +30,7 @@ import copy
 import hashlib
 from typing import Any
 
-from mlds.errors import ConflictError, IntegrityError, PolicyError, StoreError
+from mlds.errors import ConflictError, IntegrityError, NotFoundError, PolicyError, StoreError
 from mlds.store import manifest as mf
 from mlds.store.policy import RANK, check_admission, check_metadata, check_tag_move, strip_paths, stricter
 from mlds.store.store import Store
@@ -305,7 +305,7 @@ def pull(remote: Store, local: Store, dataset: str, tag: str | None = None, *, f
     if tag is None:
         tags = remote.list_refs(dataset)
         if not tags:
-            raise StoreError(f"remote {remote.name}: no dataset named {dataset!r}")
+            raise NotFoundError(f"remote {remote.name}", dataset)
     else:
         tags = _tags_for(remote, dataset, tag)
     tips = list(dict.fromkeys(tags.values()))

@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from mlds.errors import FormatError, IntegrityError, StoreError
+from mlds.errors import FormatError, IntegrityError, NotFoundError, StoreError
 from mlds.store import manifest as mf
 from mlds.store.store import HEX64, Store, check_name, utcnow
 
@@ -72,7 +72,7 @@ def read_ref_or_raise(store: Store, dataset: str, tag: str) -> str:
     if h is None:
         tags = sorted(store.list_refs(dataset))
         if not tags:
-            raise StoreError(f"{store.name}: no dataset named {dataset!r}")
+            raise NotFoundError(store.name, dataset)
         raise StoreError(f"{store.name}: {dataset} has no tag {tag!r} (tags: {', '.join(tags)})")
     return h
 

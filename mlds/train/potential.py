@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlds.errors import MldsError
+from mlds.errors import MldsError, NotFoundError
 
 KIND = "potential"
 SCHEMA_FILE = "potential-v1.schema.json"
@@ -105,6 +105,7 @@ def register(pot: Potential, name: str, files: dict[str, Path], *, store: Any = 
     md = pot.metadata
     summary = {
         "elements": md["elements"], "nelements": len(md["elements"]), "code": md["code"],
+        "codes": [md["code"]],  # the catalog's field: `mlds search 'codes HAS "n2p2"'` finds potentials
         "cutoff_angstrom": md["cutoff_angstrom"], "dataset": md["dataset"]["name"],
         "dataset_manifest": md["dataset"].get("manifest"),
         "energy_rmse_per_atom_eV": md["metrics"]["energy_rmse_per_atom_eV"]["test"],
@@ -117,7 +118,10 @@ def register(pot: Potential, name: str, files: dict[str, Path], *, store: Any = 
 
 def _manifest(ref: str, store: Any = None) -> dict[str, Any]:
     api = _api()
-    m = api.manifest(ref, store=_store(store))
+    try:
+        m = api.manifest(ref, store=_store(store))
+    except NotFoundError as err:
+        raise PotentialError(f"{err.where}: no potential named {err.name!r} (mlds potential ls lists them)") from None
     if (m.get("kind") or "dataset") != KIND:
         raise PotentialError(f"{ref} is a {m.get('kind') or 'dataset'}, not a potential")
     return m

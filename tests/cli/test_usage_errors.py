@@ -49,3 +49,25 @@ def test_both_click_copies_are_handled(monkeypatch, capsys):
         assert f"bad usage from {name}" in err and len(err.strip().splitlines()) == 2
         raised += 1
     assert raised >= 1
+
+
+def _groups() -> list[str]:
+    """Every command group of the real command tree (not a hand-kept list: new groups are checked too)."""
+    import typer.main
+
+    from mlds.cli import _load_commands
+    from mlds.cli.app import app
+
+    _load_commands()
+    return sorted(name for name, cmd in typer.main.get_command(app).commands.items() if hasattr(cmd, "commands"))
+
+
+def test_every_group_and_new_command_mistakes_are_two_lines(mlds_many):
+    groups = _groups()
+    assert {"remote", "meta", "train", "machine", "jobs", "potential", "codes"} <= set(groups)
+    mistakes = [["train", "n2p2"], ["ingest", "runs", "--bogus"], ["machine", "add"], ["jobs", "nosuch"]]
+    runs = mlds_many(*[[g] for g in groups], *mistakes)
+    for argv, r in zip([*[[g] for g in groups], *mistakes], runs):
+        assert r.code == 2 and no_traceback(r) and len(r.err_lines) == 2, r
+        assert r.out == "", r            # no screen of help instead of the two lines
+        assert r.err_lines[1].startswith("run 'mlds ") and "--help' for usage" in r.err_lines[1], r

@@ -92,3 +92,25 @@ def test_dataset_hashes_equal_frame_hashes_and_find_duplicates(tmp_path):
         assert got[2:5] == dataset_hashes(ds, 2, 5)
     assert got == [frame_hash(f) for f in frames]
     assert duplicate_groups(got) == [[2, 6]]
+
+
+def test_edge_values_match_the_spec_bytes():
+    """-0.0, NaN payloads, infinities, overflowing sums and partly missing labels hash as the spec
+    bytes say (the module canonicalises all floats in one buffer; this checks every branch)."""
+    rng = np.random.default_rng(11)
+    weird_nan = np.array([0x7FF0000000000123], dtype="<u8").view("<f8")[0]
+    specials = [-0.0, weird_nan, np.inf, -np.inf, 1e308]
+    for trial in range(40):
+        n = int(rng.integers(0, 5))
+        f = _frame(trial, n=n, cell=rng.normal(size=(3, 3)), pbc=list(rng.integers(0, 2, 3).astype(bool)))
+        for field in ("positions", "cell", "forces", "stress"):
+            arr = getattr(f, field)
+            if arr.size and rng.random() < 0.5:
+                arr.flat[int(rng.integers(arr.size))] = specials[int(rng.integers(len(specials)))]
+        if rng.random() < 0.3:
+            f.energy = float(specials[int(rng.integers(len(specials)))])
+        if rng.random() < 0.2:
+            f.forces = None
+        if rng.random() < 0.2:
+            f.stress = np.full((3, 3), np.nan)
+        assert frame_hash(f) == _spec_bytes(f), trial

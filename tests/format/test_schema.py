@@ -522,7 +522,7 @@ def metadata_st(draw, level="base"):
     return meta
 
 
-_hyp = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_hyp = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_hyp

@@ -112,3 +112,4 @@ def test_steps_kept_compact_ranges():
     assert r.steps_kept() == "0-2,5,7-8"
     r.keep_step(3)  # out of order: no compact form claimed
     assert r.steps_kept() is None
+

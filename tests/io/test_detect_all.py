@@ -6,6 +6,7 @@ import pytest
 
 import mlds
 from mlds.convert import convert
+from mlds.format.schema import validate_metadata
 from mlds.io.registry import detect
 from tests.conftest import data_file
 
@@ -68,6 +69,8 @@ def test_detect_and_convert(tmp_path, relpath, fmt, n_frames, options):
     assert result.n_frames == n_frames
     with mlds.open(tmp_path / "out.h5") as ds:
         assert len(ds) == n_frames
+        # the pipeline skips the writer's jsonschema pass for reader-built metadata: it must be valid
+        validate_metadata(ds.metadata, level="base")
         (source,) = ds.metadata["sources"]
         assert source["format"] == fmt and source["frames_kept"] == n_frames
         if n_frames == 0:

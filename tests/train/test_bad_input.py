@@ -76,3 +76,13 @@ def test_unknown_dataset_and_unfinished_runs(n2p2, cu2s_file, tmp_path, capsys):
     assert "the training job is not started" in _one_line_error(capsys)
     assert cli(["train", "n2p2", str(cu2s_file), "--preset", "quick", "-w", str(tmp_path / "dry")]) == 2
     assert "exists and is not an empty folder" in _one_line_error(capsys)
+
+
+def test_potential_commands_name_what_is_missing(cu2s_store, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("MLDS_STORE", cu2s_store.root)
+    for args in (["potential", "show", "nosuch"], ["potential", "get", "nosuch@v1", "-o", str(tmp_path / "x")]):
+        assert cli(args) == 2
+        assert "no potential named 'nosuch' (mlds potential ls lists them)" in _one_line_error(capsys)
+    assert cli(["potential", "show", "cu2s"]) == 2  # a dataset by that name is not a potential
+    assert "cu2s is a dataset, not a potential" in _one_line_error(capsys)
+    assert not (tmp_path / "x").exists()

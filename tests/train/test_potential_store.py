@@ -50,6 +50,10 @@ def test_register_list_get_push_pull(cu2s_run, cu2s_store, tmp_path, monkeypatch
     assert "cu2s-nnp" in capsys.readouterr().out
     assert cli(["info", "cu2s@v1"]) == 0
     assert "potentials trained on it: cu2s-nnp@v1" in capsys.readouterr().out
+    assert cli(["search", 'elements HAS "Cu"']) == 0  # the table says which hit is a potential
+    rows = {line.split("│")[2].strip(): line for line in capsys.readouterr().out.splitlines() if line.count("│") > 3}
+    assert "potential" in rows["cu2s-nnp"] and "n2p2" in rows["cu2s-nnp"] and "dataset" in rows["cu2s"]
+    assert [h["dataset"] for h in api.search('codes HAS "n2p2"', [cu2s_store])] == ["cu2s-nnp"]
 
     # push to a remote, pull into a colleague's empty store: byte-identical files
     remote = tmp_path / "group-store"
