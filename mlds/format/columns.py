@@ -212,6 +212,12 @@ class MappedColumn(_ChunkRows):
                 b1 = off + (min(stop, (k + 1) * c) - k * c) * self.row_bytes
                 _willneed(self._buf, b0, b1)
 
+    def hint_chunk(self, k: int) -> None:
+        """Ask the kernel to start reading all of chunk ``k`` (asynchronously)."""
+        off = self._index.offset(k) if 0 <= k < self._index.n_chunks else -1
+        if off >= 0:
+            _willneed(self._buf, off, off + min(self.chunk_len, self.n - k * self.chunk_len) * self.row_bytes)
+
     def hint_rows(self, index: np.ndarray) -> None:
         """:meth:`hint` for many rows at once: one request per run of adjacent pages."""
         index = np.asarray(index, dtype=np.int64)
@@ -365,6 +371,12 @@ class ChunkFileColumn(_ChunkRows):
             if mm is not None:
                 lo, hi = max(start, k * c) - k * c, min(stop, (k + 1) * c) - k * c
                 _willneed(mm, lo * self.row_bytes, hi * self.row_bytes)
+
+    def hint_chunk(self, k: int) -> None:
+        """Ask the kernel to start reading all of chunk file ``k`` (asynchronously)."""
+        mm = self._files.map(k) if k * self.chunk_len < self.n else None
+        if mm is not None:
+            _willneed(mm, 0, len(mm))
 
     def hint_rows(self, index: np.ndarray) -> None:
         """:meth:`hint` for many rows: grouped by chunk file."""

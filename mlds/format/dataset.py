@@ -19,9 +19,14 @@ disk, e.g. a dataset much larger than RAM, or a fresh page cache), the handle
 switches to reading from disk well: it loads the small per-frame arrays
 (offsets, energies, ...) once, sequentially, and before touching a frame's
 rows asks the kernel for all of their pages at once (``madvise(MADV_WILLNEED)``),
-so the disk serves them in parallel instead of one fault after another; every
-16th frame is read without that, as a probe, and once probes stop faulting
-the handle reads plainly again.
+so the disk serves them in parallel instead of one fault after another.  When
+the arrays fit in half the available memory and 2% of the frames have been read
+cold (dense reading, as a training epoch does), it also asks, once, for the
+whole chunk each of those rows lies in, in the background: such data is read
+whole anyway, and a ~2 MB chunk read at the disk's streaming rate serves every
+later frame in it from memory.
+Every 16th frame is read without prefetching, as a probe, and once probes stop
+faulting the handle reads plainly again.
 
 A Dataset pickles as its path and options and re-opens lazily where it is
 unpickled (e.g. a PyTorch ``DataLoader`` worker started with spawn), and a
@@ -83,6 +88,20 @@ _COLD_CHECK_EVERY = 8  # warm: frames between fault-counter checks
 _COLD_FAULTS = 8       # faults in such a window that mean "the data is on disk"
 _COLD_PROBE_EVERY = 16 # cold: one frame in this many is read without prefetch, as a probe
 _WARM_PROBES = 4       # probes in a row without a major fault that mean "the data is in memory"
+_WHOLE_CHUNKS_RAM = 0.5  # cold, and the arrays fit in this share of available memory: prefetch whole chunks
+_STREAM_AFTER = 0.02     # ... once this share of the frames was read cold (dense reading, not sparse sampling)
+
+
+def _available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (0 where unknown: then only exact pages are prefetched)."""
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 # One line per kind of field; ``c`` is the field's column.  The per-frame reader is generated from
@@ -96,20 +115,31 @@ _READ_FIELD = {
     4: "f[{name!r}] = c_{name}.row(i).astype(bool)",
     5: "f[{name!r}] = bool(c_{name}.row(i))",
     6: "s = int(c_{name}.row(i))\n    if s >= 0: f['info']['step'] = s",
-    7: "v = label({name!r}, c_{name}.row(i))\n    if v is not None: f['info'][{name!r}] = v",
+    7: "v = text(c_{name}.row(i))\n    if v is not None: f['info'][{name!r}] = v",
+    8: "v = float(c_{name}.row(i))\n    if v == v: f['info'][{name!r}] = v",  # NaN: no weight for this frame
 }
 
 
+_READER_CODE: dict[tuple[tuple[str, int], ...], Any] = {}  # compiled per set of fields (~1 ms each)
+
+
 def _frame_reader(plan: list[tuple[str, Any, int]]) -> Any:
-    """``read(i, a0, a1) -> Frame`` for the fields in ``plan`` (names come from the spec, not the file)."""
+    """``read(i, a0, a1) -> Frame`` for the fields in ``plan`` (names come from the spec, not the file).
+
+    Compiling the function costs about as much as the rest of a first open, so the code is
+    compiled once per set of fields and only bound to each open's columns.
+    """
+    shape = tuple((name, kind) for name, _, kind in plan)
+    code = _READER_CODE.get(shape)
+    if code is None:
+        body = ["def read(i, a0, a1):", "    f = blank_fields()"]
+        body += ["    " + _READ_FIELD[kind].format(name=name) for name, kind in shape]
+        body.append("    return adopt(f)")
+        code = _READER_CODE[shape] = compile("\n".join(body), "<mlds frame reader>", "exec")
     env: dict[str, Any] = {"blank_fields": blank_fields, "adopt": Frame._adopt, "array": np.array,
-                           "label": labels.info_value}
-    body = ["def read(i, a0, a1):", "    f = blank_fields()"]
-    for name, col, kind in plan:
-        env[f"c_{name}"] = col
-        body.append("    " + _READ_FIELD[kind].format(name=name))
-    body.append("    return adopt(f)")
-    exec("\n".join(body), env)  # noqa: S102 - generated from spec field names only
+                           "text": labels.decode}
+    env.update((f"c_{name}", col) for name, col, _ in plan)
+    exec(code, env)  # noqa: S102 - generated from spec field names only
     return env["read"]
 
 
@@ -142,6 +172,9 @@ class _Handle:
         self.reads = 0
         self.faults = _major_faults()
         self.quiet_probes = 0
+        self.whole_chunks: list[tuple[str, Any, int]] | None = None  # cold, fits in RAM (_whole_chunk_plan)
+        self.streamed: set[tuple[str, int]] = set()                   # chunks asked for whole since going cold
+        self.cold_reads = 0                                           # frames read since going cold
 
     def watch(self) -> None:
         """Warm: every few reads, look at the major-fault counter; go cold if the disk is being hit."""
@@ -169,6 +202,12 @@ class _Handle:
         """Reads come from disk: load the small per-frame arrays whole (one sequential read each
         replaces a page fault per frame) and prefetch the rest frame by frame."""
         self.cold, self.reads, self.quiet_probes = True, 0, 0
+        self.load_small_columns()
+        self.streamed.clear()
+        self.cold_reads = 0
+        self.whole_chunks = self._whole_chunk_plan()
+
+    def load_small_columns(self) -> None:
         if self.offsets is not None:
             return
         small = [a for a in spec.ARRAYS if a.group == spec.FRAMES and a.name in self.present
@@ -180,6 +219,49 @@ class _Handle:
         if small:
             self.offsets = self.cols["atom_offset"].data  # type: ignore[attr-defined]
             self.plan = None  # rebuilt on the loaded columns
+
+    def _whole_chunk_plan(self) -> list[tuple[str, Any, int]] | None:
+        """(field, column, kind) of the columns whose chunks may be streamed whole: only when
+        the arrays fit in memory.
+
+        A training loop reads every frame each epoch, so data that fits in memory is
+        read whole anyway: a chunk (~2 MB) asked for at once, in the background, streams
+        from the disk and then serves every later frame in it from memory.  Sparse
+        sampling of a big file would pay for streaming chunks it mostly does not use, so
+        chunks are streamed only once ``_STREAM_AFTER`` of the frames were read cold
+        (dense reading).  Data larger than memory gets exact pages only.
+        """
+        if self.n_atoms_total is None:
+            self.n_atoms_total = self.c.length("atoms/numbers")
+        size = sum(a.dtype.itemsize * math.prod(a.tail) * (self.n_atoms_total if a.group == spec.ATOMS else self.n)
+                   for a in spec.ARRAYS if a.name in self.present)
+        if size > _WHOLE_CHUNKS_RAM * _available_memory():
+            return None
+        plan = self.plan or self.frame_plan()
+        return [(name, col, kind) for name, col, kind in plan if hasattr(col, "hint_chunk")]
+
+    def _stream(self, name: str, col: Any, ks: Any) -> None:
+        for k in ks:
+            if (name, k) not in self.streamed:
+                self.streamed.add((name, k))
+                col.hint_chunk(k)
+
+    def prefetch_chunks(self, i: int, a0: int) -> None:
+        """Cold, fits in memory, read densely: stream the chunks frame ``i`` lies in (each once)."""
+        self.cold_reads += 1
+        if self.cold_reads >= _STREAM_AFTER * self.n:
+            for name, col, kind in self.whole_chunks or ():
+                self._stream(name, col, ((a0 if kind == 0 else i) // col.chunk_len,))
+
+    def prefetch_chunks_of(self, names: Sequence[str], idx: np.ndarray, rows: np.ndarray | None) -> None:
+        """:meth:`prefetch_chunks` for a minibatch: frames ``idx`` (atom rows ``rows``) of arrays ``names``."""
+        self.cold_reads += idx.size
+        if self.cold_reads < _STREAM_AFTER * self.n:
+            return
+        for name, col, kind in self.whole_chunks or ():
+            r = rows if kind == 0 else idx
+            if name in names and r is not None:
+                self._stream(name, col, np.unique(r // col.chunk_len).tolist())
 
     def col(self, name: str) -> colmod.Column:
         col = self.cols.get(name)
@@ -197,7 +279,7 @@ class _Handle:
                     continue
                 kind = (0 if f in _ATOM_FIELDS else 1 if f in _ROW_FIELDS else 2 if f in _FLOAT_FIELDS
                         else 3 if f in _INT_FIELDS else 4 if f == "pbc" else 5 if f == "converged"
-                        else 7 if f in labels.NAMES else 6)
+                        else 7 if f in labels.TEXT_LABELS else 8 if f in labels.NUMBER_LABELS else 6)
                 plan.append((f, self.col(f), kind))
             self.reader = _frame_reader(plan)
             self.plan = plan
@@ -346,6 +428,8 @@ class Dataset(FramesAPI):
         else:
             for name, col, kind in plan:
                 col.hint(a0, a1) if kind == 0 else col.hint(i, i + 1)
+            if h.whole_chunks:
+                h.prefetch_chunks(i, a0)
         frame = h.reader(i, a0, a1)
         if probe >= 0:
             h.probed(probe)
@@ -381,6 +465,8 @@ class Dataset(FramesAPI):
             for name in names:
                 if name not in ("n_atoms", "atom_offset"):
                     h.col(name).hint_rows(idx if spec.BY_NAME[name].group == spec.FRAMES else rows)
+            if h.whole_chunks:
+                h.prefetch_chunks_of(names, idx, rows)
         for name in names:
             a = spec.BY_NAME[name]
             if a.group == spec.FRAMES:

@@ -270,7 +270,9 @@ def frames_from_arrays(cols: dict[str, np.ndarray], counts: np.ndarray) -> Itera
     conv = cols["converged"].astype(bool).tolist() if "converged" in cols else None
     steps = cols["source_step"].tolist() if "source_step" in cols else None
     pbc = cols["pbc"].astype(bool) if "pbc" in cols else None
-    label_cols = [(k, cols[k]) for k in labels.NAMES if k in cols]  # spec 1.1 labels -> Frame.info
+    # spec 1.1 labels -> Frame.info, decoded per column (None: not set for that frame)
+    label_vals = [(k, [labels.info_value(k, v) for v in (cols[k] if k in labels.TEXT_LABELS else cols[k].tolist())])
+                  for k in labels.NAMES if k in cols]
     trusted = Frame._trusted
     for j, (c, a1) in enumerate(zip(counts_l, ends)):
         a0 = a1 - c
@@ -288,8 +290,8 @@ def frames_from_arrays(cols: dict[str, np.ndarray], counts: np.ndarray) -> Itera
         info: dict[str, Any] = {}
         if steps is not None and steps[j] >= 0:
             info["step"] = steps[j]
-        for k, col in label_cols:
-            v = labels.info_value(k, col[j])
+        for k, vals in label_vals:
+            v = vals[j]
             if v is not None:
                 info[k] = v
         if info:

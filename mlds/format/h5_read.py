@@ -154,6 +154,7 @@ class HDF5Reader(ReadOnly):
                 _FILES.move_to_end(ident)
             info.users += 1
             self._info, self._fd = info, info.fd
+            self._lend()
 
     def _register(self) -> _FileInfo:
         """A file (version) seen for the first time: it must open as HDF5 now, not at first read."""
@@ -184,7 +185,15 @@ class HDF5Reader(ReadOnly):
                 self._fid = self._h5py.h5f.open(os.fsencode(self.path), self._h5py.h5f.ACC_RDONLY)
             except OSError as err:
                 raise FormatError(self.path, f"not a readable HDF5 file ({_h5_reason(err)})") from None
+            self._lend()
         return self._fid
+
+    def _lend(self) -> None:
+        """Lend our HDF5 id to the file's cache entry for chunk lookups (a first open opens HDF5 once)."""
+        info = self._info
+        with _LOCK:
+            if info is not None and self._fid is not None and info._fid is None and info.fd is not None:
+                info._fid = self._fid
 
     # -- metadata --------------------------------------------------------------
 
@@ -195,6 +204,9 @@ class HDF5Reader(ReadOnly):
                 d = self._ds[key] = self._h5py.h5d.open(self.fid, key.encode())
             except KeyError:
                 raise KeyError(f"{self.path}: no array {key}") from None
+            info = self._info
+            if info is not None and info._fid is self._fid:
+                info._dsids.setdefault(key, d)
         return d
 
     def root_attr(self, name: str, default: Any = None) -> Any:
@@ -358,14 +370,15 @@ class HDF5Reader(ReadOnly):
 
     def close(self) -> None:
         self._map = self._fd = None
-        if self._info is not None:  # the descriptor and map are shared: released with the cache entry
+        lent = self._info is not None and self._fid is not None and self._info._fid is self._fid
+        if self._info is not None:  # the descriptor, map and lent HDF5 id are shared: released with the cache entry
             with _LOCK:
                 self._info.users -= 1
                 self._info.release()
             self._info = None
         self._ds.clear()
         self._hl = None
-        if self._fid is not None and self._fid.valid:
+        if self._fid is not None and not lent and self._fid.valid:
             self._fid.close()
         self._fid = None
 

@@ -141,15 +141,23 @@ def test_store_version_batches_across_shards(tmp_path, frames):
     again.close()
 
 
-def test_cold_mode_reads_the_same(tmp_path, frames):
-    """Once the handle goes cold (prefetching, offsets in memory), frames and batches are unchanged."""
+@pytest.mark.parametrize("whole_chunks", [True, False], ids=["fits-in-memory", "larger-than-memory"])
+def test_cold_mode_reads_the_same(tmp_path, frames, monkeypatch, whole_chunks):
+    """Once the handle goes cold (prefetching exact pages, or whole chunks when the data fits in
+    memory; offsets in memory), frames and batches are unchanged, partial last chunks included."""
+    from mlds.format import dataset
+
+    if not whole_chunks:
+        monkeypatch.setattr(dataset, "_WHOLE_CHUNKS_RAM", 0.0)
+    order = np.random.default_rng(5).permutation(60).tolist()
     for name in ("c.h5", "c.zarr"):
         p = mlds.write(tmp_path / name, frames, meta_for(frames), chunk_frames=7, chunk_atoms=11)
         with mlds.open(p) as ds:
-            warm = [ds[i] for i in (3, 59, 20)]
+            warm = [ds[i] for i in order]
             warm_b = ds.batch([8, 1, 40])
             ds._handle().go_cold()
-            for f, i in zip(warm, (3, 59, 20)):
+            assert bool(ds._handle().whole_chunks) == whole_chunks
+            for f, i in zip(warm, order):
                 assert_frames_equal(f, ds[i])
             cold_b = ds.batch([8, 1, 40])
             for k in warm_b:
@@ -279,3 +287,23 @@ def test_zarr_written_by_zarr_python_with_zstd_is_read(tmp_path, frames):
         for i in (0, 17, 59):
             assert_frames_equal(frames[i], ds[i])
         np.testing.assert_array_equal(ds.array("forces"), np.concatenate([f.forces for f in frames]))
+
+
+@pytest.mark.parametrize("suffix", ["h5", "zarr"])
+def test_training_labels_come_back_on_every_read_path(tmp_path, suffix):
+    """Spec 1.1 labels (config_type, set, config_weight) reach Frame.info through ds[i], ds.frames and
+    iteration alike; a frame without a label gets no key (not an empty string or NaN)."""
+    frames = make_frames(12, seed=3)
+    for i, f in enumerate(frames):
+        if i % 3:
+            f.info["config_type"] = "bulk_fcc" if i % 2 else "surface/111 ü"
+        if i % 4 == 0:
+            f.info["set"] = "test"
+        if i % 5:
+            f.info["config_weight"] = 0.5 * i
+    path = mlds.write(tmp_path / f"labels.{suffix}", frames, meta_for(frames), chunk_frames=5)
+    with mlds.open(path) as ds:
+        read = {"ds[i]": [ds[i] for i in range(12)], "frames": ds.frames(list(range(12))), "iter": list(ds)}
+        assert ds.has("config_type") and ds.has("set") and ds.has("config_weight")
+    for how, got in read.items():
+        assert [g.info for g in got] == [f.info for f in frames], how
