@@ -51,7 +51,7 @@ MAX_ROWS = 40
 
 
 def unit_options(units: str | None, length_unit: str | None, energy_unit: str | None) -> dict:
-    """n2p2 unit options (CONTRACTS §8): a preset, or independent length and energy units."""
+    """n2p2 unit options: a preset, or independent length and energy units."""
     out: dict = {}
     if units:
         out["units"] = units

@@ -142,7 +142,7 @@ def train_n2p2(
 
     overrides = _settings(preset, cutoff, units)
     if on:
-        from mlds.cli.jobs_cmds import train_on  # prepare -> mlds.compute job -> fetch -> finish (CONTRACTS §3)
+        from mlds.cli.jobs_cmds import train_on  # prepare -> mlds.compute job -> fetch -> finish
 
         pot = train_on(ref, on, ranks=ranks, nodes=nodes, walltime=walltime, detach=detach, resume=resume,
                        dry_run=dry_run, name=name, register=register, on_line=CurveView(quiet=quiet),

@@ -8,7 +8,7 @@
 * :mod:`~mlds.compute.jobs` - job records, submit/wait/status/fetch/cancel/resubmit;
 * :mod:`~mlds.compute.check` - ``mlds machine check``.
 
-A run folder (CONTRACTS §3) goes to a machine with::
+A run folder (:mod:`mlds.train.run`) goes to a machine with::
 
     job = mlds.compute.submit("run/", "mycluster", inputs=[...], outputs=[...],
                               resources=Resources(nodes=1, ranks=4, walltime="2:00:00"))

@@ -73,7 +73,7 @@ from mlds.compute.transport import Connection, Result
 
 LOG = "mlds-job.log"                 # the job script's stdout+stderr, in the job folder
 SCHEDULER_LOG = "mlds-scheduler.log"  # what the scheduler itself writes (kill notices)
-STATE_FILE = "mlds-job.json"         # written by job.sh (CONTRACTS §3)
+STATE_FILE = "mlds-job.json"         # written by job.sh (see mlds.train.run)
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,7 @@ def render_header(template: str, values: dict[str, Any], *, machine: str = "?", 
 
 
 def job_environment(machine: Machine, resources: Resources, *, job_id: str, resume: bool) -> dict[str, str]:
-    """The variables job.sh reads (CONTRACTS §3), plus the machine's own."""
+    """The variables job.sh reads (see mlds.train.run), plus the machine's own."""
     spec = get_scheduler(machine.scheduler)
     ranks = max(1, int(resources.ranks))
     launcher = machine.mpirun if machine.mpirun is not None else spec.launcher

@@ -1,6 +1,6 @@
 """Training on a machine: ``mlds.train`` run folders through ``mlds.compute`` jobs.
 
-CONTRACTS §3: :func:`mlds.train.prepare` writes a self-contained run folder,
+Run folders (:mod:`mlds.train.run`): :func:`mlds.train.prepare` writes a self-contained run folder,
 :func:`mlds.compute.submit` runs its ``job.sh`` on the machine, :func:`fetch`
 brings the results back into the same folder, and :func:`mlds.train.finish`
 checks them and registers the potential exactly as a local run does.  Nothing

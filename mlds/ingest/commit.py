@@ -12,7 +12,7 @@ Per target dataset name (the "base" a rule gave), inside the store lock
    frames, else a new sibling — frames of different DFT settings never mix;
 3. write one batch file per dataset (every source's frames, its calculation and
    provenance tables concatenated) and append it as one new version with
-   ``mlds.store.api.add(..., append=True, dedupe=True)`` (CONTRACTS §2):
+   ``mlds.store.api.add(..., append=True, dedupe=True)``:
    previous shards are reused byte for byte, frames already present are not
    stored twice.
 

@@ -295,7 +295,7 @@ class _Facts:
 
 
 def _empty_reason(report: Any, warnings: list[str]) -> str:
-    reason = getattr(report, "empty_reason", None)  # CONTRACTS §7 (convert helper)
+    reason = getattr(report, "empty_reason", None)  # set by every reader that yields no frame
     if reason:
         return str(reason)
     if warnings:

@@ -36,7 +36,7 @@ class SourceReport:
     # kept step indices as [first, last] runs: O(runs) memory, not O(frames)
     step_runs: list[list[int]] = field(default_factory=list)
     steps_in_order: bool = True
-    # why the source gave no frame (CONTRACTS §7): set by every reader that yields none, e.g.
+    # why the source gave no frame: set by every reader that yields none, e.g.
     # "run aborted before the first ionic step completed"; None when it gave frames
     empty_reason: str | None = None
     # units the reader assumed for a format that carries none (n2p2): {"length": ..., "energy": ...}

@@ -107,7 +107,7 @@ class FileSource:
 
 
 def _empty_reason(report: SourceReport) -> str:
-    """The reader's own reason (``SourceReport.empty_reason``, CONTRACTS §7), else one from its tallies."""
+    """The reader's own reason (``SourceReport.empty_reason``), else one from its tallies."""
     reason = getattr(report, "empty_reason", None)
     if reason:
         return str(reason)

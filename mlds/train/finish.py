@@ -95,7 +95,7 @@ def verify(run: TrainRun, pot_dir: Path, best: dict[str, float], *, plot: Path |
 def finish(run_dir: str | os.PathLike | TrainRun, *, name: str | None = None, store: Any = None,
            register: bool = True, verify_files: bool = True, message: str = "",
            parity_plot: bool = False, metadata: dict[str, Any] | None = None) -> Potential:
-    """Checks, best epoch, assembly into ``<run>/potential`` and registration (CONTRACTS §3).
+    """Checks, best epoch, assembly into ``<run>/potential`` and registration (run folder: :mod:`mlds.train.run`).
 
     ``parity_plot``: also draw ``<run>/parity.png`` (predicted vs DFT on the test split).
     ``metadata``: extra or overriding keys (``license``, ``authors``, ``description``...).

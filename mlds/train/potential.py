@@ -1,4 +1,4 @@
-"""Trained potentials as versioned store objects (kind ``potential``, CONTRACTS §2).
+"""Trained potentials as versioned store objects (kind ``potential``, see :mod:`mlds.store.kinds`).
 
 A potential is a handful of files (``input.nn``, ``scaling.data``, ``weights.ZZZ.data``,
 plus the ``settings.toml`` it was trained with) and metadata validated by

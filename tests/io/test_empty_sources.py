@@ -1,4 +1,4 @@
-"""Sources that give no frame say why (CONTRACTS §7: ``SourceReport.empty_reason``).
+"""Sources that give no frame say why (``SourceReport.empty_reason``).
 
 The zero-frame files are the real ones listed in the shared MANIFEST.md: an aborted VASP run
 (OUTCAR and its truncated vasprun.xml), a pw.x relax killed during its first SCF, and a VASP MD

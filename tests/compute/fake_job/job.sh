@@ -1,5 +1,5 @@
 #!/bin/bash
-# A run folder's job script as CONTRACTS §3 describes it: only python3 (standard
+# A run folder's job script as mlds.train.run describes it: only python3 (standard
 # library), MLDS_* variables, progress on stdout, the final state in
 # mlds-job.json, checkpoints so that MLDS_RESUME=1 continues.
 set -u
