@@ -28,13 +28,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mlds.errors import ConflictError, IntegrityError, NotFoundError, PolicyError, StoreError
 from mlds.store import manifest as mf
 from mlds.store.policy import RANK, check_admission, check_metadata, check_tag_move, strip_paths, stricter
 from mlds.store.store import Store
-from mlds.store.transfer import DEFAULT_WORKERS, missing, transfer
+from mlds.store.transfer import DEFAULT_WORKERS, SINGLE_PUT_MAX, missing, transfer
 from mlds.store.versions import VERSION_TAG, commit_refs, is_version_tag, parse_ref, read_ref_or_raise
 
 # ----------------------------------------------------------------- helpers
@@ -222,17 +224,30 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
     else:  # a manifest derived for the remote's tier (public): one concurrent round of checks
         need = missing(remote, checked, workers or DEFAULT_WORKERS)
     tip_present = tip_obj not in need
-    stats = transfer(local, remote, shards, workers=workers, progress=progress,
-                     description=f"push {dataset} -> {remote.name}", need=need, own_source=True)
-    for mh, data, _ in send_chain:  # ancestors first, the tip last; the walk left out what the remote has
-        if mh != h or not tip_present:
+    manifests_to_send = [(mh, data) for mh, data, _ in send_chain if mh != h or not tip_present]
+
+    def upload() -> dict[str, Any]:
+        stats = transfer(local, remote, shards, workers=workers, progress=progress,
+                         description=f"push {dataset} -> {remote.name}", need=need, own_source=True)
+        for _, data in manifests_to_send:  # ancestors first, the tip last; the walk left out what the remote has
             remote.put_bytes(data, check=False)
             stats["sent_objects"] += 1
             stats["sent_bytes"] += len(data)
-        stats["objects"] += 1
-    if stats["sent_objects"] or any(old[t] != h for t in tags) or getattr(remote.fs, "mlds_read_only", False):
+        stats["objects"] += len(send_chain)
+        return stats
+
+    def commit(ready=None) -> None:
         commit_refs(remote, dataset, dict(tags), {h: send_chain[-1][2]}, expect=old, op="push",
-                    remote_label=remote.name)
+                    remote_label=remote.name, ready=ready)
+
+    publish = bool(need or manifests_to_send) or any(old[t] != h for t in tags) \
+        or getattr(remote.fs, "mlds_read_only", False)
+    if publish and (need or manifests_to_send) and _commit_alongside(remote, need):
+        stats = _upload_while_locking(upload, commit)
+    else:
+        stats = upload()
+        if publish:
+            commit()
     # else: the remote already has this version under every tag: nothing to commit (no locks, no catalog write;
     # a read-only mirror still says it is one;
     # a catalog left stale by an interrupted commit is rebuilt by mlds.store.rebuild_catalog)
@@ -244,6 +259,63 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
         stats["sent_objects"] += extra["sent_objects"]
         stats["sent_bytes"] += extra["sent_bytes"]
     stats.update({"dataset": dataset, "manifest": h, "tags": sorted(tags), "remote": remote.name})
+    return stats
+
+
+# a push that sends at most this much takes its tags' locks and re-reads its refs while the objects go up
+OVERLAP_MAX_BYTES = SINGLE_PUT_MAX
+
+
+def _commit_alongside(remote: Store, need: list[tuple[str, int]]) -> bool:
+    """May this push take its locks while its objects are still going up?
+
+    Only where it cannot change who wins a race: the backend serves concurrent requests, refs are
+    replaced by conditional writes (If-Match on the ETag read under the lock, so even a lock broken
+    as stale cannot let a second writer through) and exclusive creates work -- S3 -- and only for
+    a small send (one PUT per object, seconds), so the locks are held far below their lifetime."""
+    fs = remote.fs
+    if not (getattr(fs, "mlds_thread_safe", False) and getattr(fs, "mlds_put_if", None) is not None
+            and getattr(fs, "mlds_cat_etag", None) is not None):
+        return False
+    if sum(size for _, size in need) > OVERLAP_MAX_BYTES:
+        return False
+    from mlds.store import locks
+
+    return locks.exclusive_create_works(remote)
+
+
+class _UploadFailed(Exception):
+    """The objects did not all arrive: the commit waiting for them writes nothing."""
+
+
+def _upload_while_locking(upload, commit):
+    """``upload()`` here while ``commit`` takes the locks, re-reads and checks the refs in a thread; the
+    refs are written only once ``upload()`` has returned (objects and manifests are all on the remote),
+    so the commit order -- objects, manifests, refs -- and the compare-and-swap are those of a plain push,
+    with two rounds of requests (locks, refs re-read) taken off the critical path."""
+    arrived = threading.Event()
+    failed: list[bool] = []
+
+    def ready() -> None:
+        arrived.wait()
+        if failed:
+            raise _UploadFailed()
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlds-commit")
+    try:
+        committing = pool.submit(commit, ready)
+        try:
+            stats = upload()
+        except BaseException:
+            failed.append(True)
+            arrived.set()
+            with contextlib.suppress(Exception):
+                committing.result()  # wait for the locks to be given back; the upload's error is the one raised
+            raise
+        arrived.set()
+        committing.result()  # a ConflictError found under the locks is raised here, after the upload
+    finally:
+        pool.shutdown(wait=True)
     return stats
 
 

@@ -30,7 +30,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -461,7 +461,7 @@ def _merge_summary(prev: dict[str, Any], new: dict[str, Any], meta: dict[str, An
 
 def commit_refs(store: Store, dataset: str, updates: dict[str, str], manifests: dict[str, dict[str, Any]], *,
                 expect: dict[str, str | None] | None = None, op: str = "push", remote_label: str | None = None,
-                force: bool = False) -> None:
+                force: bool = False, ready: Callable[[], None] | None = None) -> None:
     """Move every tag of ``updates`` ({tag: manifest hash}) together, or none of them.
 
     The commit point of every route that publishes a version (add, add_files,
@@ -473,6 +473,9 @@ def commit_refs(store: Store, dataset: str, updates: dict[str, str], manifests: 
     are the refs written (version tags before ``latest``).  A conflict on any
     tag raises :class:`ConflictError` with nothing written; ``op`` ("push",
     "pull", "add", "tag") picks advice that fits what the caller was doing.
+    ``ready``: called under the locks once every check passed, before any ref is written; it
+    blocks until what the refs will name is in place and raises if it never will be (a push
+    takes its locks while its objects are still going up: see :func:`mlds.store.sync.push`).
     """
     from mlds.errors import ConflictError
     from mlds.store import catalog
@@ -504,6 +507,8 @@ def commit_refs(store: Store, dataset: str, updates: dict[str, str], manifests: 
                 raise ConflictError(_taken(op, dataset, tag, label, cur, h))
             if not force:
                 check_tag_move(store, dataset, tag, cur, h)
+        if ready is not None:
+            ready()
         # every check passed: write the refs (concurrently where the backend allows; each is atomic, and
         # another writer waits for our locks, so their order does not matter to anyone)
         store.map(lambda t: store.write_ref(dataset, t, updates[t], token=read[t][1]),

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 import mlds.store as S
-from mlds.errors import ConflictError
+from mlds.errors import ConflictError, RemoteError
 from mlds.store import sync
 from mlds.store.store import Store
 
@@ -236,3 +236,45 @@ def test_s3_server_without_conditional_writes_is_detected(local, tmp_path, s3_en
             monkeypatch.setattr(locks, "_warned", set())
         _race_rounds(base, _contenders(tmp_path), rounds=3)
     assert any("best-effort" in str(w.message) for w in caught)
+
+
+def test_s3_push_locking_during_upload_publishes_only_complete_uploads(local, tmp_path, s3_env, s3_bucket,
+                                                                       config_home, monkeypatch):
+    """On S3 a small push takes its locks and re-reads its refs while its objects go up (sync.push).
+    An upload that fails under those locks publishes nothing and gives the locks back; a rival that
+    commits first (while our objects go up) makes ours a conflict, with exactly one winner."""
+    remote = add_remote("s3", s3_env.url(s3_bucket, "overlap"))
+    S.add(write_dataset(tmp_path / "a.h5", 3), "sio")
+    real_alongside, real_transfer = sync._commit_alongside, sync.transfer
+    seen: list = []
+
+    def failing(*a, **kw):
+        seen.append(real_alongside(a[1], kw["need"]))
+        raise OSError("connection reset while uploading")
+
+    monkeypatch.setattr(sync, "transfer", failing)
+    with pytest.raises(RemoteError, match="connection reset"):
+        S.push("sio", "s3")
+    assert seen == [True]  # the overlapped path ran
+    assert remote.list_refs("sio") == {}
+    assert not remote.fs.find(remote.path("locks"))
+    monkeypatch.setattr(sync, "transfer", real_transfer)
+    rival = Store.at_path(tmp_path / "rival").init()
+    S.add(write_dataset(tmp_path / "b.h5", 4, start=50), "sio", store=rival)
+    ran: list = []
+
+    def rival_first(remote_, need):  # the rival's whole push lands after our first round, before our commit
+        if not ran:
+            ran.append(True)
+            S.push("sio", "s3", store=rival)
+        ok = real_alongside(remote_, need)
+        ran.append(ok)
+        return ok
+
+    monkeypatch.setattr(sync, "_commit_alongside", rival_first)
+    with pytest.raises(ConflictError, match="nothing was published"):
+        S.push("sio", "s3")
+    assert ran == [True, True, True]  # both pushes took the overlapped path
+    refs = remote.list_refs("sio")
+    assert refs == {"v1": rival.read_ref("sio", "v1"), "latest": rival.read_ref("sio", "v1")}
+    assert not remote.fs.find(remote.path("locks"))
