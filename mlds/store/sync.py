@@ -35,7 +35,7 @@ from typing import Any
 from mlds.errors import ConflictError, IntegrityError, NotFoundError, PolicyError, StoreError
 from mlds.store import manifest as mf
 from mlds.store.policy import RANK, check_admission, check_metadata, check_tag_move, strip_paths, stricter
-from mlds.store.store import Store
+from mlds.store.store import HEX64, Store
 from mlds.store.transfer import DEFAULT_WORKERS, SINGLE_PUT_MAX, missing, transfer
 from mlds.store.versions import VERSION_TAG, commit_refs, is_version_tag, parse_ref, read_ref_or_raise
 
@@ -69,7 +69,8 @@ def is_ancestor(store: Store, anc: str, h: str) -> bool:
 Chain = list[tuple[str, bytes, dict[str, Any]]]
 
 
-def manifest_chain(store: Store, tips: list[str], have=None) -> tuple[Chain, set[str]]:
+def manifest_chain(store: Store, tips: list[str], have=None,
+                   fetched: dict[str, bytes] | None = None) -> tuple[Chain, set[str]]:
     """Verified (hash, bytes, manifest) of ``tips`` and their ancestors in ``store``, ancestors first.
 
     Iterative, so a history of any length works.  ``have(h)`` -> True marks an
@@ -77,8 +78,9 @@ def manifest_chain(store: Store, tips: list[str], have=None) -> tuple[Chain, set
     own ancestors were sent before it), and it is returned in the second value
     (the boundary) instead of the chain.  Tips are always read and verified.
     Ancestors missing from ``store`` (a pulled version's history may be partial)
-    are skipped.
+    are skipped.  ``fetched``: manifest bytes already read (verified here like any other).
     """
+    fetched = dict(fetched or {})
     order: Chain = []
     done: set[str] = set()
     boundary: set[str] = set()
@@ -99,7 +101,7 @@ def manifest_chain(store: Store, tips: list[str], have=None) -> tuple[Chain, set
                 continue
         done.add(h)
         try:
-            data = store.read_object(h, verify=False, limit=mf.MAX_MANIFEST_BYTES)
+            data = fetched.pop(h) if h in fetched else store.read_object(h, verify=False, limit=mf.MAX_MANIFEST_BYTES)
         except StoreError:
             if required:
                 raise
@@ -402,14 +404,16 @@ def pull(remote: Store, local: Store, dataset: str, tag: str | None = None, *, f
          workers: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Fetch ``dataset@tag`` (default: every tag) from ``remote`` into ``local``."""
     dataset, _ = parse_ref(dataset if tag is None else f"{dataset}@{tag}")
+    fetched: dict[str, bytes] = {}
     if tag is None:
-        tags = remote.list_refs(dataset)
+        tags, fetched = _remote_refs(remote, dataset)
         if not tags:
             raise NotFoundError(f"remote {remote.name}", dataset)
     else:
         tags = _tags_for(remote, dataset, tag)
     tips = list(dict.fromkeys(tags.values()))
-    chain, boundary = manifest_chain(remote, tips, have=lambda x: local.has_object(x))  # verified before use
+    chain, boundary = manifest_chain(remote, tips, have=lambda x: local.has_object(x),
+                                     fetched=fetched)  # verified before use
     tip_set = set(tips)
     for mh, _, m in chain:
         if mh in tip_set and m["dataset"] != dataset:
@@ -457,6 +461,38 @@ def pull(remote: Store, local: Store, dataset: str, tag: str | None = None, *, f
                     expect={t: local_old[t] for t in updates}, op="pull", remote_label=remote.name, force=force)
     stats.update({"dataset": dataset, "tags": sorted(updates), "remote": remote.name})
     return stats
+
+
+MAX_GUESSED_MANIFESTS = 64
+
+
+def _remote_refs(remote: Store, dataset: str) -> tuple[dict[str, str], dict[str, bytes]]:
+    """``{tag: manifest}`` of every tag of ``dataset`` on ``remote``, and manifest bytes read on the way.
+
+    Where requests run concurrently (S3), the tag listing goes with a read of the catalog, and the refs
+    are read together with the manifests the catalog says they name: two rounds of requests before the
+    shards can be fetched instead of three.  The refs read are what counts; a stale catalog only costs
+    the manifest reads it guessed wrong (each manifest is verified against its hash before use)."""
+    if not getattr(remote.fs, "mlds_thread_safe", False):
+        return remote.list_refs(dataset), {}
+    names, cat = remote.map(lambda job: remote.list_ref_names(dataset) if job == "names" else _quiet(remote.read_catalog),
+                            ["names", "catalog"])
+    entry = cat.get("datasets", {}).get(dataset) if isinstance(cat, dict) else None
+    guessed = entry.get("refs") if isinstance(entry, dict) else None
+    guesses = list(dict.fromkeys(v for v in guessed.values() if isinstance(v, str) and HEX64.match(v)))[
+        :MAX_GUESSED_MANIFESTS] if isinstance(guessed, dict) else []
+    jobs = [("ref", t) for t in names] + [("manifest", g) for g in guesses]
+
+    def read(job):
+        what, arg = job
+        if what == "ref":
+            return remote.read_ref(dataset, arg)
+        return _quiet(lambda: remote.read_object(arg, verify=False, limit=mf.MAX_MANIFEST_BYTES))
+
+    got = remote.map(read, jobs)
+    tags = {t: v for (what, t), v in zip(jobs, got) if what == "ref" and v}
+    fetched = {h: v for (what, h), v in zip(jobs, got) if what == "manifest" and isinstance(v, bytes)}
+    return tags, fetched
 
 
 def _descends(chain: Chain, boundary: set[str], local: Store, cur: str, h: str) -> bool:

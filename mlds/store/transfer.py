@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import queue
 import tempfile
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -50,14 +51,36 @@ FLUSH_EVERY = 8 * 1024 * 1024    # local staging files: start writing back to di
 
 # ----------------------------------------------------------------- sinks
 class _LocalSink:
+    """A staging file written by a thread of its own, so the caller hashes the next block while this one
+    goes to disk (both release the GIL: on two cores they overlap); written back to disk in the
+    background as it grows, so the fsync before the rename has little left to do."""
+
+    DEPTH = 2  # blocks queued for the writer (bounded memory)
+
     def __init__(self, dst: Store, h: str) -> None:
         self.dst, self.h = dst, h
         self.tmp = dst.staging_path(f"{h[:12]}-", ".part")
         self.fh = open(self.tmp, "wb")
         self.unflushed = 0
         self.flusher: threading.Thread | None = None
+        self.blocks: queue.Queue = queue.Queue(maxsize=self.DEPTH)
+        self.error: BaseException | None = None
+        self.writer = threading.Thread(target=self._write_all, name="mlds-write", daemon=True)
+        self.writer.start()
 
-    def write(self, block: bytes) -> None:
+    def _write_all(self) -> None:
+        while True:
+            block = self.blocks.get()
+            if block is None:
+                return
+            if self.error is not None:
+                continue  # drain: the caller learns of the error at its next write or at commit
+            try:
+                self._write(block)
+            except BaseException as err:  # noqa: BLE001 - handed to the caller
+                self.error = err
+
+    def _write(self, block: bytes) -> None:
         self.fh.write(block)
         self.unflushed += len(block)
         if self.unflushed >= FLUSH_EVERY and (self.flusher is None or not self.flusher.is_alive()):
@@ -69,18 +92,30 @@ class _LocalSink:
             self.flusher = threading.Thread(target=_quiet_fdatasync, args=(fd,), daemon=True)
             self.flusher.start()
 
-    def commit(self) -> None:
-        self.fh.flush()
+    def write(self, block: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.blocks.put(block)
+
+    def _finish_writing(self) -> None:
+        if self.writer.is_alive():
+            self.blocks.put(None)
+            self.writer.join()
         if self.flusher is not None:
             self.flusher.join()
+
+    def commit(self) -> None:
+        self._finish_writing()
+        if self.error is not None:
+            raise self.error
+        self.fh.flush()
         os.fsync(self.fh.fileno())
         self.fh.close()
         _count_write()
         self.dst.adopt_verified(self.tmp, self.h)
 
     def abort(self) -> None:
-        if self.flusher is not None:
-            self.flusher.join()
+        self._finish_writing()
         with contextlib.suppress(OSError):
             self.fh.close()
         with contextlib.suppress(OSError):
