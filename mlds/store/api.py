@@ -218,12 +218,12 @@ def push(dataset: str, remote: "str | Store", tag: str | None = None, *, store: 
     dst = open_store(remote)
     if "@" in dataset and tag is None:
         dataset, tag = dataset.split("@", 1)
-    groups = None
     if group_remotes:
-        groups = [_open_or_error(g) for g in group_remotes]
+        groups: Any = [_open_or_error(g) for g in group_remotes]
+    else:  # looked up only if the remote turns out to be public (its tier is read in push's first round)
+        def groups() -> list:
+            return _group_stores(dst)
     with _errors(dst):
-        if groups is None and _effective_tier(dst) == "public":
-            groups = _group_stores(dst)
         return _sync.push(local, dst, dataset, tag, tier=_tier_of(dst), group_stores=groups,
                           workers=workers, progress=progress)
 

@@ -30,7 +30,7 @@ import copy
 import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 from mlds.errors import ConflictError, IntegrityError, NotFoundError, PolicyError, StoreError
 from mlds.store import manifest as mf
@@ -134,11 +134,14 @@ def _short(h: str | None) -> str:
 
 # ----------------------------------------------------------------- push
 def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, tier: str | None = None,
-         group_stores: list[Store] | None = None, workers: int | None = None, progress: bool = False) -> dict[str, Any]:
+         group_stores: "list[Store] | Callable[[], list[Store]] | None" = None, workers: int | None = None,
+         progress: bool = False) -> dict[str, Any]:
     """Send ``dataset@tag`` (default ``latest``, with its ``vN``) from ``local`` to ``remote``.
 
     ``tier`` is the tier the remote is configured with; the stricter of it and
-    the store's own ``mlds-store.json`` tier applies.  Returns transfer stats.
+    the store's own ``mlds-store.json`` tier applies.  ``group_stores`` (or a function
+    returning them, called only for a public remote) may vouch for a public version.
+    Returns transfer stats.
     """
     dataset, _ = parse_ref(dataset if tag is None else f"{dataset}@{tag}")
     tags = _tags_for(local, dataset, tag)
@@ -184,6 +187,8 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
     if RANK[eff_tier] >= RANK["group"]:
         check_metadata(tip["metadata"], eff_tier, f"{dataset}@{tag or 'latest'}", remote.name, kind=mf.kind(tip))
     if eff_tier == "public":
+        if callable(group_stores):  # the group remotes, looked up now that the remote is known to be public
+            group_stores = group_stores()
         _require_group_presence(dataset, h, group_stores or [], remote.name)
         derived = copy.deepcopy(tip)
         derived["metadata"] = strip_paths(tip["metadata"])
