@@ -118,14 +118,25 @@ def _manifest_chain(store: Store, tips: list[str]) -> Chain:
     return manifest_chain(store, tips)[0]
 
 
-def _tags_for(store: Store, dataset: str, tag: str | None) -> dict[str, str]:
-    """{tag: manifest} to move: the tag itself plus the version tag it points to."""
+def _tags_for(store: Store, dataset: str, tag: str | None, fetched: dict[str, bytes] | None = None) -> dict[str, str]:
+    """{tag: manifest} to move: the tag itself plus the version tag it points to.  The manifest's bytes
+    go into ``fetched`` when given (a pull then does not read them again)."""
     tag = tag or "latest"
     h = read_ref_or_raise(store, dataset, tag)
-    m = mf.load(store, h)
+    m = mf.load(store, h) if fetched is None else _load_keeping(store, h, fetched)
     out = {VERSION_TAG.format(m["version"]): h}
     out[tag] = h
     return out
+
+
+def _load_keeping(store: Store, h: str, fetched: dict[str, bytes]) -> dict[str, Any]:
+    """:func:`mlds.store.manifest.load`, keeping the verified bytes in ``fetched``."""
+    data = store.read_object(h, verify=False, limit=mf.MAX_MANIFEST_BYTES)
+    if hashlib.sha256(data).hexdigest() != h:
+        raise IntegrityError(f"{store.name}: manifest {h} is corrupt (sha256 mismatch)")
+    m = mf.parse(data, h)
+    fetched[h] = data
+    return m
 
 
 def _short(h: str | None) -> str:
@@ -162,6 +173,10 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
             return _quiet(lambda: remote.read_ref(dataset, arg))
         return _quiet(lambda: remote.object_size(arg))
 
+    if not getattr(remote.fs, "mlds_list_files", None):
+        # GakuNin RDM: the first request resolves the store's folders; made alone, its answer (cached) serves
+        # the concurrent ones after it, which would otherwise each list the same folders
+        _quiet(remote.config)
     prefetched = remote.map(first_round, jobs)
     sizes = {o: v for (what, o), v in zip(jobs, prefetched) if what == "size" and not isinstance(v, Exception)}
     prefetched = prefetched[:1 + len(tags_before)]
@@ -415,7 +430,7 @@ def pull(remote: Store, local: Store, dataset: str, tag: str | None = None, *, f
         if not tags:
             raise NotFoundError(f"remote {remote.name}", dataset)
     else:
-        tags = _tags_for(remote, dataset, tag)
+        tags = _tags_for(remote, dataset, tag, fetched)
     tips = list(dict.fromkeys(tags.values()))
     chain, boundary = manifest_chain(remote, tips, have=lambda x: local.has_object(x),
                                      fetched=fetched)  # verified before use
@@ -474,12 +489,12 @@ MAX_GUESSED_MANIFESTS = 64
 def _remote_refs(remote: Store, dataset: str) -> tuple[dict[str, str], dict[str, bytes]]:
     """``{tag: manifest}`` of every tag of ``dataset`` on ``remote``, and manifest bytes read on the way.
 
-    Where requests run concurrently (S3), the tag listing goes with a read of the catalog, and the refs
+    Where requests run concurrently and a listing is one request (S3), the tag listing goes with a read of the catalog, and the refs
     are read together with the manifests the catalog says they name: two rounds of requests before the
     shards can be fetched instead of three.  The refs read are what counts; a stale catalog only costs
     the manifest reads it guessed wrong (each manifest is verified against its hash before use)."""
-    if not getattr(remote.fs, "mlds_thread_safe", False):
-        return remote.list_refs(dataset), {}
+    if not (getattr(remote.fs, "mlds_thread_safe", False) and getattr(remote.fs, "mlds_list_files", None)):
+        return remote.list_refs(dataset), {}  # (GakuNin RDM: a round is cheap, every request is not)
     names, cat = remote.map(lambda job: remote.list_ref_names(dataset) if job == "names" else _quiet(remote.read_catalog),
                             ["names", "catalog"])
     entry = cat.get("datasets", {}).get(dataset) if isinstance(cat, dict) else None
