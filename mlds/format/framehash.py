@@ -71,16 +71,22 @@ def hash_arrays(numbers: Any, positions: Any, cell: Any, pbc: Any, energy: float
         buf = _floats(positions, cell, energy, f, s, n)
         buf[np.isnan(buf)] = _QNAN  # any NaN payload -> one bit pattern (before the add: no signalling NaN there)
     buf += 0.0  # IEEE 754: -0.0 + 0.0 == +0.0, every other value unchanged
+    # bool is one byte, 0 or 1
+    return _digest(n, z.tobytes(), buf, np.asarray(pbc, dtype=bool).reshape(3).tobytes(), f is not None, s is not None)
+
+
+def _digest(n: int, z: bytes, buf: np.ndarray, pbc: bytes, has_forces: bool, has_stress: bool) -> str:
+    """SHA-256 of the canonical bytes from the canonical float buffer (positions, cell, energy,
+    then forces and stress when present) and the numbers' and pbc's bytes."""
     raw = memoryview(buf).cast("B")
     k = 24 * n + 80  # positions, cell, energy
-    pieces = [_PREFIX, n.to_bytes(8, "little", signed=True), z.tobytes(), raw[: k - 8],
-              np.asarray(pbc, dtype=bool).reshape(3).tobytes(), raw[k - 8: k]]  # bool is one byte, 0 or 1
-    if f is not None:
+    pieces = [_PREFIX, n.to_bytes(8, "little", signed=True), z, raw[: k - 8], pbc, raw[k - 8: k]]
+    if has_forces:
         pieces += [b"F", raw[k: k + 24 * n]]
         k += 24 * n
     else:
         pieces.append(b"-")
-    pieces += [b"S", raw[k:]] if s is not None else [b"-"]
+    pieces += [b"S", raw[k:]] if has_stress else [b"-"]
     return hashlib.sha256(b"".join(pieces)).hexdigest()
 
 
@@ -124,16 +130,7 @@ def _hash_plain(z: Any, positions: Any, cell: Any, pbc: Any, energy: Any, f: Any
     if m != m:  # a NaN somewhere: hash_arrays' careful path
         return None
     buf += 0.0  # -0.0 -> +0.0, as hash_arrays
-    raw = memoryview(buf).cast("B")
-    k = 24 * n + 80
-    pieces = [_PREFIX, n.to_bytes(8, "little", signed=True), z.tobytes(), raw[: k - 8], pbc.tobytes(), raw[k - 8: k]]
-    if f is not None:
-        pieces += [b"F", raw[k: k + 24 * n]]
-        k += 24 * n
-    else:
-        pieces.append(b"-")
-    pieces += [b"S", raw[k:]] if s is not None else [b"-"]
-    return hashlib.sha256(b"".join(pieces)).hexdigest()
+    return _digest(n, z.tobytes(), buf, pbc.tobytes(), f is not None, s is not None)
 
 
 def iter_dataset_hashes(ds: Any, start: int = 0, stop: int | None = None, block: int = 4096) -> Iterator[str]:
