@@ -183,7 +183,7 @@ def _final_line(result) -> None:
         extras.append(f"{result.n_test} tagged set=test")
     tail = f" ({'; '.join(extras)})" if extras else ""
     console.print(f"wrote {result.n_frames} frames to {result.output} [{result.format}]{tail}",
-                  soft_wrap=True, highlight=False, markup=False)
+                  soft_wrap=True, highlight=False, markup=False, emoji=False)  # a path is printed as it is
 
 
 @app.command("import")

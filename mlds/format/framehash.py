@@ -71,23 +71,66 @@ def hash_arrays(numbers: Any, positions: Any, cell: Any, pbc: Any, energy: float
         buf = _floats(positions, cell, energy, f, s, n)
         buf[np.isnan(buf)] = _QNAN  # any NaN payload -> one bit pattern (before the add: no signalling NaN there)
     buf += 0.0  # IEEE 754: -0.0 + 0.0 == +0.0, every other value unchanged
+    # bool is one byte, 0 or 1
+    return _digest(n, z.tobytes(), buf, np.asarray(pbc, dtype=bool).reshape(3).tobytes(), f is not None, s is not None)
+
+
+def _digest(n: int, z: bytes, buf: np.ndarray, pbc: bytes, has_forces: bool, has_stress: bool) -> str:
+    """SHA-256 of the canonical bytes from the canonical float buffer (positions, cell, energy,
+    then forces and stress when present) and the numbers' and pbc's bytes."""
     raw = memoryview(buf).cast("B")
     k = 24 * n + 80  # positions, cell, energy
-    pieces = [_PREFIX, n.to_bytes(8, "little", signed=True), z.tobytes(), raw[: k - 8],
-              np.asarray(pbc, dtype=bool).reshape(3).tobytes(), raw[k - 8: k]]  # bool is one byte, 0 or 1
-    if f is not None:
+    pieces = [_PREFIX, n.to_bytes(8, "little", signed=True), z, raw[: k - 8], pbc, raw[k - 8: k]]
+    if has_forces:
         pieces += [b"F", raw[k: k + 24 * n]]
         k += 24 * n
     else:
         pieces.append(b"-")
-    pieces += [b"S", raw[k:]] if s is not None else [b"-"]
+    pieces += [b"S", raw[k:]] if has_stress else [b"-"]
     return hashlib.sha256(b"".join(pieces)).hexdigest()
 
 
 def frame_hash(frame: Any) -> str:
     """Hex digest of an :class:`~mlds.format.frame.Frame`."""
+    fast = _hash_plain(frame.numbers, frame.positions, frame.cell, frame.pbc, frame.energy, frame.forces,
+                       frame.stress)
+    if fast is not None:
+        return fast
     return hash_arrays(frame.numbers, frame.positions, frame.cell, frame.pbc, frame.energy,
                        frame.forces, frame.stress)
+
+
+_F8, _U1 = np.dtype("<f8"), np.dtype("u1")
+_BOOL = np.dtype(bool)
+
+
+def _plain(a: Any, size: int) -> bool:
+    return type(a) is np.ndarray and a.dtype == _F8 and a.size == size
+
+
+def _hash_plain(z: Any, positions: Any, cell: Any, pbc: Any, energy: Any, f: Any, s: Any) -> str | None:
+    """:func:`hash_arrays` for the usual frame of a reader (convert hashes every frame, issue 12):
+    arrays already of the hash's dtypes and sizes, a float energy, no NaN; the same bytes in one
+    concatenation with no conversions.  None for anything else (hash_arrays then decides)."""
+    if type(z) is not np.ndarray or z.dtype != _U1 or z.ndim != 1 or type(energy) is not float:
+        return None
+    n = z.shape[0]
+    if not (_plain(positions, 3 * n) and _plain(cell, 9) and type(pbc) is np.ndarray and pbc.dtype == _BOOL
+            and pbc.size == 3 and (f is None or _plain(f, 3 * n)) and (s is None or _plain(s, 9))):
+        return None
+    if n == 0 or (f is not None and f.size == 0):
+        return None
+    parts = [positions.reshape(3 * n), cell.reshape(9), (energy,)]
+    if f is not None:
+        parts.append(f.reshape(3 * n))
+    if s is not None:
+        parts.append(s.reshape(9))
+    buf = np.concatenate(parts)
+    m = buf.max()
+    if m != m:  # a NaN somewhere: hash_arrays' careful path
+        return None
+    buf += 0.0  # -0.0 -> +0.0, as hash_arrays
+    return _digest(n, z.tobytes(), buf, pbc.tobytes(), f is not None, s is not None)
 
 
 def iter_dataset_hashes(ds: Any, start: int = 0, stop: int | None = None, block: int = 4096) -> Iterator[str]:

@@ -46,6 +46,9 @@ _BLOCK_MAX = 1 << 22  # larger <calculation> blocks (DOS, projections...) are st
 _OPEN, _CLOSE = b"<calculation>", b"</calculation>"
 # elements that _end handles when they appear anywhere (not only outside <calculation>)
 _BLOCK_UNSAFE = (b"<incar", b"<atominfo", b"<kpoints")
+# in a tail after the plain rest of a block (_plain_tail): a <scstep>, a nested <calculation> or a
+# _BLOCK_UNSAFE tag (one pass over the DOS instead of one per tag)
+_TAIL_UNSAFE = re.compile(rb"<(?:scstep|calculation>|" + rb"|".join(t[1:] for t in _BLOCK_UNSAFE) + rb")")
 _SC_NEXT = re.compile(rb"[ \t\r\n]*<scstep>")
 _SC_OPEN_ANY, _SC_OPEN, _SC_CLOSE = b"<scstep", b"<scstep>", b"</scstep>"
 # VASP's usual <scstep> body: <time> elements, then one <energy> of <i name="..."> elements.  Only
@@ -179,7 +182,7 @@ class VaspXmlReader(Reader):
                     if gap.translate(None, b" \t\r\n"):
                         yield from feed(gap)
                     else:  # whitespace between blocks: cannot change the parser state, feed it later
-                        pending.add(gap)
+                        pending.add(gap, 0, len(gap))
                     pos = i
                 if len(stack) != 1 and hasattr(parser, "flush"):
                     # expat (>= 2.6, Python >= 3.11.9 / 3.12.3) may hold back the end of what it was
@@ -201,12 +204,11 @@ class VaspXmlReader(Reader):
                     pos += len(_OPEN)
                     continue
                 end = j + len(_CLOSE)
-                block = buf[pos:end]
-                calc = self._parse_block(block)
+                calc = self._parse_block(buf, pos, end)
                 if calc is None:
-                    yield from feed(block)
+                    yield from feed(buf[pos:end])
                 else:
-                    pending.add(block)
+                    pending.add(buf, pos, end)
                     if isinstance(calc[3], re.Match):
                         batch.append(calc)
                         if len(batch) >= _BATCH:
@@ -272,8 +274,8 @@ class VaspXmlReader(Reader):
             raise FormatError(self.path, f"malformed XML: {err.msg if hasattr(err, 'msg') else err}",
                               line=err.position[0]) from None
 
-    def _parse_block(self, block: bytes) -> tuple | None:
-        """One ``<calculation>...</calculation>`` parsed on its own, or None when the streaming
+    def _parse_block(self, buf: bytes, start: int, stop: int) -> tuple | None:
+        """One ``<calculation>...</calculation>`` (``buf[start:stop]``) parsed on its own, or None when the streaming
         parser must see it (malformed, or holding elements that ``_end`` reacts to outside
         ``<calculation>``: then only the streaming path gives the same result).
 
@@ -285,20 +287,23 @@ class VaspXmlReader(Reader):
         ``_REST_PLAIN`` match of the rest when it is plain, else its element tree (ElementTree
         checks it, so a malformed block still goes to the streaming parser).
         """
-        p = len(_OPEN)
-        end = _SCSTEPS.match(block, p).end()
+        # the usual all-plain block is matched in place (regex endpos: as on the slice, without a copy)
+        p = start + len(_OPEN)
+        end = _SCSTEPS.match(buf, p, stop).end()
         n_plain, last_plain = 0, None
         if end > p:
-            n_plain = block.count(_SC_OPEN, p, end)
-            i = block.find(_EFR_TAG, block.rfind(_SC_OPEN, p, end)) + len(_EFR_TAG)
-            j = block.find(_E0_TAG, i) + len(_E0_TAG)
-            last_plain = (block[i:block.find(_I_END, i)], block[j:block.find(_I_END, j)])
+            n_plain = buf.count(_SC_OPEN, p, end)
+            i = buf.find(_EFR_TAG, buf.rfind(_SC_OPEN, p, end)) + len(_EFR_TAG)
+            j = buf.find(_E0_TAG, i) + len(_E0_TAG)
+            last_plain = (buf[i:buf.find(_I_END, i)], buf[j:buf.find(_I_END, j)])
             p = end
-        plain_end = p
-        m = _REST_PLAIN.match(block, p)
-        if m and (m.end() == len(block) or self._plain_tail(block, m)):
+        m = _REST_PLAIN.match(buf, p, stop)
+        if m and (m.end() == stop or self._plain_tail(buf, m, stop)):
             # all plain: no nested <calculation>, no _BLOCK_UNSAFE tag (texts cannot hold a '<')
             return n_plain, last_plain, (), m
+        block = buf[start:stop]
+        p -= start
+        plain_end = p
         if block.find(_OPEN, 1) >= 0 or any(t in block for t in _BLOCK_UNSAFE):
             return None
         # ... then any other leading <scstep> by ElementTree
@@ -326,22 +331,23 @@ class VaspXmlReader(Reader):
             return None
         return n_plain, last_plain, steps, calc
 
-    def _plain_tail(self, block: bytes, m: re.Match) -> bool:
+    def _plain_tail(self, buf: bytes, m: re.Match, stop: int) -> bool:
         """True when what follows the plain rest ``m`` (DOS, eigenvalues, projections: VASP writes them
         in the last <calculation>) is well-formed XML that changes nothing the element-tree path
         would read: no <scstep>, no second stress array when the plain part had none, no element
         that _end reacts to, and no comment, CDATA, processing instruction or DTD (checked by expat,
         exactly as ElementTree would parse it; a malformed tail goes to the streaming parser)."""
-        tail = block[m.end():]
-        if (_SC_OPEN_ANY in tail or tail.find(_OPEN) >= 0 or any(t in tail for t in _BLOCK_UNSAFE)
-                or (m.group(5) is None and b'"stress"' in tail)):
+        t = m.end()  # the tail is buf[t:stop] (searched in place: no copies of the DOS)
+        if (_TAIL_UNSAFE.search(buf, t, stop) is not None
+                or (m.group(5) is None and buf.find(b'"stress"', t, stop) >= 0)):
             return False
         unusual = []
         check = expat.ParserCreate(self._block_encoding, "}")  # as ET.XMLParser creates it
         check.CommentHandler = check.StartCdataSectionHandler = check.StartDoctypeDeclHandler = \
             check.ProcessingInstructionHandler = lambda *a: unusual.append(1)
         try:
-            check.Parse(_OPEN + tail, True)
+            check.Parse(_OPEN, False)
+            check.Parse(memoryview(buf)[t:stop], True)
         except expat.ExpatError:
             return False
         return not unusual
@@ -419,11 +425,11 @@ class VaspXmlReader(Reader):
         step = self._calc_start()
         if step is None:
             return None
-        basis, _rec, positions, forces, stress, energy = m.groups()
-        efr = _I_EFR.search(energy)
+        efr = _I_EFR.search(m.group(6))  # the <energy> body
         efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
         if pre is not None:  # (cell, positions, forces, stress, finite) from _batch_arrays
             return self._calc_frame(step, *pre, efr)
+        basis, _rec, positions, forces, stress, _energy = m.groups()
         n = len(self._numbers)
         arrays = _plain_arrays((basis, positions, forces, stress), (3, n, n, 3))
         if arrays is not None:  # every row exactly 3 numbers: nothing to report
@@ -587,8 +593,8 @@ class VaspXmlReader(Reader):
         self._resolve_species()
         step = self._step
         self._step += 1
-        ml_run = bool(vc.to_bool(self._params.get("ML_LMLFF") or self._incar.get("ML_LMLFF")))
         if self._sc_count == 0:
+            ml_run = bool(vc.to_bool(self._params.get("ML_LMLFF") or self._incar.get("ML_LMLFF")))
             self.report.drop("ml-predicted" if ml_run else "no-scf")
             return None
         return step
@@ -867,13 +873,14 @@ class _Skipped:
     def __bool__(self) -> bool:
         return self.any
 
-    def add(self, text: bytes) -> None:
-        nl = text.count(b"\n")
+    def add(self, buf: bytes, start: int, stop: int) -> None:
+        """Count ``buf[start:stop]`` (in place: no copy)."""
+        nl = buf.count(b"\n", start, stop)
         if nl:
             self.lines += nl
-            self.last = len(text) - text.rfind(b"\n") - 1
+            self.last = stop - buf.rfind(b"\n", start, stop) - 1
         else:
-            self.last += len(text)
+            self.last += stop - start
         self.any = True
 
     def take(self) -> bytes:
