@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from mlds.errors import StoreError
 from mlds.store import catalog as _catalog
@@ -50,19 +50,7 @@ def _tier_of(store: Store) -> str | None:
     return getattr(store, "configured_tier", None)
 
 
-@contextlib.contextmanager
-def _errors(store: Store) -> Iterator[None]:
-    """Backend exceptions -> one-line AuthError/RemoteError (when the remotes layer is present)."""
-    if store.is_local and store.name == "local":
-        yield
-        return
-    try:
-        from mlds.remotes.filesystems import translate_errors
-    except ImportError:
-        yield
-        return
-    with translate_errors(store.name, store.url):
-        yield
+_errors = _sync.translated_errors
 
 
 def _group_stores(public: Store) -> list:

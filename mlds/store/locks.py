@@ -145,6 +145,13 @@ def _owner_path(store: "Store", path: str) -> str:
     return path + "/owner" if style(store) == "mkdir" else path
 
 
+def _taken_or_raise(store: "Store", path: str, err: OSError) -> bool:
+    """A create that failed without saying why (SFTPv3 has no "exists" status): taken if the path is there."""
+    if store.fs.exists(path):
+        return False
+    raise StoreError(f"{store.name}: cannot create lock {path}: {err}") from None
+
+
 def try_create(store: "Store", path: str, body: bytes, token: str) -> bool:
     """One attempt to take the lock at ``path``; True if we hold it now."""
     from mlds.store.store import _count_write
@@ -157,10 +164,7 @@ def try_create(store: "Store", path: str, body: bytes, token: str) -> bool:
         except PermissionError:
             raise
         except OSError as err:
-            # SFTPv3 has no "exists" status: a failed mkdir of an existing folder is a generic failure
-            if store.fs.exists(path):
-                return False
-            raise StoreError(f"{store.name}: cannot create lock {path}: {err}") from None
+            return _taken_or_raise(store, path, err)
         _count_write()
         store.fs.pipe_file(path + "/owner", body)
         _count_write()
@@ -176,9 +180,7 @@ def try_create(store: "Store", path: str, body: bytes, token: str) -> bool:
         except PermissionError:
             raise
         except OSError as err:
-            if store.fs.exists(path):
-                return False
-            raise StoreError(f"{store.name}: cannot create lock {path}: {err}") from None
+            return _taken_or_raise(store, path, err)
     # no atomic create on this backend: write a unique body, let racers land, read back
     _warn_unsafe(store)
     if store.fs.exists(path):

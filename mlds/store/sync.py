@@ -385,7 +385,7 @@ def group_vouch_problems(dataset: str, h: str, group_stores: list) -> list[str]:
             continue
         names.append(g.name)
         try:
-            with _translated(g):
+            with translated_errors(g):
                 refs = g.list_refs(dataset)
         except Exception as err:  # noqa: BLE001 - an unreachable group remote just does not vouch
             unreachable.append(f"group remote {g.name} is unreachable: {_reason(err, g.name)}")
@@ -403,7 +403,11 @@ def _reason(err: Exception, name: str) -> str:
 
 
 @contextlib.contextmanager
-def _translated(store: Store):
+def translated_errors(store: Store):
+    """Backend exceptions -> one-line AuthError/RemoteError (when the remotes layer is present)."""
+    if store.is_local and store.name == "local":
+        yield
+        return
     try:
         from mlds.remotes.filesystems import translate_errors
     except ImportError:
