@@ -141,21 +141,18 @@ class VaspXmlReader(Reader):
         stack: list[ET.Element] = []
         self._block_encoding: str | None = None
         # Fast path: a complete top-level <calculation> block (found by a byte search) is parsed on
-        # its own by the C parser in one call instead of event by event, and the streaming parser is
-        # fed a comment with the same line breaks in its place (so its line numbers stay right).
+        # its own by the C parser in one call instead of event by event, and the streaming parser
+        # never sees it (nor the whitespace between such blocks): a well-formed element at depth 1
+        # changes nothing in its state.  Its positions then lag behind the file's, so a parse error
+        # is located again by _located (error path only; counting lines here cost ~7 % of a read).
         # Anything unusual (parse error, nested or header-like elements, a block larger than
         # _BLOCK_MAX, a truncated file) goes through the streaming parser exactly as before.
-        # whitespace and fast-path blocks not yet given to the streaming parser: they reach it as one
-        # comment spanning the same lines (_Skipped), so that its line numbers stay right
-        pending = _Skipped()
-
+        self._skipped = False
         batch: list = []  # plain blocks not finished yet (_flush_batch)
 
         def feed(data: bytes, flush: bool = False) -> Iterator[Frame]:
             if batch:  # what the streaming parser may yield or raise comes after the blocks before it
                 yield from self._flush_batch(batch)
-            if pending:
-                data = pending.take() + data
             yield from self._feed(parser, stack, data, flush)
 
         with open(self.path, "rb") as fh:
@@ -181,8 +178,8 @@ class VaspXmlReader(Reader):
                     gap = buf[pos:i]
                     if gap.translate(None, b" \t\r\n"):
                         yield from feed(gap)
-                    else:  # whitespace between blocks: cannot change the parser state, feed it later
-                        pending.add(gap, 0, len(gap))
+                    else:  # whitespace between blocks: cannot change the parser state
+                        self._skipped = True
                     pos = i
                 if len(stack) != 1 and hasattr(parser, "flush"):
                     # expat (>= 2.6, Python >= 3.11.9 / 3.12.3) may hold back the end of what it was
@@ -208,7 +205,7 @@ class VaspXmlReader(Reader):
                 if calc is None:
                     yield from feed(buf[pos:end])
                 else:
-                    pending.add(buf, pos, end)
+                    self._skipped = True
                     if isinstance(calc[3], re.Match):
                         batch.append(calc)
                         if len(batch) >= _BATCH:
@@ -219,8 +216,6 @@ class VaspXmlReader(Reader):
                         frame = self._block_calculation(calc)
                         if frame is not None:
                             yield frame
-                    if pending.lines > 1 << 20:  # bounded: the comment holds one byte per line
-                        yield from feed(b"")
                 pos = end
                 if pos > _CHUNK:
                     buf, pos = buf[pos:], 0
@@ -271,8 +266,28 @@ class VaspXmlReader(Reader):
             if late is not None:
                 raise late
         except ET.ParseError as err:
+            if self._skipped:
+                err = self._located(err)
             raise FormatError(self.path, f"malformed XML: {err.msg if hasattr(err, 'msg') else err}",
                               line=err.position[0]) from None
+
+    def _located(self, err: ET.ParseError) -> ET.ParseError:
+        """The error the streaming parser would have raised had it been fed every byte of the file.
+
+        It was not fed the blocks parsed on their own: well-formed elements at depth 1 in context
+        (else they are streamed), so the first error is the same one, only its line and column were
+        counted without them.  A parser with no tree (memory stays bounded) reads the file again up
+        to the error; ``err`` itself if it finds none (cannot happen for an unchanged file)."""
+        parser = ET.XMLParser(target=_NoTree())
+        try:
+            with open(self.path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                    parser.feed(chunk)
+            if hasattr(parser, "flush"):
+                parser.flush()
+        except ET.ParseError as real:
+            return real
+        return err
 
     def _parse_block(self, buf: bytes, start: int, stop: int) -> tuple | None:
         """One ``<calculation>...</calculation>`` (``buf[start:stop]``) parsed on its own, or None when the streaming
@@ -859,36 +874,8 @@ def _plain_arrays(groups, rows, joined: bool = False) -> Any:
     return out
 
 
-class _Skipped:
-    """Text the streaming parser does not need to see (whitespace, blocks parsed on their own),
-    counted so that it can be given one comment spanning the same lines and last-line width."""
-
-    __slots__ = ("lines", "last", "any")
-
-    def __init__(self) -> None:
-        self.lines = 0  # newlines
-        self.last = 0  # characters after the last newline
-        self.any = False
-
-    def __bool__(self) -> bool:
-        return self.any
-
-    def add(self, buf: bytes, start: int, stop: int) -> None:
-        """Count ``buf[start:stop]`` (in place: no copy)."""
-        nl = buf.count(b"\n", start, stop)
-        if nl:
-            self.lines += nl
-            self.last = stop - buf.rfind(b"\n", start, stop) - 1
-        else:
-            self.last += stop - start
-        self.any = True
-
-    def take(self) -> bytes:
-        """The comment, and start again."""
-        nl, last = self.lines, self.last
-        self.lines = self.last = 0
-        self.any = False
-        return b"<!--" + b"\n" * nl + b" " * max(0, last - (0 if nl else 4) - 3) + b"-->"
+class _NoTree:
+    """An ElementTree parser target that keeps nothing (_located: errors only)."""
 
 
 def _f(v) -> float | None:
