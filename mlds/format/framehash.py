@@ -104,30 +104,30 @@ _F8, _U1 = np.dtype("<f8"), np.dtype("u1")
 _BOOL = np.dtype(bool)
 
 
-def _plain(a: Any, size: int) -> bool:
-    return type(a) is np.ndarray and a.dtype == _F8 and a.size == size
-
-
 def _hash_plain(z: Any, positions: Any, cell: Any, pbc: Any, energy: Any, f: Any, s: Any) -> str | None:
     """:func:`hash_arrays` for the usual frame of a reader (convert hashes every frame, issue 12):
     arrays already of the hash's dtypes and sizes, a float energy, no NaN; the same bytes in one
-    concatenation with no conversions.  None for anything else (hash_arrays then decides)."""
-    if type(z) is not np.ndarray or z.dtype != _U1 or z.ndim != 1 or type(energy) is not float:
+    concatenation with no conversions.  None for anything else (hash_arrays then decides).
+    Written flat (no helper calls, one dot product as the NaN test): it runs once per frame."""
+    nd = np.ndarray
+    if type(z) is not nd or z.dtype != _U1 or z.ndim != 1 or type(energy) is not float:
         return None
     n = z.shape[0]
-    if not (_plain(positions, 3 * n) and _plain(cell, 9) and type(pbc) is np.ndarray and pbc.dtype == _BOOL
-            and pbc.size == 3 and (f is None or _plain(f, 3 * n)) and (s is None or _plain(s, 9))):
+    n3 = 3 * n
+    if not (n and type(positions) is nd and positions.dtype == _F8 and positions.size == n3
+            and type(cell) is nd and cell.dtype == _F8 and cell.size == 9
+            and type(pbc) is nd and pbc.dtype == _BOOL and pbc.size == 3
+            and (f is None or (type(f) is nd and f.dtype == _F8 and f.size == n3))
+            and (s is None or (type(s) is nd and s.dtype == _F8 and s.size == 9))):
         return None
-    if n == 0 or (f is not None and f.size == 0):
-        return None
-    parts = [positions.reshape(3 * n), cell.reshape(9), (energy,)]
+    parts = [positions.reshape(n3), cell.reshape(9), (energy,)]
     if f is not None:
-        parts.append(f.reshape(3 * n))
+        parts.append(f.reshape(n3))
     if s is not None:
         parts.append(s.reshape(9))
     buf = np.concatenate(parts)
-    m = buf.max()
-    if m != m:  # a NaN somewhere: hash_arrays' careful path
+    d = buf.dot(buf)  # NaN exactly when some value is (squares: no inf - inf)
+    if d != d:  # a NaN somewhere: hash_arrays' careful path
         return None
     buf += 0.0  # -0.0 -> +0.0, as hash_arrays
     return _digest(n, z.tobytes(), buf, pbc.tobytes(), f is not None, s is not None)
