@@ -84,12 +84,16 @@ def _va(name: bytes) -> bytes:
 # optional stress, energy, timings), same strict texts as _SCSTEPS; when it stops before the end of
 # the block, what follows (DOS, eigenvalues... of the last step) may be a tail nothing reads
 # (_plain_tail); anything else: ElementTree
-_REST_PLAIN = re.compile(
+_REST_BODY = (
     _W + rb"<structure>" + _W + rb"<crystal>" + _W + _va(rb"basis")
     + rb'<i name="volume">' + _TXT + rb"</i>" + _W + _va(rb"rec_basis") + rb"</crystal>" + _W
     + _va(rb"positions") + rb"</structure>" + _W + _va(rb"forces") + rb"(?:" + _va(rb"stress") + rb")?+"
     + rb"<energy>((?:" + _W + rb'<i name="' + _NAME + rb'">' + _TXT + rb"</i>)*+)" + _W + rb"</energy>" + _W
-    + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+(?:</calculation>)?+")
+    + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+")
+_REST_PLAIN = re.compile(_REST_BODY + rb"(?:</calculation>)?+")
+# a whole usual block in one match (_plain_run): whitespace, <calculation>, plain <scstep>s, the plain
+# rest with its groups 1-6 as in _REST_PLAIN; group 7 is the end tag, absent when a tail follows
+_BLOCK_PLAIN = re.compile(_W + rb"<calculation>(?:" + _SC_ONE + rb")*+" + _REST_BODY + rb"(</calculation>)?+")
 _V_TEXT = re.compile(r"<v>([^<]*)</v>")
 _V_BYTES = re.compile(rb"<v>([^<]*)</v>")
 # first <i> of that name in the (already strictly matched) <energy> body
@@ -190,6 +194,12 @@ class VaspXmlReader(Reader):
                     yield from feed(buf[pos:pos + len(_OPEN)])
                     pos += len(_OPEN)
                     continue
+                end = yield from self._plain_run(buf, pos, batch)
+                if end != pos:  # usual blocks taken; the next one (if any) from the top of the loop
+                    pos = end
+                    if pos > _CHUNK:
+                        buf, pos = buf[pos:], 0
+                    continue
                 j = buf.find(_CLOSE, pos)
                 while j < 0 and not eof and len(buf) - pos < _BLOCK_MAX:
                     more = self._read(fh, _CHUNK)
@@ -206,7 +216,7 @@ class VaspXmlReader(Reader):
                     yield from feed(buf[pos:end])
                 else:
                     self._skipped = True
-                    if isinstance(calc[3], re.Match):
+                    if type(calc[3]) is tuple:  # plain rest (_REST_PLAIN groups)
                         batch.append(calc)
                         if len(batch) >= _BATCH:
                             yield from self._flush_batch(batch)
@@ -289,6 +299,38 @@ class VaspXmlReader(Reader):
             return real
         return err
 
+    def _plain_run(self, buf: bytes, pos: int, batch: list) -> Iterator[Frame]:
+        """Take the usual blocks that follow one another from ``pos`` (a top-level <calculation>):
+        each one a single _BLOCK_PLAIN match, what _parse_block's first path finds for it with a
+        dozen calls more; its tail (DOS...) checked by _plain_tail as there.  Returns where the
+        first block it did not take starts (``pos`` if none): that one, complete in ``buf`` or
+        not, takes the general path.  A generator for the frames of full batches."""
+        match = _BLOCK_PLAIN.match
+        while True:
+            m = match(buf, pos)
+            if m is None:
+                return pos
+            rest_end = end = m.end()
+            if m.group(7) is None:  # the rest stops before </calculation>: a tail follows
+                j = buf.find(_CLOSE, end)
+                if j < 0:
+                    return pos
+                end = j + len(_CLOSE)
+                if not self._plain_tail(buf, rest_end, end, m.group(5) is not None):
+                    return pos
+            start = m.start()
+            n_plain = buf.count(_SC_OPEN, start, rest_end)
+            last_plain = None
+            if n_plain:  # e_fr_energy and e_0_energy of the last <scstep>, as _parse_block takes them
+                i = buf.find(_EFR_TAG, buf.rfind(_SC_OPEN, start, rest_end)) + len(_EFR_TAG)
+                j = buf.find(_E0_TAG, i) + len(_E0_TAG)
+                last_plain = (buf[i:buf.find(_I_END, i)], buf[j:buf.find(_I_END, j)])
+            self._skipped = True
+            batch.append((n_plain, last_plain, (), m.groups()[:6]))
+            if len(batch) >= _BATCH:
+                yield from self._flush_batch(batch)
+            pos = end
+
     def _parse_block(self, buf: bytes, start: int, stop: int) -> tuple | None:
         """One ``<calculation>...</calculation>`` (``buf[start:stop]``) parsed on its own, or None when the streaming
         parser must see it (malformed, or holding elements that ``_end`` reacts to outside
@@ -299,7 +341,7 @@ class VaspXmlReader(Reader):
         e_fr_energy / e_0_energy texts of the last of them kept (``last_plain``): nothing else of
         them matters and their numbers cannot be corrupt.  That saves building ~15 elements per
         SCF step.  ``steps`` are any other leading <scstep> elements (ElementTree), ``calc`` the
-        ``_REST_PLAIN`` match of the rest when it is plain, else its element tree (ElementTree
+        ``_REST_PLAIN`` groups of the rest when it is plain, else its element tree (ElementTree
         checks it, so a malformed block still goes to the streaming parser).
         """
         # the usual all-plain block is matched in place (regex endpos: as on the slice, without a copy)
@@ -313,9 +355,9 @@ class VaspXmlReader(Reader):
             last_plain = (buf[i:buf.find(_I_END, i)], buf[j:buf.find(_I_END, j)])
             p = end
         m = _REST_PLAIN.match(buf, p, stop)
-        if m and (m.end() == stop or self._plain_tail(buf, m, stop)):
+        if m and (m.end() == stop or self._plain_tail(buf, m.end(), stop, m.group(5) is not None)):
             # all plain: no nested <calculation>, no _BLOCK_UNSAFE tag (texts cannot hold a '<')
-            return n_plain, last_plain, (), m
+            return n_plain, last_plain, (), m.groups()
         block = buf[start:stop]
         p -= start
         plain_end = p
@@ -339,22 +381,23 @@ class VaspXmlReader(Reader):
         if p != plain_end:  # (_REST_PLAIN did not match at plain_end)
             m = _REST_PLAIN.match(block, p)
             if m and m.end() == len(block):
-                return n_plain, last_plain, steps, m
+                return n_plain, last_plain, steps, m.groups()
         try:
             calc = self._xml_calc(_OPEN + block[p:])
         except (ET.ParseError, expat.ExpatError):
             return None
         return n_plain, last_plain, steps, calc
 
-    def _plain_tail(self, buf: bytes, m: re.Match, stop: int) -> bool:
-        """True when what follows the plain rest ``m`` (DOS, eigenvalues, projections: VASP writes them
+    def _plain_tail(self, buf: bytes, t: int, stop: int, has_stress: bool) -> bool:
+        """True when ``buf[t:stop]``, what follows the plain rest of a block (DOS, eigenvalues,
+        projections: VASP writes them
         in the last <calculation>) is well-formed XML that changes nothing the element-tree path
         would read: no <scstep>, no second stress array when the plain part had none, no element
         that _end reacts to, and no comment, CDATA, processing instruction or DTD (checked by expat,
         exactly as ElementTree would parse it; a malformed tail goes to the streaming parser)."""
-        t = m.end()  # the tail is buf[t:stop] (searched in place: no copies of the DOS)
+        # searched in place: no copies of the DOS
         if (_TAIL_UNSAFE.search(buf, t, stop) is not None
-                or (m.group(5) is None and buf.find(b'"stress"', t, stop) >= 0)):
+                or (not has_stress and buf.find(b'"stress"', t, stop) >= 0)):
             return False
         unusual = []
         check = expat.ParserCreate(self._block_encoding, "}")  # as ET.XMLParser creates it
@@ -435,16 +478,16 @@ class VaspXmlReader(Reader):
         self._sc_count, self._sc_last = 0, None
         return out
 
-    def _plain_calculation(self, m: re.Match, pre: tuple | None = None) -> Frame | None:
-        """_calculation for a block whose rest matched _REST_PLAIN (plain ASCII texts)."""
+    def _plain_calculation(self, rest: tuple, pre: tuple | None = None) -> Frame | None:
+        """_calculation for a block whose rest matched _REST_PLAIN (its groups; plain ASCII texts)."""
         step = self._calc_start()
         if step is None:
             return None
-        efr = _I_EFR.search(m.group(6))  # the <energy> body
+        efr = _I_EFR.search(rest[5])  # the <energy> body
         efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
         if pre is not None:  # (cell, positions, forces, stress, finite) from _batch_arrays
             return self._calc_frame(step, *pre, efr)
-        basis, _rec, positions, forces, stress, _energy = m.groups()
+        basis, _rec, positions, forces, stress, _energy = rest
         n = len(self._numbers)
         arrays = _plain_arrays((basis, positions, forces, stress), (3, n, n, 3))
         if arrays is not None:  # every row exactly 3 numbers: nothing to report
@@ -458,11 +501,37 @@ class VaspXmlReader(Reader):
     # exactly as one at a time (drops, warnings, errors and step numbers in the same order).
     def _flush_batch(self, batch: list) -> Iterator[Frame]:
         pre = self._batch_arrays(batch) if len(batch) > 1 else None
+        if pre is None:
+            for parsed in batch:
+                frame = self._block_calculation(parsed)
+                if frame is not None:
+                    yield frame
+        else:
+            yield from self._finish_batch(batch, *pre)
+        batch.clear()
+
+    def _finish_batch(self, batch: list, cells, positions, forces, stresses, finite) -> Iterator[Frame]:
+        """``_block_calculation`` of each block with its arrays from ``_batch_arrays``, in order.
+        The usual block (plain <scstep>s only, settings known) is done here inline, as
+        _block_calculation -> _plain_calculation -> _calc_start would do it: with small cells the
+        calls themselves were a good part of the per-frame work."""
+        finite = finite.tolist()
+        efr_search = _I_EFR.search
         for k, parsed in enumerate(batch):
-            frame = self._block_calculation(parsed, None if pre is None else tuple(a[k] for a in pre))
+            n_plain, last_plain, steps, rest = parsed
+            if steps or not n_plain or not self._settings_done:
+                frame = self._block_calculation(parsed, (cells[k], positions[k], forces[k], stresses[k], finite[k]))
+            else:
+                self._sc_count += n_plain
+                self._sc_last = (float(last_plain[0]), float(last_plain[1]))  # _NUM: plain numbers
+                step = self._step  # _calc_start: species resolved (_batch_arrays), some SCF step
+                self._step = step + 1
+                efr = efr_search(rest[5])  # the <energy> body
+                efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
+                frame = self._calc_frame(step, cells[k], positions[k], forces[k], stresses[k], finite[k], efr)
+                self._sc_count, self._sc_last = 0, None
             if frame is not None:
                 yield frame
-        batch.clear()
 
     def _batch_arrays(self, batch: list) -> tuple | None:
         """Per block (cell, Cartesian positions, forces, stress or None, finite) of plain blocks that
@@ -473,10 +542,10 @@ class VaspXmlReader(Reader):
             except FormatError:
                 return None  # raised again, in order, by the block that needs the species
         n = len(self._numbers)
-        has_stress = batch[0][3].group(5) is not None
+        has_stress = batch[0][3][4] is not None
         groups = []
         for parsed in batch:
-            basis, _rec, positions, forces, stress, _energy = parsed[3].groups()
+            basis, _rec, positions, forces, stress, _energy = parsed[3]
             if (stress is not None) != has_stress:
                 return None
             groups.append((basis, positions, forces, stress) if has_stress else (basis, positions, forces))
