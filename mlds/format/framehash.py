@@ -120,7 +120,7 @@ def _hash_plain(z: Any, positions: Any, cell: Any, pbc: Any, energy: Any, f: Any
             and (f is None or (type(f) is nd and f.dtype == _F8 and f.size == n3))
             and (s is None or (type(s) is nd and s.dtype == _F8 and s.size == 9))):
         return None
-    parts = [positions.reshape(n3), cell.reshape(9), (energy,)]
+    parts = [positions.reshape(n3), cell.reshape(9), np.array((energy,))]  # (an array: a tuple costs more)
     if f is not None:
         parts.append(f.reshape(n3))
     if s is not None:

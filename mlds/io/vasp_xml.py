@@ -37,7 +37,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from mlds.errors import FormatError
-from mlds.format.frame import Frame
+from mlds.format.frame import Frame, blank_fields
 from mlds.io import _vasp_common as vc
 from mlds.io.registry import Reader, register_reader
 
@@ -512,24 +512,45 @@ class VaspXmlReader(Reader):
 
     def _finish_batch(self, batch: list, cells, positions, forces, stresses, finite) -> Iterator[Frame]:
         """``_block_calculation`` of each block with its arrays from ``_batch_arrays``, in order.
-        The usual block (plain <scstep>s only, settings known) is done here inline, as
-        _block_calculation -> _plain_calculation -> _calc_start would do it: with small cells the
-        calls themselves were a good part of the per-frame work."""
-        finite = finite.tolist()
+        The usual block (plain <scstep>s only, settings known, e_fr_energy a number, no PV term,
+        converged or kept, finite) is done here inline, exactly as _block_calculation ->
+        _plain_calculation -> _calc_start -> _calc_frame do it: with small cells the calls
+        themselves were a good part of the per-frame work.  Anything else takes those calls."""
+        raw = self._params.get("PSTRESS") or self._incar.get("PSTRESS")  # no event changes it in a batch
+        pstress = vc.to_num(raw)
+        inline = not (isinstance(pstress, (int, float)) and not isinstance(pstress, bool) and pstress)
+        nelm, keep = self._nelm, self._keep_unconverged
+        numbers = self._numbers
         efr_search = _I_EFR.search
-        for k, parsed in enumerate(batch):
+        for parsed, cell, pos, frc, st, fin in zip(batch, cells, positions, forces, stresses, finite.tolist()):
             n_plain, last_plain, steps, rest = parsed
             if steps or not n_plain or not self._settings_done:
-                frame = self._block_calculation(parsed, (cells[k], positions[k], forces[k], stresses[k], finite[k]))
+                frame = self._block_calculation(parsed, (cell, pos, frc, st, fin))
+                if frame is not None:
+                    yield frame
+                continue
+            sc = self._sc_count + n_plain
+            self._sc_count = sc
+            self._sc_last = last = (float(last_plain[0]), float(last_plain[1]))  # _NUM: plain numbers
+            step = self._step  # _calc_start: species resolved (_batch_arrays), some SCF step
+            self._step = step + 1
+            efr = efr_search(rest[5])  # the <energy> body
+            efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
+            energy = None
+            if inline and efr is not _MISSING and efr is not None and fin and (nelm is None or sc < nelm or keep):
+                try:
+                    energy = float(efr)
+                except ValueError:
+                    pass  # _calc_frame names it
+            if energy is not None and math.isfinite(energy):
+                fields = blank_fields()
+                fields.update(numbers=numbers, positions=pos, cell=cell, pbc=_PBC.copy(), energy=energy,
+                              forces=frc, stress=st, energy_sigma0=energy + (last[1] - last[0]),
+                              converged=nelm is None or sc < nelm, info={"step": step, "scf_iterations": sc})
+                frame = Frame._adopt(fields)
             else:
-                self._sc_count += n_plain
-                self._sc_last = (float(last_plain[0]), float(last_plain[1]))  # _NUM: plain numbers
-                step = self._step  # _calc_start: species resolved (_batch_arrays), some SCF step
-                self._step = step + 1
-                efr = efr_search(rest[5])  # the <energy> body
-                efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
-                frame = self._calc_frame(step, cells[k], positions[k], forces[k], stresses[k], finite[k], efr)
-                self._sc_count, self._sc_last = 0, None
+                frame = self._calc_frame(step, cell, pos, frc, st, fin, efr)
+            self._sc_count, self._sc_last = 0, None
             if frame is not None:
                 yield frame
 
