@@ -47,8 +47,12 @@ _OPEN, _CLOSE = b"<calculation>", b"</calculation>"
 # elements that _end handles when they appear anywhere (not only outside <calculation>)
 _BLOCK_UNSAFE = (b"<incar", b"<atominfo", b"<kpoints")
 # in a tail after the plain rest of a block (_plain_tail): a <scstep>, a nested <calculation> or a
-# _BLOCK_UNSAFE tag (one pass over the DOS instead of one per tag)
-_TAIL_UNSAFE = re.compile(rb"<(?:scstep|calculation>|" + rb"|".join(t[1:] for t in _BLOCK_UNSAFE) + rb")")
+# _BLOCK_UNSAFE tag (one pass over the DOS instead of one per tag).  Written as '<', one of their first
+# letters, then the rest of the name that letter starts (lookbehind): the DOS's many '<r>' and '</'
+# are then rejected by one class test each instead of five alternatives (half the search time).
+_TAIL_NAMES = (b"scstep", b"calculation>") + tuple(t[1:] for t in _BLOCK_UNSAFE)
+_TAIL_UNSAFE = re.compile(rb"<[" + bytes(sorted({n[0] for n in _TAIL_NAMES})) + rb"](?:"
+                          + rb"|".join(rb"(?<=" + n[:1] + rb")" + n[1:] for n in _TAIL_NAMES) + rb")")
 _SC_NEXT = re.compile(rb"[ \t\r\n]*<scstep>")
 _SC_OPEN_ANY, _SC_OPEN, _SC_CLOSE = b"<scstep", b"<scstep>", b"</scstep>"
 # VASP's usual <scstep> body: <time> elements, then one <energy> of <i name="..."> elements.  Only
