@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import re
-from itertools import chain
+from itertools import chain, repeat
+from operator import itemgetter
 import xml.etree.ElementTree as ET
 from xml.parsers import expat
 from pathlib import Path
@@ -567,15 +568,19 @@ class VaspXmlReader(Reader):
             except FormatError:
                 return None  # raised again, in order, by the block that needs the species
         n = len(self._numbers)
-        has_stress = batch[0][3][4] is not None
-        groups = []
-        for parsed in batch:
-            basis, _rec, positions, forces, stress, _energy = parsed[3]
-            if (stress is not None) != has_stress:
+        rests = [parsed[3] for parsed in batch]  # _REST_PLAIN groups: basis, rec_basis, positions, forces, stress, energy
+        has_stress = rests[0][4] is not None
+        if has_stress:
+            if any(r[4] is None for r in rests):
                 return None
-            groups.append((basis, positions, forces, stress) if has_stress else (basis, positions, forces))
-        rows = (3, n, n, 3) if has_stress else (3, n, n)
-        arrays = _plain_arrays([g for gs in groups for g in gs], rows * len(batch), joined=True)
+            groups = list(chain.from_iterable(map(itemgetter(0, 2, 3, 4), rests)))
+            rows = (3, n, n, 3)
+        else:
+            if any(r[4] is not None for r in rests):
+                return None
+            groups = list(chain.from_iterable(map(itemgetter(0, 2, 3), rests)))
+            rows = (3, n, n)
+        arrays = _plain_arrays(groups, rows * len(batch), joined=True)
         if arrays is None:
             return None
         per = sum(rows)
@@ -926,37 +931,30 @@ def _plain_arrays(groups, rows, joined: bool = False) -> Any:
     array), parsed in one go, when every group has the expected number of rows and every row is
     exactly 3 numbers; else None (the careful per-row path then names the problem).
     ``joined``: all groups present, and one flat array of all their numbers is returned."""
-    parts = []
-    total = 0
-    for g, r in zip(groups, rows):
-        if g is None:
-            if joined:
-                return None
-            continue
-        if g.count(b"<v>") != r:
+    if joined:  # many small groups (_batch_arrays): the checks in C
+        if None in groups or list(map(bytes.count, groups, repeat(b"<v>"))) != list(rows):
             return None
-        parts.append(g)
-        total += r
-    joined_rows = b"".join(parts)
-    if joined:
+        total = sum(rows)
+        joined_rows = b"".join(groups)
         # VASP's fixed-format rows (every <v> text as wide as the first, 3 numbers): column-wise
         texts = _V_BYTES.findall(joined_rows)
         if len(texts) == total:
             vals = vc.fixed_rows(b"\n".join(texts) + b"\n", total, 3)
             if vals is not None:
                 return vals.reshape(-1)
-    # each </v> becomes a "<" token ('<' cannot occur in a text): rows of 3 numbers are exactly
-    # token lists whose every 4th token is "<"
-    toks = joined_rows.decode("ascii").replace("<v>", " ").replace("</v>", " < ").split()
-    if len(toks) != 4 * total or toks[3::4] != ["<"] * total:
+        return _token_floats(joined_rows, total)
+    parts = []
+    total = 0
+    for g, r in zip(groups, rows):
+        if g is None:
+            continue
+        if g.count(b"<v>") != r:
+            return None
+        parts.append(g)
+        total += r
+    vals = _token_floats(b"".join(parts), total)
+    if vals is None:
         return None
-    del toks[3::4]
-    try:
-        vals = np.fromiter(map(float, toks), dtype=np.float64, count=3 * total)
-    except ValueError:
-        return None
-    if joined:
-        return vals
     out: list = []
     pos = 0
     for g, r in zip(groups, rows):
@@ -966,6 +964,21 @@ def _plain_arrays(groups, rows, joined: bool = False) -> Any:
             out.append(vals[pos:pos + 3 * r].reshape(r, 3))
             pos += 3 * r
     return out
+
+
+def _token_floats(joined_rows: bytes, total: int) -> np.ndarray | None:
+    """The 3 * total numbers of ``total`` <v> rows (_plain_arrays), or None unless every row is
+    exactly 3 numbers."""
+    # each </v> becomes a "<" token ('<' cannot occur in a text): rows of 3 numbers are exactly
+    # token lists whose every 4th token is "<"
+    toks = joined_rows.decode("ascii").replace("<v>", " ").replace("</v>", " < ").split()
+    if len(toks) != 4 * total or toks[3::4] != ["<"] * total:
+        return None
+    del toks[3::4]
+    try:
+        return np.fromiter(map(float, toks), dtype=np.float64, count=3 * total)
+    except ValueError:
+        return None
 
 
 class _NoTree:
