@@ -568,7 +568,8 @@ class VaspXmlReader(Reader):
             except FormatError:
                 return None  # raised again, in order, by the block that needs the species
         n = len(self._numbers)
-        rests = [parsed[3] for parsed in batch]  # _REST_PLAIN groups: basis, rec_basis, positions, forces, stress, energy
+        # _REST_PLAIN groups: basis, rec_basis, positions, forces, stress, energy
+        rests = [parsed[3] for parsed in batch]
         has_stress = rests[0][4] is not None
         if has_stress:
             if any(r[4] is None for r in rests):
