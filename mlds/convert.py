@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -138,6 +139,7 @@ def convert(
     from mlds.format.framehash import frame_hash
 
     seen: set[bytes] = set()
+    hash_ahead = not keep_duplicates
 
     def stream() -> Iterator[Any]:
         index = 0
@@ -153,7 +155,9 @@ def convert(
                 frames: Iterable[Any] = ()
             else:
                 frames = src.frames(tables)
-            for frame in frames:
+            pairs = (_with_digests(frames, src.placement_fixed) if hash_ahead and isinstance(src, FileSource)
+                     else zip(frames, repeat(None)))
+            for frame, digest in pairs:
                 k, index = index, index + 1
                 if (selection.last is not None and k > selection.last) or not selection.keeps(k, frame):
                     extra["not-selected"] = extra.get("not-selected", 0) + 1
@@ -161,7 +165,7 @@ def convert(
                         tables.tallies[src.place(frame, tables)].drop("not-selected")
                     continue
                 if not keep_duplicates:
-                    h = bytes.fromhex(frame_hash(frame))
+                    h = digest if digest is not None else bytes.fromhex(frame_hash(frame))
                     if h in seen:
                         extra["duplicate"] = extra.get("duplicate", 0) + 1
                         out_src = src.place(frame, tables)
@@ -215,6 +219,46 @@ def convert(
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return result
+
+
+_AHEAD = 64  # frames a file source is read ahead for _with_digests
+
+
+def _with_digests(frames: Iterable[Any], ready: Callable[[], bool]) -> Iterator[tuple[Any, bytes | None]]:
+    """``(frame, digest)`` pairs: the frame hashes of ``_AHEAD`` frames at a time in one go
+    (framehash.frame_digests; per frame they were a good part of a convert, issue 12), None where
+    the caller must hash the frame itself.  The reader runs ahead only once ``ready()`` (the source
+    places frames without looking at the reader's state any more; what it reports is read at its
+    end), so nothing but the timing changes; an error it raises still comes after the frames it
+    yielded before."""
+    from mlds.format.framehash import frame_digests
+
+    it = iter(frames)
+    for frame in it:  # one at a time until the look-ahead cannot change anything
+        yield frame, None
+        if ready():
+            break
+    else:
+        return
+    while True:
+        batch: list[Any] = []
+        error = None
+        try:
+            for frame in it:
+                batch.append(frame)
+                if len(batch) >= _AHEAD:
+                    break
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after the frames read before it
+            error = exc
+        try:
+            digests = frame_digests(batch)
+        except Exception:  # noqa: BLE001 - not frames as readers make them: frame_hash decides, in turn
+            digests = [None] * len(batch)
+        yield from zip(batch, digests)
+        if error is not None:
+            raise error
+        if len(batch) < _AHEAD:
+            return
 
 
 def _pipeline_reason(extra: dict[str, int]) -> str:

@@ -104,33 +104,95 @@ _F8, _U1 = np.dtype("<f8"), np.dtype("u1")
 _BOOL = np.dtype(bool)
 
 
-def _plain(a: Any, size: int) -> bool:
-    return type(a) is np.ndarray and a.dtype == _F8 and a.size == size
-
-
 def _hash_plain(z: Any, positions: Any, cell: Any, pbc: Any, energy: Any, f: Any, s: Any) -> str | None:
     """:func:`hash_arrays` for the usual frame of a reader (convert hashes every frame, issue 12):
     arrays already of the hash's dtypes and sizes, a float energy, no NaN; the same bytes in one
-    concatenation with no conversions.  None for anything else (hash_arrays then decides)."""
-    if type(z) is not np.ndarray or z.dtype != _U1 or z.ndim != 1 or type(energy) is not float:
+    concatenation with no conversions.  None for anything else (hash_arrays then decides).
+    Written flat (no helper calls, one dot product as the NaN test): it runs once per frame."""
+    nd = np.ndarray
+    if type(z) is not nd or z.dtype != _U1 or z.ndim != 1 or type(energy) is not float:
         return None
     n = z.shape[0]
-    if not (_plain(positions, 3 * n) and _plain(cell, 9) and type(pbc) is np.ndarray and pbc.dtype == _BOOL
-            and pbc.size == 3 and (f is None or _plain(f, 3 * n)) and (s is None or _plain(s, 9))):
+    n3 = 3 * n
+    if not (n and type(positions) is nd and positions.dtype == _F8 and positions.size == n3
+            and type(cell) is nd and cell.dtype == _F8 and cell.size == 9
+            and type(pbc) is nd and pbc.dtype == _BOOL and pbc.size == 3
+            and (f is None or (type(f) is nd and f.dtype == _F8 and f.size == n3))
+            and (s is None or (type(s) is nd and s.dtype == _F8 and s.size == 9))):
         return None
-    if n == 0 or (f is not None and f.size == 0):
-        return None
-    parts = [positions.reshape(3 * n), cell.reshape(9), (energy,)]
+    parts = [positions.reshape(n3), cell.reshape(9), np.array((energy,))]  # (an array: a tuple costs more)
     if f is not None:
-        parts.append(f.reshape(3 * n))
+        parts.append(f.reshape(n3))
     if s is not None:
         parts.append(s.reshape(9))
     buf = np.concatenate(parts)
-    m = buf.max()
-    if m != m:  # a NaN somewhere: hash_arrays' careful path
+    d = buf.dot(buf)  # NaN exactly when some value is (squares: no inf - inf)
+    if d != d:  # a NaN somewhere: hash_arrays' careful path
         return None
     buf += 0.0  # -0.0 -> +0.0, as hash_arrays
     return _digest(n, z.tobytes(), buf, pbc.tobytes(), f is not None, s is not None)
+
+
+def frame_digests(frames: list[Any]) -> list[bytes | None]:
+    """``bytes.fromhex(frame_hash(f))`` for each frame of a list, computed together (convert dedupes
+    every frame, issue 12; with small cells the per-frame numpy calls of frame_hash are most of it).
+    Frames of one atom count with the usual dtypes (what _hash_plain takes) get their canonical
+    bytes assembled in a few whole-array steps, then one SHA-256 each.  None for a frame with a NaN,
+    and for every frame when the list is not uniform: the caller hashes those with frame_hash."""
+    k = len(frames)
+    out: list[bytes | None] = [None] * k
+    if k < 2:
+        return out
+    f0 = frames[0]
+    z0 = f0.numbers
+    if type(z0) is not np.ndarray or z0.ndim != 1 or not z0.shape[0]:
+        return out
+    n = z0.shape[0]
+    n3 = 3 * n
+    has_f, has_s = f0.forces is not None, f0.stress is not None
+    nd = np.ndarray
+    for f in frames:  # every frame as _hash_plain wants it, and like the first one
+        z, p, c, b, e, fo, st = f.numbers, f.positions, f.cell, f.pbc, f.energy, f.forces, f.stress
+        if not (type(z) is nd and z.dtype == _U1 and z.shape == (n,) and type(e) is float
+                and type(p) is nd and p.dtype == _F8 and p.size == n3
+                and type(c) is nd and c.dtype == _F8 and c.size == 9
+                and type(b) is nd and b.dtype == _BOOL and b.size == 3
+                and (fo is None) is not has_f and (st is None) is not has_s
+                and (fo is None or (type(fo) is nd and fo.dtype == _F8 and fo.size == n3))
+                and (st is None or (type(st) is nd and st.dtype == _F8 and st.size == 9))):
+            return out
+    # the floats of each frame in hash order, one row per frame (as _hash_plain's buffer)
+    nf = n3 + 10 + (n3 if has_f else 0) + (9 if has_s else 0)
+    fl = np.empty((k, nf), dtype="<f8")
+    fl[:, :n3] = np.concatenate([f.positions for f in frames], axis=None).reshape(k, n3)
+    fl[:, n3:n3 + 9] = np.concatenate([f.cell for f in frames], axis=None).reshape(k, 9)
+    fl[:, n3 + 9] = [f.energy for f in frames]
+    if has_f:
+        fl[:, n3 + 10:2 * n3 + 10] = np.concatenate([f.forces for f in frames], axis=None).reshape(k, n3)
+    if has_s:
+        fl[:, nf - 9:] = np.concatenate([f.stress for f in frames], axis=None).reshape(k, 9)
+    nan = np.isnan(fl).any(axis=1)
+    fl += 0.0  # -0.0 -> +0.0, as hash_arrays
+    raw = fl.view(np.uint8)
+    # the canonical bytes of _digest, one row per frame
+    head = _PREFIX + n.to_bytes(8, "little", signed=True)
+    kf = 8 * (n3 + 9)  # positions and cell
+    parts = [np.broadcast_to(np.frombuffer(head, np.uint8), (k, len(head))),
+             np.concatenate([f.numbers for f in frames]).reshape(k, n), raw[:, :kf],
+             np.concatenate([f.pbc for f in frames]).reshape(k, 3).view(np.uint8), raw[:, kf:kf + 8]]
+    kf += 8
+    if has_f:
+        parts += [np.full((k, 1), ord("F"), np.uint8), raw[:, kf:kf + 8 * n3]]
+        kf += 8 * n3
+    else:
+        parts.append(np.full((k, 1), ord("-"), np.uint8))
+    parts += [np.full((k, 1), ord("S"), np.uint8), raw[:, kf:]] if has_s else [np.full((k, 1), ord("-"), np.uint8)]
+    rows = np.concatenate(parts, axis=1)
+    sha = hashlib.sha256
+    for i, (row, bad) in enumerate(zip(rows, nan.tolist())):
+        if not bad:
+            out[i] = sha(row).digest()
+    return out
 
 
 def iter_dataset_hashes(ds: Any, start: int = 0, stop: int | None = None, block: int = 4096) -> Iterator[str]:

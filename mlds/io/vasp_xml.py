@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import re
-from itertools import chain
+from itertools import chain, repeat
+from operator import itemgetter
 import xml.etree.ElementTree as ET
 from xml.parsers import expat
 from pathlib import Path
@@ -37,7 +38,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from mlds.errors import FormatError
-from mlds.format.frame import Frame
+from mlds.format.frame import Frame, blank_fields
 from mlds.io import _vasp_common as vc
 from mlds.io.registry import Reader, register_reader
 
@@ -47,8 +48,12 @@ _OPEN, _CLOSE = b"<calculation>", b"</calculation>"
 # elements that _end handles when they appear anywhere (not only outside <calculation>)
 _BLOCK_UNSAFE = (b"<incar", b"<atominfo", b"<kpoints")
 # in a tail after the plain rest of a block (_plain_tail): a <scstep>, a nested <calculation> or a
-# _BLOCK_UNSAFE tag (one pass over the DOS instead of one per tag)
-_TAIL_UNSAFE = re.compile(rb"<(?:scstep|calculation>|" + rb"|".join(t[1:] for t in _BLOCK_UNSAFE) + rb")")
+# _BLOCK_UNSAFE tag (one pass over the DOS instead of one per tag).  Written as '<', one of their first
+# letters, then the rest of the name that letter starts (lookbehind): the DOS's many '<r>' and '</'
+# are then rejected by one class test each instead of five alternatives (half the search time).
+_TAIL_NAMES = (b"scstep", b"calculation>") + tuple(t[1:] for t in _BLOCK_UNSAFE)
+_TAIL_UNSAFE = re.compile(rb"<[" + bytes(sorted({n[0] for n in _TAIL_NAMES})) + rb"](?:"
+                          + rb"|".join(rb"(?<=" + n[:1] + rb")" + n[1:] for n in _TAIL_NAMES) + rb")")
 _SC_NEXT = re.compile(rb"[ \t\r\n]*<scstep>")
 _SC_OPEN_ANY, _SC_OPEN, _SC_CLOSE = b"<scstep", b"<scstep>", b"</scstep>"
 # VASP's usual <scstep> body: <time> elements, then one <energy> of <i name="..."> elements.  Only
@@ -84,12 +89,16 @@ def _va(name: bytes) -> bytes:
 # optional stress, energy, timings), same strict texts as _SCSTEPS; when it stops before the end of
 # the block, what follows (DOS, eigenvalues... of the last step) may be a tail nothing reads
 # (_plain_tail); anything else: ElementTree
-_REST_PLAIN = re.compile(
+_REST_BODY = (
     _W + rb"<structure>" + _W + rb"<crystal>" + _W + _va(rb"basis")
     + rb'<i name="volume">' + _TXT + rb"</i>" + _W + _va(rb"rec_basis") + rb"</crystal>" + _W
     + _va(rb"positions") + rb"</structure>" + _W + _va(rb"forces") + rb"(?:" + _va(rb"stress") + rb")?+"
     + rb"<energy>((?:" + _W + rb'<i name="' + _NAME + rb'">' + _TXT + rb"</i>)*+)" + _W + rb"</energy>" + _W
-    + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+(?:</calculation>)?+")
+    + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+")
+_REST_PLAIN = re.compile(_REST_BODY + rb"(?:</calculation>)?+")
+# a whole usual block in one match (_plain_run): whitespace, <calculation>, plain <scstep>s, the plain
+# rest with its groups 1-6 as in _REST_PLAIN; group 7 is the end tag, absent when a tail follows
+_BLOCK_PLAIN = re.compile(_W + rb"<calculation>(?:" + _SC_ONE + rb")*+" + _REST_BODY + rb"(</calculation>)?+")
 _V_TEXT = re.compile(r"<v>([^<]*)</v>")
 _V_BYTES = re.compile(rb"<v>([^<]*)</v>")
 # first <i> of that name in the (already strictly matched) <energy> body
@@ -141,21 +150,18 @@ class VaspXmlReader(Reader):
         stack: list[ET.Element] = []
         self._block_encoding: str | None = None
         # Fast path: a complete top-level <calculation> block (found by a byte search) is parsed on
-        # its own by the C parser in one call instead of event by event, and the streaming parser is
-        # fed a comment with the same line breaks in its place (so its line numbers stay right).
+        # its own by the C parser in one call instead of event by event, and the streaming parser
+        # never sees it (nor the whitespace between such blocks): a well-formed element at depth 1
+        # changes nothing in its state.  Its positions then lag behind the file's, so a parse error
+        # is located again by _located (error path only; counting lines here cost ~7 % of a read).
         # Anything unusual (parse error, nested or header-like elements, a block larger than
         # _BLOCK_MAX, a truncated file) goes through the streaming parser exactly as before.
-        # whitespace and fast-path blocks not yet given to the streaming parser: they reach it as one
-        # comment spanning the same lines (_Skipped), so that its line numbers stay right
-        pending = _Skipped()
-
+        self._skipped = False
         batch: list = []  # plain blocks not finished yet (_flush_batch)
 
         def feed(data: bytes, flush: bool = False) -> Iterator[Frame]:
             if batch:  # what the streaming parser may yield or raise comes after the blocks before it
                 yield from self._flush_batch(batch)
-            if pending:
-                data = pending.take() + data
             yield from self._feed(parser, stack, data, flush)
 
         with open(self.path, "rb") as fh:
@@ -181,8 +187,8 @@ class VaspXmlReader(Reader):
                     gap = buf[pos:i]
                     if gap.translate(None, b" \t\r\n"):
                         yield from feed(gap)
-                    else:  # whitespace between blocks: cannot change the parser state, feed it later
-                        pending.add(gap, 0, len(gap))
+                    else:  # whitespace between blocks: cannot change the parser state
+                        self._skipped = True
                     pos = i
                 if len(stack) != 1 and hasattr(parser, "flush"):
                     # expat (>= 2.6, Python >= 3.11.9 / 3.12.3) may hold back the end of what it was
@@ -192,6 +198,12 @@ class VaspXmlReader(Reader):
                 if len(stack) != 1:  # not directly under the root element: stream it
                     yield from feed(buf[pos:pos + len(_OPEN)])
                     pos += len(_OPEN)
+                    continue
+                end = yield from self._plain_run(buf, pos, batch)
+                if end != pos:  # usual blocks taken; the next one (if any) from the top of the loop
+                    pos = end
+                    if pos > _CHUNK:
+                        buf, pos = buf[pos:], 0
                     continue
                 j = buf.find(_CLOSE, pos)
                 while j < 0 and not eof and len(buf) - pos < _BLOCK_MAX:
@@ -208,8 +220,8 @@ class VaspXmlReader(Reader):
                 if calc is None:
                     yield from feed(buf[pos:end])
                 else:
-                    pending.add(buf, pos, end)
-                    if isinstance(calc[3], re.Match):
+                    self._skipped = True
+                    if type(calc[3]) is tuple:  # plain rest (_REST_PLAIN groups)
                         batch.append(calc)
                         if len(batch) >= _BATCH:
                             yield from self._flush_batch(batch)
@@ -219,8 +231,6 @@ class VaspXmlReader(Reader):
                         frame = self._block_calculation(calc)
                         if frame is not None:
                             yield frame
-                    if pending.lines > 1 << 20:  # bounded: the comment holds one byte per line
-                        yield from feed(b"")
                 pos = end
                 if pos > _CHUNK:
                     buf, pos = buf[pos:], 0
@@ -271,8 +281,60 @@ class VaspXmlReader(Reader):
             if late is not None:
                 raise late
         except ET.ParseError as err:
+            if self._skipped:
+                err = self._located(err)
             raise FormatError(self.path, f"malformed XML: {err.msg if hasattr(err, 'msg') else err}",
                               line=err.position[0]) from None
+
+    def _located(self, err: ET.ParseError) -> ET.ParseError:
+        """The error the streaming parser would have raised had it been fed every byte of the file.
+
+        It was not fed the blocks parsed on their own: well-formed elements at depth 1 in context
+        (else they are streamed), so the first error is the same one, only its line and column were
+        counted without them.  A parser with no tree (memory stays bounded) reads the file again up
+        to the error; ``err`` itself if it finds none (cannot happen for an unchanged file)."""
+        parser = ET.XMLParser(target=_NoTree())
+        try:
+            with open(self.path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                    parser.feed(chunk)
+            if hasattr(parser, "flush"):
+                parser.flush()
+        except ET.ParseError as real:
+            return real
+        return err
+
+    def _plain_run(self, buf: bytes, pos: int, batch: list) -> Iterator[Frame]:
+        """Take the usual blocks that follow one another from ``pos`` (a top-level <calculation>):
+        each one a single _BLOCK_PLAIN match, what _parse_block's first path finds for it with a
+        dozen calls more; its tail (DOS...) checked by _plain_tail as there.  Returns where the
+        first block it did not take starts (``pos`` if none): that one, complete in ``buf`` or
+        not, takes the general path.  A generator for the frames of full batches."""
+        match = _BLOCK_PLAIN.match
+        while True:
+            m = match(buf, pos)
+            if m is None:
+                return pos
+            rest_end = end = m.end()
+            if m.group(7) is None:  # the rest stops before </calculation>: a tail follows
+                j = buf.find(_CLOSE, end)
+                if j < 0:
+                    return pos
+                end = j + len(_CLOSE)
+                if not self._plain_tail(buf, rest_end, end, m.group(5) is not None):
+                    return pos
+            start = m.start()
+            n_plain = buf.count(_SC_OPEN, start, rest_end)
+            last_plain = None
+            if n_plain:  # e_fr_energy and e_0_energy of the last <scstep>, as _parse_block takes them
+                i = buf.find(_EFR_TAG, buf.rfind(_SC_OPEN, start, rest_end)) + len(_EFR_TAG)
+                j = buf.find(_E0_TAG, i) + len(_E0_TAG)
+                last_plain = (buf[i:buf.find(_I_END, i)], buf[j:buf.find(_I_END, j)])
+            self._skipped = True
+            batch.append((n_plain, last_plain, (), m.groups()[:6]))
+            if len(batch) >= _BATCH:
+                yield from self._flush_batch(batch)
+            pos = end
 
     def _parse_block(self, buf: bytes, start: int, stop: int) -> tuple | None:
         """One ``<calculation>...</calculation>`` (``buf[start:stop]``) parsed on its own, or None when the streaming
@@ -284,7 +346,7 @@ class VaspXmlReader(Reader):
         e_fr_energy / e_0_energy texts of the last of them kept (``last_plain``): nothing else of
         them matters and their numbers cannot be corrupt.  That saves building ~15 elements per
         SCF step.  ``steps`` are any other leading <scstep> elements (ElementTree), ``calc`` the
-        ``_REST_PLAIN`` match of the rest when it is plain, else its element tree (ElementTree
+        ``_REST_PLAIN`` groups of the rest when it is plain, else its element tree (ElementTree
         checks it, so a malformed block still goes to the streaming parser).
         """
         # the usual all-plain block is matched in place (regex endpos: as on the slice, without a copy)
@@ -298,9 +360,9 @@ class VaspXmlReader(Reader):
             last_plain = (buf[i:buf.find(_I_END, i)], buf[j:buf.find(_I_END, j)])
             p = end
         m = _REST_PLAIN.match(buf, p, stop)
-        if m and (m.end() == stop or self._plain_tail(buf, m, stop)):
+        if m and (m.end() == stop or self._plain_tail(buf, m.end(), stop, m.group(5) is not None)):
             # all plain: no nested <calculation>, no _BLOCK_UNSAFE tag (texts cannot hold a '<')
-            return n_plain, last_plain, (), m
+            return n_plain, last_plain, (), m.groups()
         block = buf[start:stop]
         p -= start
         plain_end = p
@@ -324,22 +386,23 @@ class VaspXmlReader(Reader):
         if p != plain_end:  # (_REST_PLAIN did not match at plain_end)
             m = _REST_PLAIN.match(block, p)
             if m and m.end() == len(block):
-                return n_plain, last_plain, steps, m
+                return n_plain, last_plain, steps, m.groups()
         try:
             calc = self._xml_calc(_OPEN + block[p:])
         except (ET.ParseError, expat.ExpatError):
             return None
         return n_plain, last_plain, steps, calc
 
-    def _plain_tail(self, buf: bytes, m: re.Match, stop: int) -> bool:
-        """True when what follows the plain rest ``m`` (DOS, eigenvalues, projections: VASP writes them
+    def _plain_tail(self, buf: bytes, t: int, stop: int, has_stress: bool) -> bool:
+        """True when ``buf[t:stop]``, what follows the plain rest of a block (DOS, eigenvalues,
+        projections: VASP writes them
         in the last <calculation>) is well-formed XML that changes nothing the element-tree path
         would read: no <scstep>, no second stress array when the plain part had none, no element
         that _end reacts to, and no comment, CDATA, processing instruction or DTD (checked by expat,
         exactly as ElementTree would parse it; a malformed tail goes to the streaming parser)."""
-        t = m.end()  # the tail is buf[t:stop] (searched in place: no copies of the DOS)
+        # searched in place: no copies of the DOS
         if (_TAIL_UNSAFE.search(buf, t, stop) is not None
-                or (m.group(5) is None and buf.find(b'"stress"', t, stop) >= 0)):
+                or (not has_stress and buf.find(b'"stress"', t, stop) >= 0)):
             return False
         unusual = []
         check = expat.ParserCreate(self._block_encoding, "}")  # as ET.XMLParser creates it
@@ -420,16 +483,16 @@ class VaspXmlReader(Reader):
         self._sc_count, self._sc_last = 0, None
         return out
 
-    def _plain_calculation(self, m: re.Match, pre: tuple | None = None) -> Frame | None:
-        """_calculation for a block whose rest matched _REST_PLAIN (plain ASCII texts)."""
+    def _plain_calculation(self, rest: tuple, pre: tuple | None = None) -> Frame | None:
+        """_calculation for a block whose rest matched _REST_PLAIN (its groups; plain ASCII texts)."""
         step = self._calc_start()
         if step is None:
             return None
-        efr = _I_EFR.search(m.group(6))  # the <energy> body
+        efr = _I_EFR.search(rest[5])  # the <energy> body
         efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
         if pre is not None:  # (cell, positions, forces, stress, finite) from _batch_arrays
             return self._calc_frame(step, *pre, efr)
-        basis, _rec, positions, forces, stress, _energy = m.groups()
+        basis, _rec, positions, forces, stress, _energy = rest
         n = len(self._numbers)
         arrays = _plain_arrays((basis, positions, forces, stress), (3, n, n, 3))
         if arrays is not None:  # every row exactly 3 numbers: nothing to report
@@ -443,11 +506,58 @@ class VaspXmlReader(Reader):
     # exactly as one at a time (drops, warnings, errors and step numbers in the same order).
     def _flush_batch(self, batch: list) -> Iterator[Frame]:
         pre = self._batch_arrays(batch) if len(batch) > 1 else None
-        for k, parsed in enumerate(batch):
-            frame = self._block_calculation(parsed, None if pre is None else tuple(a[k] for a in pre))
+        if pre is None:
+            for parsed in batch:
+                frame = self._block_calculation(parsed)
+                if frame is not None:
+                    yield frame
+        else:
+            yield from self._finish_batch(batch, *pre)
+        batch.clear()
+
+    def _finish_batch(self, batch: list, cells, positions, forces, stresses, finite) -> Iterator[Frame]:
+        """``_block_calculation`` of each block with its arrays from ``_batch_arrays``, in order.
+        The usual block (plain <scstep>s only, settings known, e_fr_energy a number, no PV term,
+        converged or kept, finite) is done here inline, exactly as _block_calculation ->
+        _plain_calculation -> _calc_start -> _calc_frame do it: with small cells the calls
+        themselves were a good part of the per-frame work.  Anything else takes those calls."""
+        raw = self._params.get("PSTRESS") or self._incar.get("PSTRESS")  # no event changes it in a batch
+        pstress = vc.to_num(raw)
+        inline = not (isinstance(pstress, (int, float)) and not isinstance(pstress, bool) and pstress)
+        nelm, keep = self._nelm, self._keep_unconverged
+        numbers = self._numbers
+        efr_search = _I_EFR.search
+        for parsed, cell, pos, frc, st, fin in zip(batch, cells, positions, forces, stresses, finite.tolist()):
+            n_plain, last_plain, steps, rest = parsed
+            if steps or not n_plain or not self._settings_done:
+                frame = self._block_calculation(parsed, (cell, pos, frc, st, fin))
+                if frame is not None:
+                    yield frame
+                continue
+            sc = self._sc_count + n_plain
+            self._sc_count = sc
+            self._sc_last = last = (float(last_plain[0]), float(last_plain[1]))  # _NUM: plain numbers
+            step = self._step  # _calc_start: species resolved (_batch_arrays), some SCF step
+            self._step = step + 1
+            efr = efr_search(rest[5])  # the <energy> body
+            efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
+            energy = None
+            if inline and efr is not _MISSING and efr is not None and fin and (nelm is None or sc < nelm or keep):
+                try:
+                    energy = float(efr)
+                except ValueError:
+                    pass  # _calc_frame names it
+            if energy is not None and math.isfinite(energy):
+                fields = blank_fields()
+                fields.update(numbers=numbers, positions=pos, cell=cell, pbc=_PBC.copy(), energy=energy,
+                              forces=frc, stress=st, energy_sigma0=energy + (last[1] - last[0]),
+                              converged=nelm is None or sc < nelm, info={"step": step, "scf_iterations": sc})
+                frame = Frame._adopt(fields)
+            else:
+                frame = self._calc_frame(step, cell, pos, frc, st, fin, efr)
+            self._sc_count, self._sc_last = 0, None
             if frame is not None:
                 yield frame
-        batch.clear()
 
     def _batch_arrays(self, batch: list) -> tuple | None:
         """Per block (cell, Cartesian positions, forces, stress or None, finite) of plain blocks that
@@ -458,15 +568,20 @@ class VaspXmlReader(Reader):
             except FormatError:
                 return None  # raised again, in order, by the block that needs the species
         n = len(self._numbers)
-        has_stress = batch[0][3].group(5) is not None
-        groups = []
-        for parsed in batch:
-            basis, _rec, positions, forces, stress, _energy = parsed[3].groups()
-            if (stress is not None) != has_stress:
+        # _REST_PLAIN groups: basis, rec_basis, positions, forces, stress, energy
+        rests = [parsed[3] for parsed in batch]
+        has_stress = rests[0][4] is not None
+        if has_stress:
+            if any(r[4] is None for r in rests):
                 return None
-            groups.append((basis, positions, forces, stress) if has_stress else (basis, positions, forces))
-        rows = (3, n, n, 3) if has_stress else (3, n, n)
-        arrays = _plain_arrays([g for gs in groups for g in gs], rows * len(batch), joined=True)
+            groups = list(chain.from_iterable(map(itemgetter(0, 2, 3, 4), rests)))
+            rows = (3, n, n, 3)
+        else:
+            if any(r[4] is not None for r in rests):
+                return None
+            groups = list(chain.from_iterable(map(itemgetter(0, 2, 3), rests)))
+            rows = (3, n, n)
+        arrays = _plain_arrays(groups, rows * len(batch), joined=True)
         if arrays is None:
             return None
         per = sum(rows)
@@ -817,37 +932,30 @@ def _plain_arrays(groups, rows, joined: bool = False) -> Any:
     array), parsed in one go, when every group has the expected number of rows and every row is
     exactly 3 numbers; else None (the careful per-row path then names the problem).
     ``joined``: all groups present, and one flat array of all their numbers is returned."""
-    parts = []
-    total = 0
-    for g, r in zip(groups, rows):
-        if g is None:
-            if joined:
-                return None
-            continue
-        if g.count(b"<v>") != r:
+    if joined:  # many small groups (_batch_arrays): the checks in C
+        if None in groups or list(map(bytes.count, groups, repeat(b"<v>"))) != list(rows):
             return None
-        parts.append(g)
-        total += r
-    joined_rows = b"".join(parts)
-    if joined:
+        total = sum(rows)
+        joined_rows = b"".join(groups)
         # VASP's fixed-format rows (every <v> text as wide as the first, 3 numbers): column-wise
         texts = _V_BYTES.findall(joined_rows)
         if len(texts) == total:
             vals = vc.fixed_rows(b"\n".join(texts) + b"\n", total, 3)
             if vals is not None:
                 return vals.reshape(-1)
-    # each </v> becomes a "<" token ('<' cannot occur in a text): rows of 3 numbers are exactly
-    # token lists whose every 4th token is "<"
-    toks = joined_rows.decode("ascii").replace("<v>", " ").replace("</v>", " < ").split()
-    if len(toks) != 4 * total or toks[3::4] != ["<"] * total:
+        return _token_floats(joined_rows, total)
+    parts = []
+    total = 0
+    for g, r in zip(groups, rows):
+        if g is None:
+            continue
+        if g.count(b"<v>") != r:
+            return None
+        parts.append(g)
+        total += r
+    vals = _token_floats(b"".join(parts), total)
+    if vals is None:
         return None
-    del toks[3::4]
-    try:
-        vals = np.fromiter(map(float, toks), dtype=np.float64, count=3 * total)
-    except ValueError:
-        return None
-    if joined:
-        return vals
     out: list = []
     pos = 0
     for g, r in zip(groups, rows):
@@ -859,36 +967,23 @@ def _plain_arrays(groups, rows, joined: bool = False) -> Any:
     return out
 
 
-class _Skipped:
-    """Text the streaming parser does not need to see (whitespace, blocks parsed on their own),
-    counted so that it can be given one comment spanning the same lines and last-line width."""
+def _token_floats(joined_rows: bytes, total: int) -> np.ndarray | None:
+    """The 3 * total numbers of ``total`` <v> rows (_plain_arrays), or None unless every row is
+    exactly 3 numbers."""
+    # each </v> becomes a "<" token ('<' cannot occur in a text): rows of 3 numbers are exactly
+    # token lists whose every 4th token is "<"
+    toks = joined_rows.decode("ascii").replace("<v>", " ").replace("</v>", " < ").split()
+    if len(toks) != 4 * total or toks[3::4] != ["<"] * total:
+        return None
+    del toks[3::4]
+    try:
+        return np.fromiter(map(float, toks), dtype=np.float64, count=3 * total)
+    except ValueError:
+        return None
 
-    __slots__ = ("lines", "last", "any")
 
-    def __init__(self) -> None:
-        self.lines = 0  # newlines
-        self.last = 0  # characters after the last newline
-        self.any = False
-
-    def __bool__(self) -> bool:
-        return self.any
-
-    def add(self, buf: bytes, start: int, stop: int) -> None:
-        """Count ``buf[start:stop]`` (in place: no copy)."""
-        nl = buf.count(b"\n", start, stop)
-        if nl:
-            self.lines += nl
-            self.last = stop - buf.rfind(b"\n", start, stop) - 1
-        else:
-            self.last += stop - start
-        self.any = True
-
-    def take(self) -> bytes:
-        """The comment, and start again."""
-        nl, last = self.lines, self.last
-        self.lines = self.last = 0
-        self.any = False
-        return b"<!--" + b"\n" * nl + b" " * max(0, last - (0 if nl else 4) - 3) + b"-->"
+class _NoTree:
+    """An ElementTree parser target that keeps nothing (_located: errors only)."""
 
 
 def _f(v) -> float | None:

@@ -96,6 +96,11 @@ class FileSource:
         if report.kept == 0:
             self.summary.empty_reason = _empty_reason(report)
 
+    def placement_fixed(self) -> bool:
+        """True once ``place`` no longer reads the reader's state (its calculation is known): from
+        then on, reading ahead of the frames placed changes nothing (convert's hash look-ahead)."""
+        return self._calc >= 0
+
     def place(self, frame: Any, tables: ProvenanceTables) -> int:
         if frame.calculation < 0:
             settings = self.reader.report.settings

@@ -129,3 +129,36 @@ def test_labels_merge_subset_and_split(mlds_many, tmp_path):
     assert {a.info["set"] for a in train} == {"train"} and {a.info["set"] for a in test} == {"test"}
     key = lambda a: a.positions.tobytes()  # noqa: E731
     assert not {key(a) for a in train} & {key(a) for a in test}
+
+
+def test_hash_look_ahead_keeps_frames_and_errors_in_order(tmp_path, monkeypatch):
+    """convert hashes the frames of a file 64 at a time once the source's calculation is known; the
+    frames, duplicates and an error late in the file come out exactly as when hashing one by one."""
+    import pytest
+
+    import mlds.convert as conv
+    from mlds.errors import FormatError
+
+    text = data_file("dpdata/tests/poscars/vasprun.h2o.md.10.xml").read_text()
+    a, b = text.index("<calculation>"), text.rindex("</calculation>") + len("</calculation>")
+    blocks = text[a:b]
+    body = "\n".join(blocks.replace("-28.3", f"-2{k}.3") for k in range(9))  # 90 steps, some repeated
+    good = tmp_path / "good.xml"
+    good.write_text(text[:a] + body + text[b:])
+    i = body.rindex("</scstep>")
+    bad = tmp_path / "bad.xml"
+    bad.write_text(text[:a] + body[:i] + "</scstepX>" + body[i + 9:] + text[b:])
+
+    def run(ahead: int):
+        monkeypatch.setattr(conv, "_AHEAD", ahead)
+        seen = []
+        out = tmp_path / f"out{ahead}.h5"
+        res = conv.convert([good], out, on_frame=lambda: seen.append(1))
+        with mlds.open(out) as ds:
+            energies = ds.array("energy", 0, len(ds)).tobytes()
+        seen_bad = []
+        with pytest.raises(FormatError) as exc:
+            conv.convert([bad], tmp_path / f"bad{ahead}.h5", on_frame=lambda: seen_bad.append(1))
+        return res.n_frames, res.duplicates, len(seen), energies, len(seen_bad), str(exc.value)
+
+    assert run(64) == run(1)

@@ -114,3 +114,26 @@ def test_edge_values_match_the_spec_bytes():
         if rng.random() < 0.2:
             f.stress = np.full((3, 3), np.nan)
         assert frame_hash(f) == _spec_bytes(f), trial
+
+
+def test_frame_digests_equal_frame_hash():
+    """The batched hashes (convert's look-ahead) are frame_hash's bytes, or None where frame_hash must
+    decide: a NaN in a frame, or a list whose frames differ in size or labels."""
+    from mlds.format.framehash import frame_digests
+
+    def plain(seed, **over):
+        f = _frame(seed, **over)
+        f.numbers = f.numbers.astype(np.uint8)
+        return f
+
+    for labels in ({}, {"forces": None}, {"stress": None}, {"forces": None, "stress": None}):
+        frames = [plain(s, **labels) for s in range(6)]
+        frames[1].positions[0, 0] = -0.0
+        frames[4].positions[1, 2] = np.nan
+        digests = frame_digests(frames)
+        assert digests[4] is None
+        assert [d for i, d in enumerate(digests) if i != 4] == \
+               [bytes.fromhex(frame_hash(f)) for i, f in enumerate(frames) if i != 4]
+    assert frame_digests([plain(0), plain(1, n=5)]) == [None, None]
+    assert frame_digests([plain(0), plain(1, forces=None)]) == [None, None]
+    assert frame_digests([plain(0)]) == [None]

@@ -218,8 +218,8 @@ def _nth(text: str, needle: str, n: int, start: int = 0) -> int:
 
 @pytest.mark.parametrize("where", ["scstep of calculation 7", "eigenvalues of the last calculation"])
 def test_malformed_xml_after_fast_blocks_reports_its_line(tmp_path, where):
-    """Blocks read on the fast path reach the streaming parser as a placeholder with the same lines,
-    so an error later in the file still names its own line."""
+    """Blocks read on the fast path never reach the streaming parser; an error later in the file is
+    located again in the file, so it still names its own line."""
     text = tf(P + "vasprun.h2o.md.10.xml").read_text()
     if where.startswith("scstep"):
         i = text.index("</scstep>", _nth(text, "<calculation>", 7))
