@@ -104,19 +104,31 @@ def make_outcar(src: Path, dst: Path, size: int) -> int:
     return n
 
 
-def make_vasprun(src: Path, dst: Path, size: int) -> int:
+def make_vasprun(src: Path, dst: Path, size: int, dos: str = "last") -> int:
     """Repeat the ``<calculation>`` blocks of ``src`` until ``dst`` is >= ``size`` bytes, each copy's
-    energy made distinct."""
+    energy made distinct.
+
+    ``dos="last"`` (default): as VASP writes an MD run, the block carrying the eigenvalues and DOS
+    (the source's last) comes once, at the end, and the others repeat before it.  ``"every"``:
+    every copy of the ten blocks keeps it (the layout of the runs before 2026-11-29, where such
+    tails were 40 % of the bytes).
+    """
     text = src.read_text()
     first = text.rindex("\n", 0, text.index("<calculation>")) + 1
     last = text.index("\n", text.rindex("</calculation>")) + 1
     blocks = [b + "</calculation>\n" for b in text[first:last].split("</calculation>\n") if b.strip()]
     header, trailer = text[:first], text[last:]
+    tail: list[str] = []
+    if dos == "last":
+        tail = [b for b in blocks if "<dos>" in b or "<eigenvalues>" in b]
+        blocks = [b for b in blocks if b not in tail]
+        if not blocks:
+            raise SystemExit(f"{src}: no <calculation> block without a DOS to repeat")
     n = written = 0
     tmp = dst.with_suffix(".part")
     with open(tmp, "w") as fh:
         fh.write(header)
-        written += len(header)
+        written += len(header) + sum(map(len, tail))
         while written < size:
             for b in blocks:
                 n += 1
@@ -125,6 +137,9 @@ def make_vasprun(src: Path, dst: Path, size: int) -> int:
                 written += len(b)
                 if written >= size:
                     break
+        for b in tail:
+            n += 1
+            fh.write(_unique(_E_FR, b, n))
         fh.write(trailer)
     tmp.replace(dst)
     return n
@@ -293,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="60,400", help="OUTCAR sizes in MB, comma list (default 60,400; empty: none)")
     ap.add_argument("--xml-sizes", default="60", help="vasprun.xml sizes in MB, comma list (default 60; empty: none)")
+    ap.add_argument("--xml-dos", choices=("last", "every"), default="last",
+                    help="vasprun.xml: the DOS/eigenvalue block once at the end as in a real MD run (default), "
+                         "or in every copy of the source's ten blocks (the layout of the earlier runs)")
     ap.add_argument("--outcar-source", choices=sorted(OUTCAR_SOURCES), default="npt",
                     help="OUTCAR to repeat: npt = custodian npt_common (84 atoms, default), h2o = dpdata h2o.md.10")
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma list of {', '.join(TOOLS)} (default all)")
@@ -317,11 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     files: list[tuple[str, float, Path]] = []
     for kind, szs in sizes.items():
         for sz in szs:
-            name = (f"convert_{a.outcar_source}_{sz:g}mb.OUTCAR" if kind == "outcar" else f"convert_vasprun_{sz:g}mb.xml")
+            name = (f"convert_{a.outcar_source}_{sz:g}mb.OUTCAR" if kind == "outcar" else f"convert_vasprun_{sz:g}mb_dos-{a.xml_dos}.xml")
             p = a.workdir / name
             if not p.exists():
                 t0 = time.perf_counter()
-                n = (make_outcar if kind == "outcar" else make_vasprun)(srcs[kind], p, int(sz * MB))
+                n = (make_outcar(srcs[kind], p, int(sz * MB)) if kind == "outcar"
+                     else make_vasprun(srcs[kind], p, int(sz * MB), a.xml_dos))
                 print(f"wrote {p.name} ({p.stat().st_size / MB:.1f} MB, {n} steps) in {time.perf_counter() - t0:.1f} s",
                       flush=True)
             made.append(p)
