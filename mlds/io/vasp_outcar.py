@@ -222,6 +222,8 @@ class VaspOutcarReader(Reader):
             self._chunk_len = 0  # its length in bytes
             self._known = (0, 0)  # (file offset of a chunk start, lines before it), for lineno
             self._tables: dict[int, tuple[int, int, np.ndarray]] = {}  # _prefetch_tables: start -> (nrows, end, rows)
+            self._nions = 0  # known after the header
+            self._held = b""  # the start of the next chunk (_hold_back)
             yield from self._parse(keep_unconverged)
         self._buf = ""
 
@@ -233,6 +235,11 @@ class VaspOutcarReader(Reader):
         """Load the next chunk once the current one is used up; False at end of file."""
         fh = self._fh
         raw = _read_chunk(lambda n: self._read(fh, n), lambda: self._readline(fh))
+        more = bool(raw)  # not yet at the end of the file
+        if self._held:
+            raw, self._held = self._held + raw, b""
+        if more:
+            raw, self._held = self._hold_back(raw)
         if self._force_floor >= 0:  # the steps have begun: carry the MLFF-stress state over
             self._force_carry = self._stress_is_ml(len(self._buf))
             self._force_floor, self._ml_reset_at = 0, -1
@@ -242,6 +249,19 @@ class VaspOutcarReader(Reader):
         self._gen += 1
         self._tables = {}
         return bool(raw)
+
+    def _hold_back(self, raw: bytes) -> tuple[bytes, bytes]:
+        """``raw`` cut before the line of its last "TOTAL-FORCE" marker when the table after that line
+        is not all in it (fewer than NIONS + 2 line ends follow): (chunk, part for the next chunk).
+        The table is then read whole in the next chunk, with that chunk's other tables
+        (_prefetch_tables), instead of through _extend, which copies the buffer.  A chunk may end at
+        any line end (the parser carries its state over), so this changes no result."""
+        nions = self._nions
+        q = raw.rfind(b"TOTAL-FORCE") if nions > 0 else -1
+        if q < 0 or raw.count(b"\n", q) >= nions + 2:
+            return raw, b""
+        start = raw.rfind(b"\n", 0, q) + 1
+        return (raw[:start], raw[start:]) if start > 0 else (raw, b"")
 
     def _stress_is_ml(self, end: int) -> bool:
         """Whether an "in kB" line starting at ``end`` belongs to an MLFF block: what the last
@@ -329,6 +349,7 @@ class VaspOutcarReader(Reader):
         if hdr is None:
             return
         numbers, nions, nelm = hdr
+        self._nions = nions
         ispin2 = self.report.settings.get("spin_polarized", False)
         scan = _SCAN_SPIN if ispin2 else _SCAN
         scan_energy = scan + _SCAN_ENERGY_ONLY
