@@ -436,13 +436,15 @@ class VaspOutcarReader(Reader):
             elif "FORCE on cell" in line:
                 pass  # read back by _stress_is_ml when the "in kB" line comes
             elif "direct lattice vectors" in line:
-                rows = []
-                for _ in range(3):
-                    ln = self._next()
-                    if ln is None:
-                        self._warn_truncated(step, "lattice vectors")
-                        return
-                    rows.append(vc.parse_floats(ln, 3, self.path, line_no, "lattice vector"))
+                rows = self._three_rows()  # the usual block; else line by line, as careful as before
+                if rows is None:
+                    rows = []
+                    for _ in range(3):
+                        ln = self._next()
+                        if ln is None:
+                            self._warn_truncated(step, "lattice vectors")
+                            return
+                        rows.append(vc.parse_floats(ln, 3, self.path, line_no, "lattice vector"))
                 cell = np.array(rows)
             elif "TOTAL-FORCE" in line:
                 ml_block = "(ML)" in line
@@ -453,6 +455,7 @@ class VaspOutcarReader(Reader):
                     tables_gen = self._gen
                     tf_found, tables_to = self._prefetch_tables(nions)
                 data = self._rows_fast(nions, 6)
+                finite = data is not None and self._plain
                 if data is None:  # a row the fast path cannot take: careful parse, row by row
                     data = np.empty((nions, 6))
                     for i in range(nions):
@@ -465,6 +468,7 @@ class VaspOutcarReader(Reader):
                         data[i] = vc.parse_floats(ln, 6, self.path, line_no, "POSITION/TOTAL-FORCE row")
                 if not ml_block:
                     pend.positions, pend.forces, pend.table = data[:, :3], data[:, 3:], data
+                    pend.finite = finite
                     pend.cell = cell
                     pend.started = True
                 if tables_gen == self._gen:  # the next "TOTAL-FORCE" is known from _prefetch_tables' scan
@@ -520,6 +524,24 @@ class VaspOutcarReader(Reader):
             self.report.set_empty_reason("no complete ionic step: the run stopped before its first ionic step "
                                          "finished (no energy, no forces)")
 
+    def _three_rows(self) -> list[list[float]] | None:
+        """The first three numbers of each of the next three lines when they are all in the buffer and
+        each starts with three numbers (what parse_floats returns for them); else None, nothing consumed."""
+        buf, pos = self._buf, self._pos
+        e1 = buf.find("\n", pos) + 1
+        e2 = e1 and buf.find("\n", e1) + 1
+        e3 = e2 and buf.find("\n", e2) + 1
+        if not e3:
+            return None
+        try:
+            rows = [[float(t) for t in toks[:3]] for toks in map(str.split, (buf[pos:e1], buf[e1:e2], buf[e2:e3]))]
+        except ValueError:
+            return None
+        if len(rows[0]) != 3 or len(rows[1]) != 3 or len(rows[2]) != 3:
+            return None
+        self._pos = e3
+        return rows
+
     def _prefetch_tables(self, nrows: int) -> tuple[list[int], int]:
         """Parse together (_fixed_tables) the POSITION/TOTAL-FORCE table that starts here and the one
         after every later "TOTAL-FORCE" line of the buffer, each as _rows_fast would cut it (``nrows``
@@ -558,6 +580,7 @@ class VaspOutcarReader(Reader):
             return None
         buf, pos = self._buf, self._pos
         hit = self._tables.pop(pos, None)
+        self._plain = True  # a fixed-format table (digits only: no NaN/Inf) unless the last fallback reads it
         if hit is not None and hit[0] == nrows and ncols == 6:  # parsed with the chunk's other tables
             self._pos = hit[1]
             return hit[2]
@@ -587,6 +610,7 @@ class VaspOutcarReader(Reader):
         except ValueError:  # glued numbers, '---' line, corrupt token
             return None
         self._pos = pos + len(seg) - len(rest)
+        self._plain = False
         return data
 
     def _float(self, tok: str, what: str) -> float:
@@ -637,7 +661,7 @@ class VaspOutcarReader(Reader):
         kb = p.stress_kb
         # one check over the POSITION/TOTAL-FORCE table (positions and forces are views of it); the
         # stress is finite exactly when its 6 numbers are (they are scaled down, never overflow)
-        if not (math.isfinite(p.energy) and np.isfinite(p.table).all()
+        if not (math.isfinite(p.energy) and (p.finite or np.isfinite(p.table).all())
                 and (kb is None or all(map(math.isfinite, kb)))):
             rep.drop("non-finite")
             rep.warn(f"{self.path}: step {step} (line {self._line_at(*energy_at)}) has NaN/Inf energy, positions, forces or stress; dropped")
@@ -916,8 +940,8 @@ def _f(v) -> float | None:
 class _Pending:
     """Everything seen so far for the ionic step being read."""
 
-    __slots__ = ("started", "scf_max", "ionic", "stress_kb", "positions", "forces", "table", "cell", "magmoms",
-                 "noncollinear", "energy", "sigma0")
+    __slots__ = ("started", "scf_max", "ionic", "stress_kb", "positions", "forces", "table", "finite", "cell",
+                 "magmoms", "noncollinear", "energy", "sigma0")
 
     def __init__(self) -> None:
         self.started = False
@@ -927,6 +951,7 @@ class _Pending:
         self.positions = None
         self.forces = None
         self.table = None  # the (n, 6) POSITION/TOTAL-FORCE array positions and forces are views of
+        self.finite = False  # the table is known to be finite (read as a fixed-format table of digits)
         self.cell = None
         self.magmoms = None
         self.noncollinear = False
