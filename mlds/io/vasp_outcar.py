@@ -283,6 +283,8 @@ class VaspOutcarReader(Reader):
         read in one piece); False at end of file.  Positions in the buffer stay valid."""
         fh = self._fh
         raw = _read_chunk(lambda n: self._read(fh, n), lambda: self._readline(fh))
+        if self._held:  # the bytes _hold_back kept for the next chunk come first
+            raw, self._held = self._held + raw, b""
         if not raw:
             return False
         self._chunk_len += len(raw)
