@@ -353,8 +353,10 @@ class VaspOutcarReader(Reader):
         numbers, nions, nelm = hdr
         self._nions = nions
         ispin2 = self.report.settings.get("spin_polarized", False)
-        scan = _SCAN_SPIN if ispin2 else _SCAN
-        scan_energy = scan + _SCAN_ENERGY_ONLY
+        scan_energy = (_SCAN_SPIN if ispin2 else _SCAN) + _SCAN_ENERGY_ONLY
+        # (index in nxt, needle, anchor) of the needles searched outside / inside an energy block
+        scan_energy = tuple((k, mk, anchor) for k, (mk, anchor) in enumerate(scan_energy, 1))
+        scan = scan_energy[:len(scan_energy) - len(_SCAN_ENERGY_ONLY)]
         self._force_floor = self._pos
 
         cell: np.ndarray | None = self._initial_cell
@@ -386,10 +388,10 @@ class VaspOutcarReader(Reader):
                 nxt = [-1] * len(nxt)
             n = len(buf)
             best = n
-            for k, (mk, anchor) in enumerate(scan_energy if energy_block is not None else scan, 1):
+            for k, mk, anchor in scan_energy if energy_block is not None else scan:
                 q = nxt[k]
                 if q < pos:
-                    q = _find(buf, mk, anchor, pos)
+                    q = buf.find(mk, pos) if anchor is None else _find(buf, mk, anchor, pos)
                     if q < 0:
                         q = n
                     nxt[k] = q
