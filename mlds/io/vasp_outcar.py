@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from mlds.elements import atomic_numbers
 
+from mlds.elements import atomic_numbers
 from mlds.errors import FormatError
 from mlds.format.frame import Frame
 from mlds.io import _vasp_common as vc
