@@ -7,6 +7,18 @@
 >>> ds[0].positions, ds.array("forces"), ds.get_atoms(0)
 """
 
+import os as _os
+import sys as _sys
+
+# `mlds convert|export|import FILE...` is a short process whose array work is small (tables of a few
+# hundred rows, kept on one BLAS thread anyway): OpenBLAS then starts with one thread.  It must be
+# said before numpy is first imported (just below); its thread pool costs every process ~0.03 s of
+# CPU (issue 12).  Only for these commands run as `mlds ...` or `python -m mlds ...`; a value already
+# in the environment is kept.
+if _sys.argv[1:2] in (["convert"], ["export"], ["import"]) and (
+        _sys.argv[0] == "-m" or _os.path.basename(_sys.argv[0]) in ("mlds", "mlds.exe", "__main__.py")):
+    _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from mlds.api import Dataset, DatasetWriter, create, open, read_frames, write
 from mlds.errors import MldsError
 from mlds.format.batch import Batch

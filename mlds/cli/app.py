@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
-from rich.console import Console
 
 app = typer.Typer(
     name="mlds",
@@ -13,8 +14,36 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+class _LazyConsole:
+    """A ``rich.console.Console`` made on first use (attribute reads and writes go to it).
+
+    Importing rich.console and building two consoles costs every process ~0.05 s of CPU, and
+    the commonest run, a quiet ``mlds convert``, prints one plain line without it (issue 12)."""
+
+    def __init__(self, **options: Any) -> None:
+        object.__setattr__(self, "_mlds_options", options)
+        object.__setattr__(self, "_mlds_console", None)
+
+    def _mlds_real(self) -> Any:
+        real = object.__getattribute__(self, "_mlds_console")
+        if real is None:
+            from rich.console import Console
+
+            real = Console(**object.__getattribute__(self, "_mlds_options"))
+            object.__setattr__(self, "_mlds_console", real)
+        return real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._mlds_real(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._mlds_real(), name, value)
+
+
+console: Any = _LazyConsole()
+err_console: Any = _LazyConsole(stderr=True)
 
 
 def print_error(message: str, label: str = "error") -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from mlds.cli.app import app, console, err_console, print_error
 
@@ -127,6 +127,7 @@ def _progress_bar():
 
 
 def _summary_table(result) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="sources", show_edge=False, title_justify="left")
@@ -182,8 +183,12 @@ def _final_line(result) -> None:
     if result.n_test:
         extras.append(f"{result.n_test} tagged set=test")
     tail = f" ({'; '.join(extras)})" if extras else ""
-    console.print(f"wrote {result.n_frames} frames to {result.output} [{result.format}]{tail}",
-                  soft_wrap=True, highlight=False, markup=False, emoji=False)  # a path is printed as it is
+    line = f"wrote {result.n_frames} frames to {result.output} [{result.format}]{tail}"
+    if line.isascii() and line.isprintable():  # what Rich prints for it, without importing Rich (issue 12)
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    else:  # a path is printed as it is (Rich drops control characters, expands tabs)
+        console.print(line, soft_wrap=True, highlight=False, markup=False, emoji=False)
 
 
 @app.command("import")

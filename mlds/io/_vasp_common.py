@@ -15,8 +15,8 @@ import re
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from ase.data import chemical_symbols
 
+from mlds.elements import chemical_symbols
 from mlds.errors import FormatError
 from mlds.format.spec import GPA_IN_EV_PER_ANGSTROM3
 

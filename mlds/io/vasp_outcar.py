@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left
 from itertools import chain
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from ase.data import atomic_numbers
 
+from mlds.elements import atomic_numbers
 from mlds.errors import FormatError
 from mlds.format.frame import Frame
 from mlds.io import _vasp_common as vc
@@ -81,6 +82,77 @@ assert all(mk[a[1]] == a[0] for mk, a in _SCAN_SPIN + _SCAN_ENERGY_ONLY + (_ITER
 # a run of SCF "Iteration" lines: per line, the first match of _ITER (``\s`` without the line end,
 # so that a match never leaves its line), then the rest of the line
 _ITER_RUN = re.compile(r"Iteration[^\S\n]*(\d+)[^\S\n]*\([^\S\n]*(\d+)[^\S\n]*\)[^\n]*")
+_TF = 2  # index of "TOTAL-FORCE" in the scan position cache of _parse (0 is "Iteration")
+assert _SCAN[_TF - 1][0] == "TOTAL-FORCE"
+_ZERO = np.uint8(48)
+_BLOCK_ROWS = 256  # rows per matrix product: small enough that BLAS stays on one thread
+
+
+def _fixed_tables(texts: list[str], nrows: int, ncols: int) -> list[np.ndarray | None]:
+    """``[vc.fixed_rows(t, nrows, ncols) for t in texts]``, the same arrays (or None), computed together.
+
+    One POSITION/TOTAL-FORCE table (84 rows) costs fixed_rows a dozen numpy passes and a matrix
+    product whose fixed costs outweigh the bytes; here the tables of one chunk that share a layout
+    (the first row's shape decides it, as in fixed_rows) go through those steps once.  Rows are
+    checked against the same shape index, the digits get the same weights and divisors (sums of
+    exact products: the same bits in any grouping), so each table comes out as fixed_rows makes it;
+    anything unusual (a row shape that is not plain, non-ASCII text) sends the tables of that layout
+    through fixed_rows one by one."""
+    out: list[np.ndarray | None] = [None] * len(texts)
+    groups: dict[tuple[bytes, int], list[int]] = {}
+    for i, t in enumerate(texts):
+        width = len(t) // nrows if nrows > 0 else 0
+        if width and len(t) == width * nrows and t.isascii():
+            groups.setdefault((t[:width].encode("ascii").translate(vc._SHAPE), ncols), []).append(i)
+        else:
+            out[i] = vc.fixed_rows(t, nrows, ncols)
+    for key, idx in groups.items():
+        width = len(key[0])
+        lay = _layout(key, texts[idx[0]][:width].encode("ascii")) if len(idx) > 1 else None
+        data = lay and _plain_rows(lay, "".join(texts[i] for i in idx).encode("ascii"), nrows * len(idx), width,
+                                   ncols)
+        if data is None:
+            for i in idx:
+                out[i] = vc.fixed_rows(texts[i], nrows, ncols)
+        else:
+            for j, i in enumerate(idx):
+                out[i] = data[j * nrows:(j + 1) * nrows]
+    return out
+
+
+def _layout(key: tuple[bytes, int], row: bytes) -> Any:
+    """fixed_rows' layout for a table whose first row is ``row`` (from its cache, made as it makes it)."""
+    lay = vc._layouts.get(key, False)
+    if lay is False:
+        if len(vc._layouts) >= 64:
+            vc._layouts.clear()
+        lay = vc._layouts[key] = vc._layout(row, key[1])
+    return lay
+
+
+def _plain_rows(lay: Any, raw: bytes, nrows: int, width: int, ncols: int) -> np.ndarray | None:
+    """fixed_rows' computation for ``raw`` (``nrows`` lines of ``width`` bytes) with the layout
+    ``lay``; None when a row is not plain.  The digits' values and the row shapes (digits as '0') come
+    from numpy passes instead of two bytes.translate calls."""
+    a = np.frombuffer(raw, dtype=np.uint8)
+    digits = a - _ZERO  # a digit's value, 10..255 for anything else
+    digits *= digits < 10
+    rows = (a - digits).tobytes().split(b"\n")
+    if len(rows) != nrows + 1 or rows.pop():
+        return None
+    index = lay.index
+    try:
+        which = np.fromiter(map(index.__getitem__, rows), dtype=np.intp, count=nrows)
+    except KeyError:  # a row shape not met before: check the new ones
+        if not all(r in index or lay.add(r) for r in set(rows)):
+            return None
+        which = np.fromiter(map(index.__getitem__, rows), dtype=np.intp, count=nrows)
+    values = digits.reshape(nrows, width).astype(np.float64)
+    mant = np.empty((nrows, ncols))
+    for i in range(0, nrows, _BLOCK_ROWS):
+        np.dot(values[i:i + _BLOCK_ROWS], lay.weights, out=mant[i:i + _BLOCK_ROWS])
+    mant /= lay.divisors[which]
+    return mant
 
 
 def _find(buf: str, needle: str, anchor: tuple[str, int] | None, pos: int) -> int:
@@ -149,6 +221,9 @@ class VaspOutcarReader(Reader):
             self._chunk_byte0 = 0  # file offset of the chunk in self._buf
             self._chunk_len = 0  # its length in bytes
             self._known = (0, 0)  # (file offset of a chunk start, lines before it), for lineno
+            self._tables: dict[int, tuple[int, int, np.ndarray]] = {}  # _prefetch_tables: start -> (nrows, end, rows)
+            self._nions = 0  # known after the header
+            self._held = b""  # the start of the next chunk (_hold_back)
             yield from self._parse(keep_unconverged)
         self._buf = ""
 
@@ -160,6 +235,11 @@ class VaspOutcarReader(Reader):
         """Load the next chunk once the current one is used up; False at end of file."""
         fh = self._fh
         raw = _read_chunk(lambda n: self._read(fh, n), lambda: self._readline(fh))
+        more = bool(raw)  # not yet at the end of the file
+        if self._held:
+            raw, self._held = self._held + raw, b""
+        if more:
+            raw, self._held = self._hold_back(raw)
         if self._force_floor >= 0:  # the steps have begun: carry the MLFF-stress state over
             self._force_carry = self._stress_is_ml(len(self._buf))
             self._force_floor, self._ml_reset_at = 0, -1
@@ -167,7 +247,21 @@ class VaspOutcarReader(Reader):
         self._chunk_len = len(raw)
         self._buf, self._pos = _decode(raw), 0
         self._gen += 1
+        self._tables = {}
         return bool(raw)
+
+    def _hold_back(self, raw: bytes) -> tuple[bytes, bytes]:
+        """``raw`` cut before the line of its last "TOTAL-FORCE" marker when the table after that line
+        is not all in it (fewer than NIONS + 2 line ends follow): (chunk, part for the next chunk).
+        The table is then read whole in the next chunk, with that chunk's other tables
+        (_prefetch_tables), instead of through _extend, which copies the buffer.  A chunk may end at
+        any line end (the parser carries its state over), so this changes no result."""
+        nions = self._nions
+        q = raw.rfind(b"TOTAL-FORCE") if nions > 0 else -1
+        if q < 0 or raw.count(b"\n", q) >= nions + 2:
+            return raw, b""
+        start = raw.rfind(b"\n", 0, q) + 1
+        return (raw[:start], raw[start:]) if start > 0 else (raw, b"")
 
     def _stress_is_ml(self, end: int) -> bool:
         """Whether an "in kB" line starting at ``end`` belongs to an MLFF block: what the last
@@ -189,6 +283,8 @@ class VaspOutcarReader(Reader):
         read in one piece); False at end of file.  Positions in the buffer stay valid."""
         fh = self._fh
         raw = _read_chunk(lambda n: self._read(fh, n), lambda: self._readline(fh))
+        if self._held:  # the bytes _hold_back kept for the next chunk come first
+            raw, self._held = self._held + raw, b""
         if not raw:
             return False
         self._chunk_len += len(raw)
@@ -255,9 +351,12 @@ class VaspOutcarReader(Reader):
         if hdr is None:
             return
         numbers, nions, nelm = hdr
+        self._nions = nions
         ispin2 = self.report.settings.get("spin_polarized", False)
-        scan = _SCAN_SPIN if ispin2 else _SCAN
-        scan_energy = scan + _SCAN_ENERGY_ONLY
+        scan_energy = (_SCAN_SPIN if ispin2 else _SCAN) + _SCAN_ENERGY_ONLY
+        # (index in nxt, needle, anchor) of the needles searched outside / inside an energy block
+        scan_energy = tuple((k, mk, anchor) for k, (mk, anchor) in enumerate(scan_energy, 1))
+        scan = scan_energy[:len(scan_energy) - len(_SCAN_ENERGY_ONLY)]
         self._force_floor = self._pos
 
         cell: np.ndarray | None = self._initial_cell
@@ -276,6 +375,8 @@ class VaspOutcarReader(Reader):
         # them, all others are no-ops.
         nxt = [-1] * (len(scan_energy) + 1)
         gen = -1
+        # _prefetch_tables: for chunk tables_gen, the "TOTAL-FORCE" positions from a table start up to tables_to
+        tables_gen, tf_found, tables_to = -1, [], 0
         while True:
             # ---- jump to the next line holding a marker
             buf, pos = self._buf, self._pos
@@ -287,10 +388,10 @@ class VaspOutcarReader(Reader):
                 nxt = [-1] * len(nxt)
             n = len(buf)
             best = n
-            for k, (mk, anchor) in enumerate(scan_energy if energy_block is not None else scan, 1):
+            for k, mk, anchor in scan_energy if energy_block is not None else scan:
                 q = nxt[k]
                 if q < pos:
-                    q = _find(buf, mk, anchor, pos)
+                    q = buf.find(mk, pos) if anchor is None else _find(buf, mk, anchor, pos)
                     if q < 0:
                         q = n
                     nxt[k] = q
@@ -339,20 +440,26 @@ class VaspOutcarReader(Reader):
             elif "FORCE on cell" in line:
                 pass  # read back by _stress_is_ml when the "in kB" line comes
             elif "direct lattice vectors" in line:
-                rows = []
-                for _ in range(3):
-                    ln = self._next()
-                    if ln is None:
-                        self._warn_truncated(step, "lattice vectors")
-                        return
-                    rows.append(vc.parse_floats(ln, 3, self.path, line_no, "lattice vector"))
+                rows = self._three_rows()  # the usual block; else line by line, as careful as before
+                if rows is None:
+                    rows = []
+                    for _ in range(3):
+                        ln = self._next()
+                        if ln is None:
+                            self._warn_truncated(step, "lattice vectors")
+                            return
+                        rows.append(vc.parse_floats(ln, 3, self.path, line_no, "lattice vector"))
                 cell = np.array(rows)
             elif "TOTAL-FORCE" in line:
                 ml_block = "(ML)" in line
                 if self._next() is None:  # dashes
                     self._warn_truncated(step, "forces")
                     return
+                if tables_gen != self._gen or self._pos >= tables_to:  # the first table of this chunk (or part)
+                    tables_gen = self._gen
+                    tf_found, tables_to = self._prefetch_tables(nions)
                 data = self._rows_fast(nions, 6)
+                finite = data is not None and self._plain
                 if data is None:  # a row the fast path cannot take: careful parse, row by row
                     data = np.empty((nions, 6))
                     for i in range(nions):
@@ -365,8 +472,15 @@ class VaspOutcarReader(Reader):
                         data[i] = vc.parse_floats(ln, 6, self.path, line_no, "POSITION/TOTAL-FORCE row")
                 if not ml_block:
                     pend.positions, pend.forces, pend.table = data[:, :3], data[:, 3:], data
+                    pend.finite = finite
                     pend.cell = cell
                     pend.started = True
+                if tables_gen == self._gen:  # the next "TOTAL-FORCE" is known from _prefetch_tables' scan
+                    i = bisect_left(tf_found, self._pos)
+                    if i < len(tf_found):
+                        nxt[_TF] = tf_found[i]
+                    elif tables_to == len(self._buf):
+                        nxt[_TF] = tables_to
             elif "magnetization (x)" in line and nions:
                 pend.magmoms = self._read_magnetization(nions)
                 if pend.magmoms is False:
@@ -414,6 +528,54 @@ class VaspOutcarReader(Reader):
             self.report.set_empty_reason("no complete ionic step: the run stopped before its first ionic step "
                                          "finished (no energy, no forces)")
 
+    def _three_rows(self) -> list[list[float]] | None:
+        """The first three numbers of each of the next three lines when they are all in the buffer and
+        each starts with three numbers (what parse_floats returns for them); else None, nothing consumed."""
+        buf, pos = self._buf, self._pos
+        e1 = buf.find("\n", pos) + 1
+        e2 = e1 and buf.find("\n", e1) + 1
+        e3 = e2 and buf.find("\n", e2) + 1
+        if not e3:
+            return None
+        try:
+            rows = [[float(t) for t in toks[:3]] for toks in map(str.split, (buf[pos:e1], buf[e1:e2], buf[e2:e3]))]
+        except ValueError:
+            return None
+        if len(rows[0]) != 3 or len(rows[1]) != 3 or len(rows[2]) != 3:
+            return None
+        self._pos = e3
+        return rows
+
+    def _prefetch_tables(self, nrows: int) -> tuple[list[int], int]:
+        """Parse together (_fixed_tables) the POSITION/TOTAL-FORCE table that starts here and the one
+        after every later "TOTAL-FORCE" line of the buffer, each as _rows_fast would cut it (``nrows``
+        lines as long as its first); _rows_fast takes them from ``self._tables`` as the parser meets
+        them.  Returns the positions of those "TOTAL-FORCE" lines and the buffer length searched: the
+        parser's own search for that marker need not scan these bytes again."""
+        buf, pos = self._buf, self._pos
+        n = len(buf)
+        found: list[int] = []
+        starts = [pos]
+        q = buf.find("TOTAL-FORCE", pos)
+        while q >= 0:
+            found.append(q)
+            dashes = buf.find("\n", q) + 1
+            start = dashes and buf.find("\n", dashes) + 1  # after the marker line and the dashes
+            if start:
+                starts.append(start)
+            q = buf.find("TOTAL-FORCE", q + 1)
+        spans, texts = [], []
+        for start in starts:
+            end = start + (buf.find("\n", start) + 1 - start) * nrows
+            if start < end <= n:
+                spans.append((start, end))
+                texts.append(buf[start:end])
+        if nrows > 0 and texts:
+            for (start, end), data in zip(spans, _fixed_tables(texts, nrows, 6)):
+                if data is not None:
+                    self._tables[start] = (nrows, end, data)
+        return found, n
+
     def _rows_fast(self, nrows: int, ncols: int) -> np.ndarray | None:
         """The next ``nrows`` lines as an (nrows, ncols) array when every line is exactly ``ncols``
         numbers (``float()`` itself converts them, so the careful parser would accept the same) and
@@ -421,6 +583,11 @@ class VaspOutcarReader(Reader):
         if nrows <= 0:
             return None
         buf, pos = self._buf, self._pos
+        hit = self._tables.pop(pos, None)
+        self._plain = True  # a fixed-format table (digits only: no NaN/Inf) unless the last fallback reads it
+        if hit is not None and hit[0] == nrows and ncols == 6:  # parsed with the chunk's other tables
+            self._pos = hit[1]
+            return hit[2]
         first = buf.find("\n", pos) + 1
         if not first:
             return None
@@ -447,6 +614,7 @@ class VaspOutcarReader(Reader):
         except ValueError:  # glued numbers, '---' line, corrupt token
             return None
         self._pos = pos + len(seg) - len(rest)
+        self._plain = False
         return data
 
     def _float(self, tok: str, what: str) -> float:
@@ -497,7 +665,7 @@ class VaspOutcarReader(Reader):
         kb = p.stress_kb
         # one check over the POSITION/TOTAL-FORCE table (positions and forces are views of it); the
         # stress is finite exactly when its 6 numbers are (they are scaled down, never overflow)
-        if not (math.isfinite(p.energy) and np.isfinite(p.table).all()
+        if not (math.isfinite(p.energy) and (p.finite or np.isfinite(p.table).all())
                 and (kb is None or all(map(math.isfinite, kb)))):
             rep.drop("non-finite")
             rep.warn(f"{self.path}: step {step} (line {self._line_at(*energy_at)}) has NaN/Inf energy, positions, forces or stress; dropped")
@@ -776,8 +944,8 @@ def _f(v) -> float | None:
 class _Pending:
     """Everything seen so far for the ionic step being read."""
 
-    __slots__ = ("started", "scf_max", "ionic", "stress_kb", "positions", "forces", "table", "cell", "magmoms",
-                 "noncollinear", "energy", "sigma0")
+    __slots__ = ("started", "scf_max", "ionic", "stress_kb", "positions", "forces", "table", "finite", "cell",
+                 "magmoms", "noncollinear", "energy", "sigma0")
 
     def __init__(self) -> None:
         self.started = False
@@ -787,6 +955,7 @@ class _Pending:
         self.positions = None
         self.forces = None
         self.table = None  # the (n, 6) POSITION/TOTAL-FORCE array positions and forces are views of
+        self.finite = False  # the table is known to be finite (read as a fixed-format table of digits)
         self.cell = None
         self.magmoms = None
         self.noncollinear = False

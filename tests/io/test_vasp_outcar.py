@@ -575,3 +575,27 @@ def test_nan_step_warning_names_its_line_whatever_the_chunks(tmp_path, monkeypat
     assert len(frames) == 3 * n - 1 and rep.dropped == {"non-finite": 1}
     assert [f.energy for f in frames] == [s.energy for k, s in enumerate(src * 3) if k != 17]
     assert any(f"step 17 (line {bad + 1})" in w for w in rep.warnings), rep.warnings
+
+
+@pytest.mark.parametrize("chunk", [45000, 46500, 67500, 3000, 1 << 19])
+def test_chunk_ends_do_not_change_irregular_tables(tmp_path, monkeypatch, chunk):
+    """A table whose first row is longer than the others (so the fixed-format path declines and its
+    span is overestimated) just before a chunk end that held the next table back for the next chunk
+    (_hold_back): the buffer is extended with the held bytes first.  Same frames at any chunk size."""
+    from mlds.io import vasp_outcar
+
+    text = tf(C + "npt_common/OUTCAR").read_bytes()
+    marks = [m.start() for m in re.finditer(rb"TOTAL-FORCE", text)]
+    out = bytearray(text)
+    for q in reversed(marks):  # 2000 blanks at the end of each table's first row
+        first = out.index(b"\n", out.index(b"\n", q) + 1) + 1
+        end = out.index(b"\n", first)
+        out[end:end] = b" " * 2000
+    path = tmp_path / "OUTCAR"
+    path.write_bytes(bytes(out))
+    ref, _ = read(path)
+    monkeypatch.setattr(vasp_outcar, "_CHUNK", chunk)
+    frames, rep = read(path)
+    assert len(frames) == len(ref) == 10 and rep.warnings == []
+    for f, r in zip(frames, ref):
+        assert np.array_equal(f.positions, r.positions) and np.array_equal(f.forces, r.forces) and f.energy == r.energy
