@@ -1,7 +1,7 @@
 """The chemical elements' symbols, by atomic number (index 0: the placeholder "X", as ``ase.data``).
 
-The same table as ``ase.data.chemical_symbols``, kept here so that readers which only need symbols
-and numbers (the VASP readers) do not import the ``ase`` package: importing ``ase.data`` runs
+The same table as ``ase.data.chemical_symbols``, kept here (and used by all of mlds) so that code which
+only needs symbols and numbers (readers, summaries) does not import the ``ase`` package: importing ``ase.data`` runs
 ``ase/__init__`` (Atoms, Cell, units ...), tens of milliseconds of every ``mlds convert`` process
 (issue 12).  tests/io/test_elements.py checks it against ASE's.
 """

@@ -122,7 +122,7 @@ class Frame:
     @property
     def symbols(self) -> list[str]:
         """Chemical symbols, one per atom."""
-        from ase.data import chemical_symbols
+        from mlds.elements import chemical_symbols
 
         return [chemical_symbols[z] for z in self.numbers]
 

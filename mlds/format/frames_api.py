@@ -248,7 +248,7 @@ class FramesAPI:
 
 
 def _element_mask(elements: Iterable[str | int]) -> np.ndarray:
-    from ase.data import atomic_numbers
+    from mlds.elements import atomic_numbers
 
     allowed = np.zeros(256, dtype=bool)
     for el in elements:

@@ -12,7 +12,7 @@ MAX_FORMULAS = 200
 
 def hill_formula(numbers: np.ndarray) -> str:
     """Hill-order formula of a list of atomic numbers (C, H first when there is carbon)."""
-    from ase.data import chemical_symbols
+    from mlds.elements import chemical_symbols
 
     counts = Counter(chemical_symbols[z] for z in numbers.tolist())
     if "C" in counts:
@@ -24,7 +24,7 @@ def hill_formula(numbers: np.ndarray) -> str:
 
 def summarize(ds: Any, *, block: int = 65536) -> dict[str, Any]:
     """One pass over the arrays in blocks of frames; memory is bounded by ``block``."""
-    from ase.data import chemical_symbols
+    from mlds.elements import chemical_symbols
 
     n = len(ds)
     element_counts = np.zeros(119, dtype=np.int64)

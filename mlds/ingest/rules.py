@@ -183,7 +183,7 @@ def parse_rules(raw: Any, where: str = "[ingest] rules") -> list[Rule]:
         if elements is not None:
             if not isinstance(elements, list) or not all(isinstance(e, str) for e in elements):
                 raise RuleError(f"{where}[{i}]: 'elements' must be a list of element symbols")
-            from ase.data import atomic_numbers
+            from mlds.elements import atomic_numbers
 
             bad = [e for e in elements if e not in atomic_numbers]
             if bad:
@@ -231,7 +231,7 @@ def reduced_formula(numbers: Iterable[int]) -> str:
     import math
     from collections import Counter
 
-    from ase.data import chemical_symbols
+    from mlds.elements import chemical_symbols
 
     counts = Counter(int(z) for z in numbers)
     if not counts:

@@ -289,7 +289,7 @@ class _Facts:
         return _Tapped()
 
     def elements(self) -> list[str]:
-        from ase.data import chemical_symbols
+        from mlds.elements import chemical_symbols
 
         return sorted(chemical_symbols[z] for z in self._numbers)
 

@@ -68,7 +68,7 @@ def floats(text: str, n: int | None, path: Any, lineno: int | None) -> list[floa
 def element_from_label(label: str) -> str:
     """QE species labels are element symbols optionally followed by digits or
     ``_``/``-`` suffixes (``Fe1``, ``Fe_up``, ``O-2``)."""
-    from ase.data import atomic_numbers
+    from mlds.elements import atomic_numbers
 
     m = re.match(r"([A-Za-z]{1,2})", label.strip())
     if not m:
@@ -84,7 +84,7 @@ def element_from_label(label: str) -> str:
 
 
 def atomic_number(symbol: str) -> int:
-    from ase.data import atomic_numbers
+    from mlds.elements import atomic_numbers
 
     return atomic_numbers[symbol]
 

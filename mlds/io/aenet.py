@@ -77,7 +77,7 @@ _ENERGY_RE = re.compile(r"(total|cohesive)\s+energy\s*=\s*(\S+)\s*(\S*)", re.IGN
 
 
 def _atomic_number(tok: str) -> int | None:
-    from ase.data import atomic_numbers
+    from mlds.elements import atomic_numbers
 
     if tok.isdigit():
         z = int(tok)
@@ -381,7 +381,7 @@ class AenetWriter(Writer):
 
     @staticmethod
     def _generate_in(names: list[str], species: set[int], atomic_energies: dict[str, float], output: str) -> str:
-        from ase.data import chemical_symbols
+        from mlds.elements import chemical_symbols
 
         syms = [chemical_symbols[z] for z in sorted(species)]
         lines = [f"OUTPUT {output}", "", "TYPES", str(len(syms))]

@@ -196,7 +196,7 @@ def _r(x: float) -> str:
 
 
 def _frame_text(frame: Frame) -> str:
-    from ase.data import chemical_symbols
+    from mlds.elements import chemical_symbols
 
     n = frame.n_atoms
     props = ["species:S:1", "pos:R:3"]

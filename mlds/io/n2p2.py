@@ -290,7 +290,7 @@ class N2p2Reader(Reader):
 
 
 def _atomic_number(sym: str) -> int | None:
-    from ase.data import atomic_numbers
+    from mlds.elements import atomic_numbers
 
     z = atomic_numbers.get(sym)
     if z is None or z == 0:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from ase.data import atomic_numbers
+from mlds.elements import atomic_numbers
 
 from mlds.errors import FormatError
 from mlds.format.frame import Frame, blank_fields

@@ -78,7 +78,7 @@ def _in_range(i: int, s: slice) -> bool:
 
 
 def _element_numbers(elements: Iterable[str]) -> set[int]:
-    from ase.data import atomic_numbers
+    from mlds.elements import atomic_numbers
 
     out = set()
     for item in elements:

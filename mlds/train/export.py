@@ -74,7 +74,7 @@ def open_source(ref: str, store: Any = None) -> DataSource:
 
 
 def _element_counts(ds: Any, block: int = 65536) -> tuple[list[str], dict[str, int]]:
-    from ase.data import chemical_symbols
+    from mlds.elements import chemical_symbols
 
     counts = np.zeros(119, dtype=np.int64)
     n = len(ds)
@@ -148,7 +148,7 @@ def neighbour_stats(ds: Any, cutoff: float, elements: list[str], *, block: int =
     (every frame, no positions read; within 2% of the exact count on Cu2S).  Non-periodic
     frames: counted exactly on a few of them.
     """
-    from ase.data import atomic_numbers
+    from mlds.elements import atomic_numbers
 
     zs = np.array([atomic_numbers[e] for e in elements])
     col = np.full(119, -1)

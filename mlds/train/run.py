@@ -176,7 +176,7 @@ def _commands(run: TrainRun) -> list[str]:
 
 def _job_config(run: TrainRun) -> dict[str, Any]:
     """The part of run.json the stdlib job reads (see mlds.train.jobscript)."""
-    from ase.data import atomic_numbers
+    from mlds.elements import atomic_numbers
 
     from mlds.codes import n2p2 as code_n2p2
     from mlds.io.n2p2 import n2p2_unit_factors

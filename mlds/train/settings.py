@@ -210,7 +210,7 @@ def resolve(data_elements: list[str], overrides: Mapping[str, Any] | None = None
 
 
 def _z(symbol: str) -> int:
-    from ase.data import atomic_numbers
+    from mlds.elements import atomic_numbers
 
     return atomic_numbers.get(symbol, 999)
 
@@ -221,7 +221,7 @@ def validate(s: dict[str, Any], data_elements: list[str]) -> None:
         raise SettingsError(f"code {s['code']!r} is not supported yet (only n2p2)")
     if s["units"] not in UNITS:
         raise SettingsError(f"units must be one of {', '.join(UNITS)}, got {s['units']!r}")
-    from ase.data import atomic_numbers
+    from mlds.elements import atomic_numbers
 
     bad = [e for e in s["elements"] if e not in atomic_numbers or atomic_numbers[e] == 0]
     if bad:
