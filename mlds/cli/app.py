@@ -41,6 +41,14 @@ class _LazyConsole:
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._mlds_real(), name, value)
 
+    # Special methods are looked up on the type, not through __getattr__: Rich's Live/Progress
+    # enter the console (``with console:``) when they stop.
+    def __enter__(self) -> Any:
+        return self._mlds_real().__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._mlds_real().__exit__(*exc)
+
 
 console: Any = _LazyConsole()
 err_console: Any = _LazyConsole(stderr=True)
