@@ -159,14 +159,24 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
     tags = _tags_for(local, dataset, tag)
     h = next(iter(tags.values()))
     local_tip = mf.load(local, h)
-    # the verified shards a push to S3 sends whole are read into memory while the first round is in flight
-    preloaded = preload_verified(local, remote, mf.objects(local_tip))
+    # the verified shards a push to S3 sends whole are read into memory while the first round is in flight --
+    # only those new in this version (an append's new shards, not the whole dataset again)
+    preloaded = preload_verified(local, remote, _new_objects(local, local_tip))
     try:
         return _push(local, remote, dataset, tag, tags, h, local_tip, preloaded, tier=tier,
                      group_stores=group_stores, workers=workers, progress=progress)
     finally:
         if preloaded is not None:
             preloaded.drop()
+
+
+def _new_objects(local: Store, m: dict[str, Any]) -> list[tuple[str, int]]:
+    """The objects of manifest ``m`` that none of its parents (those in ``local``) references."""
+    old: set[str] = set()
+    for p in m["parents"]:
+        with contextlib.suppress(Exception):  # a parent not in this store: its objects count as new
+            old.update(mf.shard_hashes(mf.load(local, p)))
+    return [o for o in mf.objects(m) if o[0] not in old]
 
 
 def _push(local: Store, remote: Store, dataset: str, tag: str | None, tags: dict[str, str], h: str,
