@@ -127,6 +127,7 @@ class _S3Stream:
 
     BLOCK = 4 * 1024 * 1024
     DEPTH = 4
+    RECEIVE_BUFFER = 1024 * 1024  # aiohttp's, per stream (it reads the socket until twice this waits)
 
     def __init__(self, fs, path: str) -> None:
         import asyncio
@@ -149,8 +150,8 @@ class _S3Stream:
             content = _aiohttp_content(self._body)
             if content is not None:
                 # aiohttp stops reading the socket while more than twice its buffer limit (64 KiB by
-                # default) waits in it: raised to a block, the body flows with far fewer pauses
-                content.set_read_chunk_size(self.BLOCK)
+                # default) waits in it: raised, the body flows with far fewer pauses
+                content.set_read_chunk_size(self.RECEIVE_BUFFER)
             while True:
                 parts = await (self._read_pieces(content) if content is not None else self._read_block())
                 await queue.put(parts)
