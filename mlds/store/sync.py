@@ -272,17 +272,25 @@ def _push(local: Store, remote: Store, dataset: str, tag: str | None, tags: dict
     tip_present = tip_obj not in need
     manifests_to_send = [(mh, data) for mh, data, _ in send_chain if mh != h or not tip_present]
 
+    # a shard read ahead goes out before the small requests made alongside it (moto, like any server, then
+    # starts on the big one first; the loop prepares its request -- signing hashes the body -- undisturbed)
+    first = preloaded.started if preloaded is not None and preloaded.holds_any(need) else None
+
     def send_manifests() -> None:
         for _, data in manifests_to_send:  # ancestors first, the tip last; the walk left out what the remote has
             remote.put_bytes(data, check=False)
 
     def upload(alongside: bool = False) -> dict[str, Any]:
         def send_objects():
-            return transfer(local, remote, shards, workers=workers, progress=progress,
-                            description=f"push {dataset} -> {remote.name}", need=need, own_source=True,
-                            preloaded=preloaded)
+            try:
+                return transfer(local, remote, shards, workers=workers, progress=progress,
+                                description=f"push {dataset} -> {remote.name}", need=need, own_source=True,
+                                preloaded=preloaded)
+            finally:
+                if first is not None:
+                    first.set()  # (a failed upload: whatever waits for it goes on now)
         if alongside:
-            stats = _both(send_objects, send_manifests)
+            stats = _both(send_objects, send_manifests, first=first)
         else:
             stats = send_objects()
             send_manifests()
@@ -301,7 +309,7 @@ def _push(local: Store, remote: Store, dataset: str, tag: str | None, tags: dict
         # the manifests go up alongside the shards: no ref names them before both have arrived (the commit
         # waits for upload()), and a manifest whose shards never arrive is an unreferenced object like any
         # other a failed push leaves (gc removes it after its grace period; fsck checks tagged versions)
-        stats = _upload_while_locking(lambda: upload(alongside=True), commit)
+        stats = _upload_while_locking(lambda: upload(alongside=True), commit, first=first)
     else:
         stats = upload()
         if publish:
@@ -346,7 +354,14 @@ class _UploadFailed(Exception):
     """The objects did not all arrive: the commit waiting for them writes nothing."""
 
 
-def _upload_while_locking(upload, commit):
+def _after(first: threading.Event | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` once ``first`` is set (at most a second later: an ordering hint, never a dependency)."""
+    if first is not None:
+        first.wait(1.0)
+    return fn(*args)
+
+
+def _upload_while_locking(upload, commit, first: threading.Event | None = None):
     """``upload()`` here while ``commit`` takes the locks, re-reads and checks the refs in a thread; the
     refs are written only once ``upload()`` has returned (objects and manifests are all on the remote),
     so the commit order -- objects, manifests, refs -- and the compare-and-swap are those of a plain push,
@@ -361,7 +376,7 @@ def _upload_while_locking(upload, commit):
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlds-commit")
     try:
-        committing = pool.submit(commit, ready)
+        committing = pool.submit(_after, first, commit, ready)
         try:
             stats = upload()
         except BaseException:
@@ -377,14 +392,14 @@ def _upload_while_locking(upload, commit):
     return stats
 
 
-def _both(first: Callable[[], Any], second: Callable[[], Any]) -> Any:
-    """``first()`` here while ``second()`` runs in a thread; ``first``'s result.  Both have finished when
-    this returns or raises (the first error raised wins)."""
+def _both(main: Callable[[], Any], other_fn: Callable[[], Any], first: threading.Event | None = None) -> Any:
+    """``main()`` here while ``other_fn()`` runs in a thread (once ``first`` is set, see :func:`_after`);
+    ``main``'s result.  Both have finished when this returns or raises (the first error raised wins)."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlds-manifests")
     try:
-        other = pool.submit(second)
+        other = pool.submit(_after, first, other_fn)
         try:
-            out = first()
+            out = main()
         except BaseException:
             with contextlib.suppress(Exception):
                 other.result()

@@ -359,7 +359,7 @@ def copy_object(src: Store, dst: Store, h: str, size: int, advance: Callable[[in
     if lp is not None and getattr(dst.fs, "mlds_multipart", False):
         data = preloaded.take(h, size) if preloaded is not None else None
         if data is not None:
-            return _put_verified_bytes(data, dst, h, size, advance)
+            return _put_verified_bytes(data, dst, h, size, advance, started=preloaded.started)
         return _send_verified_file(lp, dst, h, size, what, advance)
     try:
         reader = _open_source(src, h, size)
@@ -409,8 +409,15 @@ def _send_verified_file(path: str, dst: Store, h: str, size: int, what: str,
     return size
 
 
-def _put_verified_bytes(data: bytes, dst: Store, h: str, size: int, advance: Callable[[int], None]) -> int:
-    dst.fs.pipe_file(dst.object_path(h), data)
+def _put_verified_bytes(data: bytes, dst: Store, h: str, size: int, advance: Callable[[int], None],
+                        started: threading.Event | None = None) -> int:
+    path = dst.object_path(h)
+    if started is None or getattr(dst.fs, "loop", None) is None:
+        dst.fs.pipe_file(path, data)
+    else:  # scheduled on the filesystem's event loop, then ``started`` said: see Preloaded.started
+        put = asyncio.run_coroutine_threadsafe(dst.fs._pipe_file(path, data), dst.fs.loop)
+        started.set()
+        put.result()
     _count_write()
     advance(size)
     return size
@@ -428,6 +435,9 @@ class Preloaded:
 
     def __init__(self, src: Store, objects: Iterable[tuple[str, int]]) -> None:
         self.src = src
+        # set once the first preloaded object's PUT is on the event loop (or none will be): small requests
+        # made alongside (locks, manifests) wait for it, so the shard's request goes out first
+        self.started = threading.Event()
         todo, total = [], 0
         for h, size in dict.fromkeys(objects):
             if size < SINGLE_PUT_MAX and total + size <= SINGLE_PUT_MAX:
@@ -457,15 +467,22 @@ class Preloaded:
         """The bytes of ``h`` if they were read (each handed out once, then freed), else None."""
         with self._lock:
             fut = self._futures.pop(h, None)
-        if fut is None:
+        data = None
+        if fut is not None:
+            with contextlib.suppress(Exception):  # the ordinary path reads the file again
+                data = fut.result()
+        if data is None or len(data) != size:
+            self.started.set()  # nothing to go first
             return None
-        try:
-            data = fut.result()
-        except Exception:  # noqa: BLE001 - the ordinary path reads the file again
-            return None
-        return data if data is not None and len(data) == size else None
+        return data
+
+    def holds_any(self, objects: Iterable[tuple[str, int]]) -> bool:
+        """Is one of ``objects`` being read (so a PUT of it will set :attr:`started`)?"""
+        with self._lock:
+            return any(h in self._futures for h, _ in objects)
 
     def drop(self) -> None:
+        self.started.set()
         with self._lock:
             futures, self._futures = list(self._futures.values()), {}
         for f in futures:
