@@ -188,11 +188,19 @@ def _push(local: Store, remote: Store, dataset: str, tag: str | None, tags: dict
     probes = list(dict.fromkeys([h, *local_tip["parents"], *(o for o, _ in mf.objects(local_tip))]))
     jobs: list[tuple[str, str | None]] = [("config", None), *(("ref", t) for t in tags_before),
                                           *(("size", o) for o in probes)]
+    if _may_commit_alongside(remote):
+        # whether the server honours exclusive creates (three requests, once per process and bucket) is
+        # asked in this round too, not between it and the upload
+        jobs.append(("probe", None))
 
     def first_round(job):
         what, arg = job
         if what == "config":
             return _quiet(remote.config)
+        if what == "probe":
+            from mlds.store import locks
+
+            return _quiet(lambda: locks.exclusive_create_works(remote))
         if what == "ref":
             return _quiet(lambda: remote.read_ref(dataset, arg))
         return _quiet(lambda: remote.object_size(arg))
@@ -330,6 +338,17 @@ def _push(local: Store, remote: Store, dataset: str, tag: str | None, tags: dict
 
 # a push that sends at most this much takes its tags' locks and re-reads its refs while the objects go up
 OVERLAP_MAX_BYTES = SINGLE_PUT_MAX
+
+
+def _may_commit_alongside(remote: Store) -> bool:
+    """Could :func:`_commit_alongside` say yes, with the exclusive-create probe still to be made?"""
+    fs = remote.fs
+    if not (getattr(fs, "mlds_thread_safe", False) and getattr(fs, "mlds_put_if", None) is not None
+            and getattr(fs, "mlds_cat_etag", None) is not None and getattr(fs, "mlds_list_files", None)):
+        return False
+    from mlds.store import locks
+
+    return not locks.exclusive_create_probed(remote)
 
 
 def _commit_alongside(remote: Store, need: list[tuple[str, int]]) -> bool:
