@@ -119,12 +119,15 @@ def _open_local(remote: Remote):
 class _S3Stream:
     """File-like ``read`` over the body of one ``GetObject``, driven from a synchronous caller.
 
-    A reader task on the event loop keeps up to ``DEPTH`` blocks of ``BLOCK`` bytes ahead of
+    A reader task on the event loop keeps up to ``DEPTH`` blocks of about ``BLOCK`` bytes ahead of
     the caller, so the network is not idle while the caller hashes and writes (and a slow
-    disk write does not stall the download), with bounded memory."""
+    disk write does not stall the download), with bounded memory.  A block is the list of pieces as
+    they came off the socket (:meth:`read_parts`): the event loop, which receives every byte, copies
+    none of them into bigger buffers (the caller hashes and writes the pieces as they are)."""
 
     BLOCK = 4 * 1024 * 1024
     DEPTH = 4
+    RECEIVE_BUFFER = 1024 * 1024  # aiohttp's, per stream (it reads the socket until twice this waits)
 
     def __init__(self, fs, path: str) -> None:
         import asyncio
@@ -135,7 +138,8 @@ class _S3Stream:
         resp = sync(fs.loop, fs._call_s3, "get_object", Bucket=bucket, Key=key)
         self._body = resp["Body"]
         self._queue, self._task = sync(fs.loop, self._start)
-        self._block, self._off, self._eof = b"", 0, False
+        self._parts: list = []
+        self._eof = False
 
     async def _start(self):
         queue = self._asyncio.Queue(maxsize=self.DEPTH)  # made on the loop it is used on
@@ -143,53 +147,90 @@ class _S3Stream:
 
     async def _produce(self, queue) -> None:
         try:
+            content = _aiohttp_content(self._body)
+            if content is not None:
+                # aiohttp stops reading the socket while more than twice its buffer limit (64 KiB by
+                # default) waits in it: raised, the body flows with far fewer pauses
+                content.set_read_chunk_size(self.RECEIVE_BUFFER)
             while True:
-                block = await self._read_full(self.BLOCK)
-                await queue.put(block)
-                if not block:
+                parts = await (self._read_pieces(content) if content is not None else self._read_block())
+                await queue.put(parts)
+                if not parts:
                     return
         except self._asyncio.CancelledError:
             raise  # closed by the reader
         except Exception as err:  # noqa: BLE001 - handed to the reader, raised there
             await queue.put(err)
 
-    async def _read_full(self, n: int) -> bytes:
-        """``n`` bytes (fewer only at the end): the body's ``read(n)`` returns what has arrived so far."""
+    async def _read_pieces(self, content) -> list:
+        """About ``BLOCK`` bytes as the pieces received (``readchunk``: no copy); [] at the end."""
         parts, got = [], 0
-        while got < n:
-            block = await self._body.read(n - got)
+        try:
+            while got < self.BLOCK:
+                piece, end_of_http_chunk = await content.readchunk()
+                if not piece:
+                    if end_of_http_chunk:
+                        continue  # a chunk boundary of a chunked body, not its end
+                    break
+                parts.append(piece)
+                got += len(piece)
+        except self._asyncio.TimeoutError as err:  # as aiobotocore's own read reports them
+            from aiobotocore.response import AioReadTimeoutError
+
+            raise AioReadTimeoutError(endpoint_url=str(getattr(self._body.raw_stream, "url", "")), error=err) from err
+        except _aiohttp_connection_errors() as err:
+            from botocore.response import ResponseStreamingError
+
+            raise ResponseStreamingError(error=err) from err
+        return parts
+
+    async def _read_block(self) -> list:
+        """Another body (not aiohttp's): ``BLOCK`` bytes through its own ``read``; [] at the end."""
+        parts, got = [], 0
+        while got < self.BLOCK:
+            block = await self._body.read(self.BLOCK - got)
             if not block:
                 break
             parts.append(block)
             got += len(block)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return parts
 
-    def _next_block(self) -> bytes:
-        block = self._asyncio.run_coroutine_threadsafe(self._queue.get(), self._loop).result()
-        if isinstance(block, BaseException):
+    def _next_block(self) -> list:
+        parts = self._asyncio.run_coroutine_threadsafe(self._queue.get(), self._loop).result()
+        if isinstance(parts, BaseException):
             self._eof = True
-            raise block
-        if not block:
+            raise parts
+        if not parts:
             self._eof = True
-        return block
+        return parts
+
+    def read_parts(self, n: int) -> list:
+        """The next pieces of the body, at most ``n`` bytes in all (only a piece that would go past
+        ``n`` is cut); [] at the end."""
+        if not self._parts:
+            if self._eof:
+                return []
+            self._parts = list(reversed(self._next_block()))  # popped from the end, in order
+        out, got = [], 0
+        while self._parts and got < n:
+            piece = self._parts.pop()
+            if got + len(piece) > n:
+                cut = n - got
+                self._parts.append(piece[cut:])
+                piece = piece[:cut]
+            out.append(piece)
+            got += len(piece)
+        return out
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
-            parts = [self._block[self._off:]]
+            parts = list(reversed(self._parts))
+            self._parts = []
             while not self._eof:
-                parts.append(self._next_block())
-            self._block, self._off = b"", 0
+                parts += self._next_block()
             return b"".join(parts)
-        if self._off >= len(self._block):
-            if self._eof:
-                return b""
-            self._block, self._off = self._next_block(), 0
-        if self._off == 0 and n >= len(self._block):  # the whole block: no copy
-            out, self._block = self._block, b""
-            return out
-        out = self._block[self._off:self._off + n]
-        self._off += len(out)
-        return out
+        parts = self.read_parts(n)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
         if getattr(self, "_task", None) is not None:
@@ -203,6 +244,25 @@ class _S3Stream:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _aiohttp_content(body):
+    """The aiohttp ``StreamReader`` under an aiobotocore body, if that is what it is."""
+    try:
+        content = getattr(getattr(body, "raw_stream", None), "content", None)
+    except Exception:  # noqa: BLE001 - another backend's response (httpx's raises until it is read)
+        return None
+    if content is None or not all(hasattr(content, a) for a in ("readchunk", "set_read_chunk_size")):
+        return None
+    return content
+
+
+def _aiohttp_connection_errors() -> tuple:
+    try:
+        import aiohttp
+    except ImportError:
+        return ()
+    return (aiohttp.ClientConnectionError,)
 
 
 _PARALLEL_GET_MIN = 64 * 1024 * 1024

@@ -131,6 +131,14 @@ def exclusive_create_works(store: "Store") -> bool:
     return works
 
 
+def exclusive_create_probed(store: "Store") -> bool:
+    """Is :func:`exclusive_create_works` already known for this store (no request needed)?"""
+    if store.is_local:
+        return True
+    with _probe_lock:
+        return (type(store.fs).__name__, store.root.split("/")[0]) in _probe_cache
+
+
 def _warn_unsafe(store: "Store") -> None:
     key = (type(store.fs).__name__, store.root.split("/")[0])
     if key in _warned:

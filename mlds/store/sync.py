@@ -13,8 +13,9 @@ which backend either is on.  Rules (design §3, ``spec/store-v1.md``):
   verification stamp still matches (it was checked on arrival and has not
   changed since).  Manifests are verified (hash, schema, keys that could
   escape the store) before anything in them is used.
-* Commit order: objects, then manifests (ancestors first; the walk stops at the
-  first one the destination has), then refs.  The ref write is the commit point
+* Commit order: objects and manifests (ancestors first; the walk stops at the
+  first one the destination has; on S3 and into a local store the manifests go
+  while the shards are still moving), then refs.  The ref write is the commit point
   (:func:`mlds.store.versions.commit_refs`): every tag of the operation under
   its lock, checked (compare-and-swap against what was read before the
   transfer), written together or not at all.  A conflict raises
@@ -36,7 +37,7 @@ from mlds.errors import ConflictError, IntegrityError, NotFoundError, PolicyErro
 from mlds.store import manifest as mf
 from mlds.store.policy import RANK, check_admission, check_metadata, check_tag_move, strip_paths, stricter
 from mlds.store.store import HEX64, Store
-from mlds.store.transfer import DEFAULT_WORKERS, SINGLE_PUT_MAX, missing, transfer
+from mlds.store.transfer import DEFAULT_WORKERS, SINGLE_PUT_MAX, Preloaded, missing, preload_verified, transfer
 from mlds.store.versions import VERSION_TAG, commit_refs, is_version_tag, parse_ref, read_ref_or_raise
 
 # ----------------------------------------------------------------- helpers
@@ -157,18 +158,49 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
     dataset, _ = parse_ref(dataset if tag is None else f"{dataset}@{tag}")
     tags = _tags_for(local, dataset, tag)
     h = next(iter(tags.values()))
+    local_tip = mf.load(local, h)
+    # the verified shards a push to S3 sends whole are read into memory while the first round is in flight --
+    # only those new in this version (an append's new shards, not the whole dataset again)
+    preloaded = preload_verified(local, remote, _new_objects(local, local_tip))
+    try:
+        return _push(local, remote, dataset, tag, tags, h, local_tip, preloaded, tier=tier,
+                     group_stores=group_stores, workers=workers, progress=progress)
+    finally:
+        if preloaded is not None:
+            preloaded.drop()
+
+
+def _new_objects(local: Store, m: dict[str, Any]) -> list[tuple[str, int]]:
+    """The objects of manifest ``m`` that none of its parents (those in ``local``) references."""
+    old: set[str] = set()
+    for p in m["parents"]:
+        with contextlib.suppress(Exception):  # a parent not in this store: its objects count as new
+            old.update(mf.shard_hashes(mf.load(local, p)))
+    return [o for o in mf.objects(m) if o[0] not in old]
+
+
+def _push(local: Store, remote: Store, dataset: str, tag: str | None, tags: dict[str, str], h: str,
+          local_tip: dict[str, Any], preloaded: Preloaded | None, *, tier: str | None, group_stores, workers: int | None,
+          progress: bool) -> dict[str, Any]:
     # the remote's config, the refs about to move and the sizes of the objects that may have to go (the tip
     # manifest, its parents and its shards, known locally), in one round of concurrent requests
     tags_before = list(tags)
-    local_tip = mf.load(local, h)
     probes = list(dict.fromkeys([h, *local_tip["parents"], *(o for o, _ in mf.objects(local_tip))]))
     jobs: list[tuple[str, str | None]] = [("config", None), *(("ref", t) for t in tags_before),
                                           *(("size", o) for o in probes)]
+    if _may_commit_alongside(remote):
+        # whether the server honours exclusive creates (three requests, once per process and bucket) is
+        # asked in this round too, not between it and the upload
+        jobs.append(("probe", None))
 
     def first_round(job):
         what, arg = job
         if what == "config":
             return _quiet(remote.config)
+        if what == "probe":
+            from mlds.store import locks
+
+            return _quiet(lambda: locks.exclusive_create_works(remote))
         if what == "ref":
             return _quiet(lambda: remote.read_ref(dataset, arg))
         return _quiet(lambda: remote.object_size(arg))
@@ -248,13 +280,30 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
     tip_present = tip_obj not in need
     manifests_to_send = [(mh, data) for mh, data, _ in send_chain if mh != h or not tip_present]
 
-    def upload() -> dict[str, Any]:
-        stats = transfer(local, remote, shards, workers=workers, progress=progress,
-                         description=f"push {dataset} -> {remote.name}", need=need, own_source=True)
+    # a shard read ahead goes out before the small requests made alongside it (moto, like any server, then
+    # starts on the big one first; the loop prepares its request -- signing hashes the body -- undisturbed)
+    first = preloaded.started if preloaded is not None and preloaded.holds_any(need) else None
+
+    def send_manifests() -> None:
         for _, data in manifests_to_send:  # ancestors first, the tip last; the walk left out what the remote has
             remote.put_bytes(data, check=False)
-            stats["sent_objects"] += 1
-            stats["sent_bytes"] += len(data)
+
+    def upload(alongside: bool = False) -> dict[str, Any]:
+        def send_objects():
+            try:
+                return transfer(local, remote, shards, workers=workers, progress=progress,
+                                description=f"push {dataset} -> {remote.name}", need=need, own_source=True,
+                                preloaded=preloaded)
+            finally:
+                if first is not None:
+                    first.set()  # (a failed upload: whatever waits for it goes on now)
+        if alongside:
+            stats = _both(send_objects, send_manifests, first=first)
+        else:
+            stats = send_objects()
+            send_manifests()
+        stats["sent_objects"] += len(manifests_to_send)
+        stats["sent_bytes"] += sum(len(data) for _, data in manifests_to_send)
         stats["objects"] += len(send_chain)
         return stats
 
@@ -265,7 +314,10 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
     publish = bool(need or manifests_to_send) or any(old[t] != h for t in tags) \
         or getattr(remote.fs, "mlds_read_only", False)
     if publish and (need or manifests_to_send) and _commit_alongside(remote, need):
-        stats = _upload_while_locking(upload, commit)
+        # the manifests go up alongside the shards: no ref names them before both have arrived (the commit
+        # waits for upload()), and a manifest whose shards never arrive is an unreferenced object like any
+        # other a failed push leaves (gc removes it after its grace period; fsck checks tagged versions)
+        stats = _upload_while_locking(lambda: upload(alongside=True), commit, first=first)
     else:
         stats = upload()
         if publish:
@@ -286,6 +338,17 @@ def push(local: Store, remote: Store, dataset: str, tag: str | None = None, *, t
 
 # a push that sends at most this much takes its tags' locks and re-reads its refs while the objects go up
 OVERLAP_MAX_BYTES = SINGLE_PUT_MAX
+
+
+def _may_commit_alongside(remote: Store) -> bool:
+    """Could :func:`_commit_alongside` say yes, with the exclusive-create probe still to be made?"""
+    fs = remote.fs
+    if not (getattr(fs, "mlds_thread_safe", False) and getattr(fs, "mlds_put_if", None) is not None
+            and getattr(fs, "mlds_cat_etag", None) is not None and getattr(fs, "mlds_list_files", None)):
+        return False
+    from mlds.store import locks
+
+    return not locks.exclusive_create_probed(remote)
 
 
 def _commit_alongside(remote: Store, need: list[tuple[str, int]]) -> bool:
@@ -310,7 +373,14 @@ class _UploadFailed(Exception):
     """The objects did not all arrive: the commit waiting for them writes nothing."""
 
 
-def _upload_while_locking(upload, commit):
+def _after(first: threading.Event | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` once ``first`` is set (at most a second later: an ordering hint, never a dependency)."""
+    if first is not None:
+        first.wait(1.0)
+    return fn(*args)
+
+
+def _upload_while_locking(upload, commit, first: threading.Event | None = None):
     """``upload()`` here while ``commit`` takes the locks, re-reads and checks the refs in a thread; the
     refs are written only once ``upload()`` has returned (objects and manifests are all on the remote),
     so the commit order -- objects, manifests, refs -- and the compare-and-swap are those of a plain push,
@@ -325,7 +395,7 @@ def _upload_while_locking(upload, commit):
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlds-commit")
     try:
-        committing = pool.submit(commit, ready)
+        committing = pool.submit(_after, first, commit, ready)
         try:
             stats = upload()
         except BaseException:
@@ -339,6 +409,24 @@ def _upload_while_locking(upload, commit):
     finally:
         pool.shutdown(wait=True)
     return stats
+
+
+def _both(main: Callable[[], Any], other_fn: Callable[[], Any], first: threading.Event | None = None) -> Any:
+    """``main()`` here while ``other_fn()`` runs in a thread (once ``first`` is set, see :func:`_after`);
+    ``main``'s result.  Both have finished when this returns or raises (the first error raised wins)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlds-manifests")
+    try:
+        other = pool.submit(_after, first, other_fn)
+        try:
+            out = main()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                other.result()
+            raise
+        other.result()
+        return out
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _quiet(fn):
@@ -471,15 +559,30 @@ def pull(remote: Store, local: Store, dataset: str, tag: str | None = None, *, f
         raise ConflictError(f"local tag {t} of {dataset} points to {_short(cur)} but remote {remote.name} has "
                             f"{_short(h)}; keep yours under a new tag ('mlds tag {dataset}@{t} NEWTAG') "
                             f"and pull with --force")
-    stats = transfer(remote, local, list(shards.items()), workers=workers, progress=progress,
-                     description=f"pull {dataset} <- {remote.name}")
+    written: list[int] = []
+
+    def store_manifests() -> None:
+        for mh, data, _ in chain:  # ancestors first
+            if not local.has_object(mh, len(data)):
+                local.put_bytes(data, check=False)
+                written.append(len(data))
+
+    def fetch_objects() -> dict[str, Any]:
+        return transfer(remote, local, list(shards.items()), workers=workers, progress=progress,
+                        description=f"pull {dataset} <- {remote.name}")
+
+    if local.is_local or getattr(local.fs, "mlds_thread_safe", False):
+        # the (verified) manifests are written while the shards come: no ref names them before both are in
+        # place (the refs are written below), and a manifest left without its shards by a failed pull is an
+        # unreferenced object (gc) that the next pull finds and keeps
+        stats = _both(fetch_objects, store_manifests)
+    else:
+        stats = fetch_objects()
+        store_manifests()
     stats.pop("skipped", None)
-    for mh, data, _ in chain:
-        if not local.has_object(mh, len(data)):
-            local.put_bytes(data, check=False)
-            stats["sent_objects"] += 1
-            stats["sent_bytes"] += len(data)
-        stats["objects"] += 1
+    stats["sent_objects"] += len(written)
+    stats["sent_bytes"] += sum(written)
+    stats["objects"] += len(chain)
     if updates:
         commit_refs(local, dataset, updates, {mh: m for mh, _, m in chain if mh in set(updates.values())},
                     expect={t: local_old[t] for t in updates}, op="pull", remote_label=remote.name, force=force)

@@ -80,9 +80,13 @@ class _LocalSink:
             except BaseException as err:  # noqa: BLE001 - handed to the caller
                 self.error = err
 
-    def _write(self, block: bytes) -> None:
-        self.fh.write(block)
-        self.unflushed += len(block)
+    def _write(self, block: "bytes | list[bytes]") -> None:
+        if isinstance(block, list):
+            self._writev(block)
+            self.unflushed += sum(len(b) for b in block)
+        else:
+            self.fh.write(block)
+            self.unflushed += len(block)
         if self.unflushed >= FLUSH_EVERY and (self.flusher is None or not self.flusher.is_alive()):
             # write back what is there so far in the background: the fsync before the rename then has
             # little left to do (a large object's fsync would otherwise come after the whole transfer)
@@ -92,10 +96,28 @@ class _LocalSink:
             self.flusher = threading.Thread(target=_quiet_fdatasync, args=(fd,), daemon=True)
             self.flusher.start()
 
+    def _writev(self, parts: list[bytes]) -> None:
+        self.fh.flush()
+        fd = self.fh.fileno()
+        views = [memoryview(b) for b in parts]
+        while views:
+            done = os.writev(fd, views[:_IOV_MAX]) if hasattr(os, "writev") else os.write(fd, views[0])
+            if done <= 0:
+                raise OSError(f"cannot write to {self.tmp}")
+            while done and views:  # a short write: go on from where it stopped
+                if done >= len(views[0]):
+                    done -= len(views.pop(0))
+                else:
+                    views[0] = views[0][done:]
+                    done = 0
+
     def write(self, block: bytes) -> None:
         if self.error is not None:
             raise self.error
         self.blocks.put(block)
+
+    def write_parts(self, parts: list[bytes]) -> None:
+        self.write(parts)  # the writer thread writes a list with one writev
 
     def _finish_writing(self) -> None:
         if self.writer.is_alive():
@@ -122,12 +144,23 @@ class _LocalSink:
             os.unlink(self.tmp)
 
 
+class _PartsSink:
+    """``write_parts`` as one ``write`` per part, for the sinks that buffer or upload what they get."""
+
+    def write_parts(self, parts: list[bytes]) -> None:
+        for part in parts:
+            self.write(part)  # type: ignore[attr-defined]
+
+
+_IOV_MAX = 512
+
+
 def _quiet_fdatasync(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.fdatasync(fd)
 
 
-class _MultipartSink:
+class _MultipartSink(_PartsSink):
     """S3 multipart upload fed block by block; parts go up concurrently on the filesystem's event loop."""
 
     def __init__(self, dst: Store, h: str, size: int) -> None:
@@ -188,7 +221,7 @@ class _MultipartSink:
                                 UploadId=self.mpu["UploadId"])
 
 
-class _StagedSink:
+class _StagedSink(_PartsSink):
     """A non-atomic remote: write to its tmp/, rename into place once verified."""
 
     def __init__(self, dst: Store, h: str) -> None:
@@ -214,7 +247,7 @@ class _StagedSink:
             self.dst.fs.rm_file(self.tmp)
 
 
-class _SpoolSink:
+class _SpoolSink(_PartsSink):
     """An atomic-put backend we cannot stop half-way (RDM, memory): verify a private copy, then upload it."""
 
     def __init__(self, dst: Store, h: str, size: int) -> None:
@@ -271,18 +304,26 @@ def copy_stream(reader: BinaryIO, dst: Store, h: str, size: int, *, what: str,
     """
     sink = _sink(dst, h, size)
     hasher = None if verified else hashlib.sha256()
+    # a reader that hands out the pieces it received (S3's streaming GET) is taken as is: no copy
+    read_parts = getattr(reader, "read_parts", None) or (lambda k: [reader.read(k)])
     n = 0
     try:
         while n <= size:
-            block = reader.read(min(COPY_BLOCK, size + 1 - n))
-            if not block:
+            parts = [p for p in read_parts(min(COPY_BLOCK, size + 1 - n)) if p]
+            if not parts:
                 break
-            if hasher is not None:
-                hasher.update(block)
-            n += len(block)
+            got = 0
+            for part in parts:
+                if hasher is not None:
+                    hasher.update(part)
+                got += len(part)
+            n += got
             if n <= size:
-                sink.write(block)
-                advance(len(block))
+                if len(parts) == 1:
+                    sink.write(parts[0])
+                else:
+                    sink.write_parts(parts)
+                advance(got)
         if n != size:
             how = "longer than" if n > size else "shorter than"
             raise IntegrityError(f"{what} is {how} the {size} bytes its manifest says; nothing was stored")
@@ -303,19 +344,22 @@ def _open_source(src: Store, h: str, size: int) -> BinaryIO:
 
 
 def copy_object(src: Store, dst: Store, h: str, size: int, advance: Callable[[int], None] = lambda n: None,
-                own_source: bool = False) -> int:
+                own_source: bool = False, preloaded: "Preloaded | None" = None) -> int:
     """Copy object ``h`` of ``size`` bytes from ``src`` to ``dst``; returns the bytes copied.
 
     ``own_source``: ``src`` is this machine's own local store (a push).  An object of it
     whose verification stamp still matches (checked on arrival, unchanged since) is sent
     without hashing it again; any other object is hashed as it is copied, and a corrupt one
-    is never spread.
+    is never spread.  ``preloaded``: such objects already read into memory (:func:`preload_verified`).
     """
     where = f"remote {src.name}" if src.name != "local" else src.name
     what = f"{where}: object {h}"
     verified = own_source and src.is_local and src.stamp_matches(h, size)
     lp = src.local_object_path(h) if verified else None
     if lp is not None and getattr(dst.fs, "mlds_multipart", False):
+        data = preloaded.take(h, size) if preloaded is not None else None
+        if data is not None:
+            return _put_verified_bytes(data, dst, h, size, advance, started=preloaded.started)
         return _send_verified_file(lp, dst, h, size, what, advance)
     try:
         reader = _open_source(src, h, size)
@@ -343,10 +387,7 @@ def _send_verified_file(path: str, dst: Store, h: str, size: int, what: str,
             data = fh.read(size + 1)
             if len(data) != size:
                 raise wrong(len(data))
-            dst.fs.pipe_file(dst.object_path(h), data)
-            _count_write()
-            advance(size)
-            return size
+            return _put_verified_bytes(data, dst, h, size, advance)
         sink = _MultipartSink(dst, h, size)
         n = 0
         try:
@@ -366,6 +407,93 @@ def _send_verified_file(path: str, dst: Store, h: str, size: int, what: str,
             sink.abort()
             raise
     return size
+
+
+def _put_verified_bytes(data: bytes, dst: Store, h: str, size: int, advance: Callable[[int], None],
+                        started: threading.Event | None = None) -> int:
+    path = dst.object_path(h)
+    if started is None or getattr(dst.fs, "loop", None) is None:
+        dst.fs.pipe_file(path, data)
+    else:  # scheduled on the filesystem's event loop, then ``started`` said: see Preloaded.started
+        put = asyncio.run_coroutine_threadsafe(dst.fs._pipe_file(path, data), dst.fs.loop)
+        started.set()
+        put.result()
+    _count_write()
+    advance(size)
+    return size
+
+
+class Preloaded:
+    """Verified objects of the local store read into memory in a background thread, ahead of a push.
+
+    Reading a shard of tens of MB into memory (s3fs's ``put_file`` does the same before its PUT) takes
+    as long as the push's first round of requests (remote config, refs, object sizes); done while that
+    round is in flight, the PUT of a missing shard starts as soon as the round is back.  Only objects a
+    single PUT sends (< ``SINGLE_PUT_MAX``), at most ``SINGLE_PUT_MAX`` bytes in all, and only while
+    their verification stamp matches before and after the read; an object the remote turns out to have
+    is simply dropped."""
+
+    def __init__(self, src: Store, objects: Iterable[tuple[str, int]]) -> None:
+        self.src = src
+        # set once the first preloaded object's PUT is on the event loop (or none will be): small requests
+        # made alongside (locks, manifests) wait for it, so the shard's request goes out first
+        self.started = threading.Event()
+        todo, total = [], 0
+        for h, size in dict.fromkeys(objects):
+            if size < SINGLE_PUT_MAX and total + size <= SINGLE_PUT_MAX:
+                todo.append((h, size))
+                total += size
+        self._lock = threading.Lock()
+        self._futures: dict[str, Any] = {}
+        if todo:
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlds-preload")
+            self._futures = {h: pool.submit(self._read, h, size) for h, size in todo}
+            pool.shutdown(wait=False)
+
+    def _read(self, h: str, size: int) -> bytes | None:
+        lp = self.src.local_object_path(h)
+        if lp is None or not self.src.stamp_matches(h, size):
+            return None
+        try:
+            with open(lp, "rb") as fh:
+                data = fh.read(size + 1)
+        except OSError:
+            return None
+        if len(data) != size or not self.src.stamp_matches(h, size):
+            return None  # changed meanwhile: the ordinary path decides (hash or refuse)
+        return data
+
+    def take(self, h: str, size: int) -> bytes | None:
+        """The bytes of ``h`` if they were read (each handed out once, then freed), else None."""
+        with self._lock:
+            fut = self._futures.pop(h, None)
+        data = None
+        if fut is not None:
+            with contextlib.suppress(Exception):  # the ordinary path reads the file again
+                data = fut.result()
+        if data is None or len(data) != size:
+            self.started.set()  # nothing to go first
+            return None
+        return data
+
+    def holds_any(self, objects: Iterable[tuple[str, int]]) -> bool:
+        """Is one of ``objects`` being read (so a PUT of it will set :attr:`started`)?"""
+        with self._lock:
+            return any(h in self._futures for h, _ in objects)
+
+    def drop(self) -> None:
+        self.started.set()
+        with self._lock:
+            futures, self._futures = list(self._futures.values()), {}
+        for f in futures:
+            f.cancel()
+
+
+def preload_verified(src: Store, dst: Store, objects: Iterable[tuple[str, int]]) -> Preloaded | None:
+    """Start reading ``objects`` of the local store ``src`` that a push to ``dst`` may send whole (S3)."""
+    if not (src.is_local and getattr(dst.fs, "mlds_multipart", False)):
+        return None
+    return Preloaded(src, objects)
 
 
 # ----------------------------------------------------------------- many objects
@@ -437,7 +565,7 @@ def missing(dst: Store, objects: Iterable[tuple[str, int]], workers: int = DEFAU
 
 def transfer(src: Store, dst: Store, objects: Iterable[tuple[str, int]], *, workers: int | None = None,
              progress: bool = False, description: str = "", need: list[tuple[str, int]] | None = None,
-             own_source: bool = False) -> dict[str, int]:
+             own_source: bool = False, preloaded: Preloaded | None = None) -> dict[str, int]:
     """Copy the ones of ``objects`` ((hash, size)) that ``dst`` lacks (``need``, if the caller checked)
     from ``src``, in parallel."""
     todo = list(dict.fromkeys(objects))
@@ -445,7 +573,8 @@ def transfer(src: Store, dst: Store, objects: Iterable[tuple[str, int]], *, work
     need = missing(dst, todo, workers) if need is None else [o for o in todo if o in set(need)]
     bar = _Progress(progress, description or f"{src.name} -> {dst.name}", sum(s for _, s in need))
     try:
-        sent = _parallel(lambda s, d, o: copy_object(s, d, o[0], o[1], bar.advance, own_source=own_source),
+        sent = _parallel(lambda s, d, o: copy_object(s, d, o[0], o[1], bar.advance, own_source=own_source,
+                                                     preloaded=preloaded),
                          src, dst, need, workers)
     finally:
         bar.close()

@@ -47,6 +47,41 @@ def test_s3_round_trip_and_corruption(local, tmp_path, s3_env, s3_bucket, config
     assert bad == [Store.object_key(shard)]
 
 
+def test_s3_push_sends_preloaded_new_shards_only_while_their_stamp_holds(local, tmp_path, s3_env, s3_bucket,
+                                                                           config_home, monkeypatch):
+    """A push to S3 reads the shards new in its version (not its parent's) while its first round is in
+    flight and sends those bytes; a shard changed since it was verified is not sent from memory."""
+    from mlds.store import transfer
+
+    remote = add_remote("s3p", s3_env.url(s3_bucket, "store"))
+    taken: list[tuple[str, bool]] = []
+    real_take = transfer.Preloaded.take
+
+    def take(self, h, size):
+        data = real_take(self, h, size)
+        taken.append((h, data is not None))
+        return data
+
+    monkeypatch.setattr(transfer.Preloaded, "take", take)
+    r1 = S.add(write_dataset(tmp_path / "a.h5", 30), "sio", "v1")
+    S.push("sio", "s3p")
+    assert sorted(h for h, hit in taken if hit) == sorted(mf.shard_hashes(mf.load(local, r1["manifest"])))
+    taken.clear()
+    r2 = S.add(write_dataset(tmp_path / "b.h5", 5, start=30), "sio", append=True)
+    new = set(mf.shard_hashes(mf.load(local, r2["manifest"]))) - set(mf.shard_hashes(mf.load(local, r1["manifest"])))
+    assert new and {h for h, hit in taken} == set()  # (nothing taken before the push)
+    S.push("sio", "s3p")
+    assert {h for h, hit in taken if hit} == new
+    fresh = Store.at_path(tmp_path / "fresh").init()
+    S.pull("sio", "s3p", store=fresh)
+    assert all(open(fresh.object_path(h), "rb").read() == open(local.object_path(h), "rb").read() for h in new)
+    # a stamp that no longer matches: not sent from memory (the ordinary path hashes it and refuses a change)
+    sizes = {h: local.object_size(h) for h in new}
+    monkeypatch.setattr(Store, "stamp_matches", lambda self, h, size: False)
+    pre = transfer.Preloaded(local, list(sizes.items()))
+    assert all(pre.take(h, size) is None for h, size in sizes.items())
+
+
 def test_s3_exclusive_lock_and_conflict(local, tmp_path, s3_env, s3_bucket, config_home):
     remote = add_remote("s3r", s3_env.url(s3_bucket, "store"))
     path = remote.path("locks/x/latest.lock")
