@@ -299,7 +299,8 @@ def _validate_metadata(meta: dict[str, Any], path: Path) -> None:
 
 def _columns(frames: list[Frame], atom_base: int) -> dict[str, np.ndarray]:
     """Columns for one batch; optional columns only when some frame has the value."""
-    n_atoms = np.fromiter((f.n_atoms for f in frames), dtype=np.int64, count=len(frames))
+    # len(numbers): what Frame.n_atoms gives, without a property call per frame (issue 12)
+    n_atoms = np.fromiter(map(len, [f.numbers for f in frames]), dtype=np.int64, count=len(frames))
     offsets = np.empty_like(n_atoms)
     if len(frames):
         offsets[0] = atom_base
@@ -308,37 +309,52 @@ def _columns(frames: list[Frame], atom_base: int) -> dict[str, np.ndarray]:
     cols: dict[str, np.ndarray] = {
         "n_atoms": n_atoms,
         "atom_offset": offsets,
-        "cell": np.stack([f.cell for f in frames]),
-        "pbc": np.stack([f.pbc for f in frames]).astype(np.uint8),
+        "cell": _stack([f.cell for f in frames]),
+        "pbc": _stack([f.pbc for f in frames]).astype(np.uint8),
         "energy": np.array([f.energy for f in frames], dtype=np.float64),
         "numbers": np.concatenate([f.numbers for f in frames]),
         "positions": np.concatenate([f.positions for f in frames]),
     }
-    if any(not math.isnan(f.energy_sigma0) for f in frames):
-        cols["energy_sigma0"] = np.array([f.energy_sigma0 for f in frames])
-    if any(not math.isnan(f.total_charge) for f in frames):
-        cols["total_charge"] = np.array([f.total_charge for f in frames])
-    if any(not f.converged for f in frames):
-        cols["converged"] = np.array([f.converged for f in frames], dtype=np.uint8)
-    if any(f.source >= 0 for f in frames):
-        cols["source"] = np.array([f.source for f in frames], dtype=np.int32)
-    if any(f.calculation >= 0 for f in frames):
-        cols["calculation"] = np.array([f.calculation for f in frames], dtype=np.int32)
+    # each value list built once, tested by C-level passes (no generator per frame)
+    sigma0 = [f.energy_sigma0 for f in frames]
+    if not all(map(math.isnan, sigma0)):
+        cols["energy_sigma0"] = np.array(sigma0)
+    charge = [f.total_charge for f in frames]
+    if not all(map(math.isnan, charge)):
+        cols["total_charge"] = np.array(charge)
+    converged = [f.converged for f in frames]
+    if not all(converged):
+        cols["converged"] = np.array(converged, dtype=np.uint8)
+    for name in ("source", "calculation"):
+        index = [getattr(f, name) for f in frames]
+        if any(i >= 0 for i in index):
+            cols[name] = np.array(index, dtype=np.int32)
     steps = [f.info.get("step", -1) for f in frames]
     if any(s >= 0 for s in steps):
         cols["source_step"] = np.array(steps, dtype=np.int64)
     cols.update(labels.columns(frames))
     if any(f.stress is not None for f in frames):
         nan33 = np.full((3, 3), np.nan)
-        cols["stress"] = np.stack([nan33 if f.stress is None else f.stress for f in frames])
+        cols["stress"] = _stack([nan33 if f.stress is None else f.stress for f in frames])
     for name in ("forces", "charges", "magmoms"):
-        if any(getattr(f, name) is not None for f in frames):
-            parts = []
-            for f in frames:
-                v = getattr(f, name)
-                parts.append(np.full((f.n_atoms, 3) if name == "forces" else (f.n_atoms,), np.nan) if v is None else v)
-            cols[name] = np.concatenate(parts)
+        values = [getattr(f, name) for f in frames]
+        missing = [v is None for v in values]
+        if all(missing):
+            continue
+        if any(missing):
+            values = [np.full((f.n_atoms, 3) if name == "forces" else (f.n_atoms,), np.nan) if v is None else v
+                      for f, v in zip(frames, values)]
+        cols[name] = np.concatenate(values)
     return cols
+
+
+def _stack(arrays: list[np.ndarray]) -> np.ndarray:
+    """``np.stack(arrays)``: np.array when every array has one shape (half the time per frame;
+    the same array), np.stack itself otherwise (its error for shapes that differ)."""
+    shapes = {getattr(a, "shape", None) for a in arrays}
+    if len(shapes) == 1 and None not in shapes:
+        return np.array(arrays)
+    return np.stack(arrays)
 
 
 def create(path: str | os.PathLike, metadata: dict[str, Any] | None = None, **options: Any) -> DatasetWriter:
