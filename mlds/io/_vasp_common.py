@@ -284,6 +284,18 @@ def _layout(row: bytes, ncols: int) -> _Layout | None:
         return None
 
 
+def shape_index(lay: Any, rows: list[bytes], nrows: int) -> np.ndarray | None:
+    """The layout's index of each row's shape (digits as '0'); None when a shape not met before
+    is not a plain row of the layout."""
+    index = lay.index
+    try:
+        return np.fromiter(map(index.__getitem__, rows), dtype=np.intp, count=nrows)
+    except KeyError:  # a row shape not met before: check the new ones
+        if not all(r in index or lay.add(r) for r in set(rows)):
+            return None
+        return np.fromiter(map(index.__getitem__, rows), dtype=np.intp, count=nrows)
+
+
 def fixed_rows(text: str | bytes, nrows: int, ncols: int) -> np.ndarray | None:
     """``text`` (exactly ``nrows`` lines, each ending in a newline) as an (nrows, ncols) array when it
     is a plain fixed-format table: every row as long as the first, ``ncols`` numbers
@@ -316,13 +328,9 @@ def fixed_rows(text: str | bytes, nrows: int, ncols: int) -> np.ndarray | None:
     rows = raw.translate(_SIGNS).split(b"\n")
     if len(rows) != nrows + 1 or rows.pop():  # nrows lines, the last one ending the text
         return None
-    index = lay.index
-    try:
-        which = np.fromiter(map(index.__getitem__, rows), dtype=np.intp, count=nrows)
-    except KeyError:  # a row shape not met before: check the new ones
-        if not all(r in index or lay.add(r) for r in set(rows)):
-            return None
-        which = np.fromiter(map(index.__getitem__, rows), dtype=np.intp, count=nrows)
+    which = shape_index(lay, rows, nrows)
+    if which is None:
+        return None
     digits = np.frombuffer(raw.translate(_DIGIT_VALUE), dtype=np.uint8).reshape(nrows, width)
     if nrows <= _BLOCK_ROWS:
         mant = digits @ lay.weights

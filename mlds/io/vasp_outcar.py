@@ -140,13 +140,9 @@ def _plain_rows(lay: Any, raw: bytes, nrows: int, width: int, ncols: int) -> np.
     rows = (a - digits).tobytes().split(b"\n")
     if len(rows) != nrows + 1 or rows.pop():
         return None
-    index = lay.index
-    try:
-        which = np.fromiter(map(index.__getitem__, rows), dtype=np.intp, count=nrows)
-    except KeyError:  # a row shape not met before: check the new ones
-        if not all(r in index or lay.add(r) for r in set(rows)):
-            return None
-        which = np.fromiter(map(index.__getitem__, rows), dtype=np.intp, count=nrows)
+    which = vc.shape_index(lay, rows, nrows)
+    if which is None:
+        return None
     values = digits.reshape(nrows, width).astype(np.float64)
     mant = np.empty((nrows, ncols))
     for i in range(0, nrows, _BLOCK_ROWS):
