@@ -38,7 +38,7 @@ import numpy as np
 from mlds.elements import atomic_numbers
 
 from mlds.errors import FormatError
-from mlds.format.frame import Frame, blank_fields
+from mlds.format.frame import Frame, FrameBatch, blank_fields
 from mlds.io import _vasp_common as vc
 from mlds.io.registry import Reader, register_reader
 
@@ -129,6 +129,13 @@ class VaspXmlReader(Reader):
 
     # ------------------------------------------------------------------ reading
     def _frames(self) -> Iterator[Frame]:
+        for item in self._items():
+            if type(item) is FrameBatch:
+                yield from item
+            else:
+                yield item
+
+    def _items(self) -> Iterator[Frame | FrameBatch]:
         self.report.code = "VASP"
         self._keep_unconverged = bool(self.options.get("keep_unconverged", False))
         self._version: str | None = None
@@ -527,37 +534,55 @@ class VaspXmlReader(Reader):
         nelm, keep = self._nelm, self._keep_unconverged
         numbers = self._numbers
         efr_search = _I_EFR.search
-        for parsed, cell, pos, frc, st, fin in zip(batch, cells, positions, forces, stresses, finite.tolist()):
-            n_plain, last_plain, steps, rest = parsed
-            if steps or not n_plain or not self._settings_done:
-                frame = self._block_calculation(parsed, (cell, pos, frc, st, fin))
+        # The frames are collected: when every block took the inline path they go out as one
+        # FrameBatch with the arrays they were cut from (convert hashes those in one go), else one
+        # by one; an error comes after the frames made before it, as when each was yielded at once.
+        made: list = []
+        energies: list = []
+        try:
+            for parsed, cell, pos, frc, st, fin in zip(batch, cells, positions, forces, stresses, finite.tolist()):
+                n_plain, last_plain, steps, rest = parsed
+                if steps or not n_plain or not self._settings_done:
+                    frame = self._block_calculation(parsed, (cell, pos, frc, st, fin))
+                    energies = None
+                    if frame is not None:
+                        made.append(frame)
+                    continue
+                sc = self._sc_count + n_plain
+                self._sc_count = sc
+                self._sc_last = last = (float(last_plain[0]), float(last_plain[1]))  # _NUM: plain numbers
+                step = self._step  # _calc_start: species resolved (_batch_arrays), some SCF step
+                self._step = step + 1
+                efr = efr_search(rest[5])  # the <energy> body
+                efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
+                energy = None
+                if inline and efr is not _MISSING and efr is not None and fin and (nelm is None or sc < nelm or keep):
+                    try:
+                        energy = float(efr)
+                    except ValueError:
+                        pass  # _calc_frame names it
+                if energy is not None and math.isfinite(energy):
+                    fields = blank_fields()
+                    fields.update(numbers=numbers, positions=pos, cell=cell, pbc=_PBC.copy(), energy=energy,
+                                  forces=frc, stress=st, energy_sigma0=energy + (last[1] - last[0]),
+                                  converged=nelm is None or sc < nelm, info={"step": step, "scf_iterations": sc})
+                    frame = Frame._adopt(fields)
+                    if energies is not None:
+                        energies.append(energy)
+                else:
+                    frame = self._calc_frame(step, cell, pos, frc, st, fin, efr)
+                    energies = None
+                self._sc_count, self._sc_last = 0, None
                 if frame is not None:
-                    yield frame
-                continue
-            sc = self._sc_count + n_plain
-            self._sc_count = sc
-            self._sc_last = last = (float(last_plain[0]), float(last_plain[1]))  # _NUM: plain numbers
-            step = self._step  # _calc_start: species resolved (_batch_arrays), some SCF step
-            self._step = step + 1
-            efr = efr_search(rest[5])  # the <energy> body
-            efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
-            energy = None
-            if inline and efr is not _MISSING and efr is not None and fin and (nelm is None or sc < nelm or keep):
-                try:
-                    energy = float(efr)
-                except ValueError:
-                    pass  # _calc_frame names it
-            if energy is not None and math.isfinite(energy):
-                fields = blank_fields()
-                fields.update(numbers=numbers, positions=pos, cell=cell, pbc=_PBC.copy(), energy=energy,
-                              forces=frc, stress=st, energy_sigma0=energy + (last[1] - last[0]),
-                              converged=nelm is None or sc < nelm, info={"step": step, "scf_iterations": sc})
-                frame = Frame._adopt(fields)
-            else:
-                frame = self._calc_frame(step, cell, pos, frc, st, fin, efr)
-            self._sc_count, self._sc_last = 0, None
-            if frame is not None:
-                yield frame
+                    made.append(frame)
+        except Exception:
+            yield from made
+            raise
+        if energies is not None and len(made) == len(batch) and type(forces) is np.ndarray:
+            yield FrameBatch(made, numbers, positions, cells, energies, forces,
+                             stresses if type(stresses) is np.ndarray else None)
+        else:
+            yield from made
 
     def _batch_arrays(self, batch: list) -> tuple | None:
         """Per block (cell, Cartesian positions, forces, stress or None, finite) of plain blocks that
