@@ -71,10 +71,16 @@ _W = rb"[ \t\r\n]*+"
 _NUM = rb"[ \t\r\n]*+-?[0-9]++\.[0-9]*+(?:[eE][-+]?[0-9]++)?+[ \t\r\n]*+"
 _I_ANY = _W + rb'<i name="' + _NAME + rb'">' + _TXT + rb"</i>"
 _I_OTHER = _W + rb'<i name="(?!e_fr_energy"|e_0_energy")' + _NAME + rb'">' + _TXT + rb"</i>"
-_SC_ONE = (_W + rb"<scstep>" + _W + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+<energy>"
-           + rb"(?:" + _I_OTHER + rb")*+" + _W + rb'<i name="e_fr_energy">' + _NUM + rb"</i>"
-           + rb"(?:" + _I_OTHER + rb")*+" + _W + rb'<i name="e_0_energy">' + _NUM + rb"</i>"
-           + rb"(?:" + _I_ANY + rb")*+" + _W + rb"</energy>" + _W + rb"</scstep>")
+
+
+def _sc_one(num_efr: bytes, num_e0: bytes) -> bytes:
+    return (_W + rb"<scstep>" + _W + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+<energy>"
+            + rb"(?:" + _I_OTHER + rb")*+" + _W + rb'<i name="e_fr_energy">' + num_efr + rb"</i>"
+            + rb"(?:" + _I_OTHER + rb")*+" + _W + rb'<i name="e_0_energy">' + num_e0 + rb"</i>"
+            + rb"(?:" + _I_ANY + rb")*+" + _W + rb"</energy>" + _W + rb"</scstep>")
+
+
+_SC_ONE = _sc_one(_NUM, _NUM)
 # all leading plain <scstep> elements in one match
 _SCSTEPS = re.compile(rb"(?:" + _SC_ONE + rb")*+")
 _EFR_TAG, _E0_TAG, _I_END = b'<i name="e_fr_energy">', b'<i name="e_0_energy">', b"</i>"
@@ -98,7 +104,10 @@ _REST_BODY = (
 _REST_PLAIN = re.compile(_REST_BODY + rb"(?:</calculation>)?+")
 # a whole usual block in one match (_plain_run): whitespace, <calculation>, plain <scstep>s, the plain
 # rest with its groups 1-6 as in _REST_PLAIN; group 7 is the end tag, absent when a tail follows
-_BLOCK_PLAIN = re.compile(_W + rb"<calculation>(?:" + _SC_ONE + rb")*+" + _REST_BODY + rb"(</calculation>)?+")
+# (groups 1-2: the e_fr_energy and e_0_energy texts of the last <scstep>, None without one: a group in
+# a repeat keeps its last match; rest groups 3-8, end tag 9)
+_BLOCK_PLAIN = re.compile(_W + rb"<calculation>(?:" + _sc_one(b"(" + _NUM + b")", b"(" + _NUM + b")") + rb")*+"
+                          + _REST_BODY + rb"(</calculation>)?+")
 _V_TEXT = re.compile(r"<v>([^<]*)</v>")
 _V_BYTES = re.compile(rb"<v>([^<]*)</v>")
 # first <i> of that name in the (already strictly matched) <energy> body
@@ -323,22 +332,19 @@ class VaspXmlReader(Reader):
             if m is None:
                 return pos
             rest_end = end = m.end()
-            if m.group(7) is None:  # the rest stops before </calculation>: a tail follows
+            g = m.groups()
+            if g[8] is None:  # the rest stops before </calculation>: a tail follows
                 j = buf.find(_CLOSE, end)
                 if j < 0:
                     return pos
                 end = j + len(_CLOSE)
-                if not self._plain_tail(buf, rest_end, end, m.group(5) is not None):
+                if not self._plain_tail(buf, rest_end, end, g[6] is not None):
                     return pos
-            start = m.start()
-            n_plain = buf.count(_SC_OPEN, start, rest_end)
-            last_plain = None
-            if n_plain:  # e_fr_energy and e_0_energy of the last <scstep>, as _parse_block takes them
-                i = buf.find(_EFR_TAG, buf.rfind(_SC_OPEN, start, rest_end)) + len(_EFR_TAG)
-                j = buf.find(_E0_TAG, i) + len(_E0_TAG)
-                last_plain = (buf[i:buf.find(_I_END, i)], buf[j:buf.find(_I_END, j)])
+            n_plain = buf.count(_SC_OPEN, m.start(), rest_end)
+            # e_fr_energy and e_0_energy of the last <scstep>, as _parse_block takes them
+            last_plain = g[:2] if n_plain else None
             self._skipped = True
-            batch.append((n_plain, last_plain, (), m.groups()[:6]))
+            batch.append((n_plain, last_plain, (), g[2:8]))
             if len(batch) >= _BATCH:
                 yield from self._flush_batch(batch)
             pos = end
