@@ -103,9 +103,9 @@ _REST_BODY = (
     + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+")
 _REST_PLAIN = re.compile(_REST_BODY + rb"(?:</calculation>)?+")
 # a whole usual block in one match (_plain_run): whitespace, <calculation>, plain <scstep>s, the plain
-# rest with its groups 1-6 as in _REST_PLAIN; group 7 is the end tag, absent when a tail follows
-# (groups 1-2: the e_fr_energy and e_0_energy texts of the last <scstep>, None without one: a group in
-# a repeat keeps its last match; rest groups 3-8, end tag 9)
+# rest.  Groups 1-2: the e_fr_energy and e_0_energy texts of the last <scstep> (a group in a repeat
+# keeps its last match); 3-8: the rest's groups 1-6 of _REST_PLAIN; 9: the end tag, absent when a
+# tail follows
 _BLOCK_PLAIN = re.compile(_W + rb"<calculation>(?:" + _sc_one(b"(" + _NUM + b")", b"(" + _NUM + b")") + rb")*+"
                           + _REST_BODY + rb"(</calculation>)?+")
 _V_TEXT = re.compile(r"<v>([^<]*)</v>")
