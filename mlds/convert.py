@@ -153,6 +153,8 @@ def convert(
                 index += src.total
                 src.skip()
                 frames: Iterable[Any] = ()
+            elif hash_ahead and isinstance(src, FileSource):
+                frames = src.frames(tables, batches=True)
             else:
                 frames = src.frames(tables)
             pairs = (_with_digests(frames, src.placement_fixed) if hash_ahead and isinstance(src, FileSource)
@@ -224,41 +226,52 @@ def convert(
 _AHEAD = 64  # frames a file source is read ahead for _with_digests
 
 
-def _with_digests(frames: Iterable[Any], ready: Callable[[], bool]) -> Iterator[tuple[Any, bytes | None]]:
-    """``(frame, digest)`` pairs: the frame hashes of ``_AHEAD`` frames at a time in one go
-    (framehash.frame_digests; per frame they were a good part of a convert, issue 12), None where
-    the caller must hash the frame itself.  The reader runs ahead only once ``ready()`` (the source
-    places frames without looking at the reader's state any more; what it reports is read at its
-    end), so nothing but the timing changes; an error it raises still comes after the frames it
-    yielded before."""
+def _with_digests(items: Iterable[Any], ready: Callable[[], bool]) -> Iterator[tuple[Any, bytes | None]]:
+    """``(frame, digest)`` pairs of a reader's frames and FrameBatch lists: the frame hashes of a
+    batch from its arrays, of other frames ``_AHEAD`` at a time (framehash.frame_digests; per frame
+    they were a good part of a convert, issue 12); None where the caller must hash the frame
+    itself.  Single frames are read ahead only once ``ready()`` (the source places frames without
+    looking at the reader's state any more; what it reports is read at its end), so nothing but
+    the timing changes; an error the reader raises still comes after the frames it yielded before."""
+    from mlds.format.frame import FrameBatch
     from mlds.format.framehash import frame_digests
 
-    it = iter(frames)
-    for frame in it:  # one at a time until the look-ahead cannot change anything
-        yield frame, None
-        if ready():
-            break
-    else:
-        return
-    while True:
-        batch: list[Any] = []
-        error = None
+    held: list[Any] = []  # single frames read ahead, hashed together
+
+    def release() -> list[tuple[Any, bytes | None]]:
         try:
-            for frame in it:
-                batch.append(frame)
-                if len(batch) >= _AHEAD:
-                    break
-        except Exception as exc:  # noqa: BLE001 - re-raised below, after the frames read before it
-            error = exc
-        try:
-            digests = frame_digests(batch)
+            digests = frame_digests(held)
         except Exception:  # noqa: BLE001 - not frames as readers make them: frame_hash decides, in turn
-            digests = [None] * len(batch)
-        yield from zip(batch, digests)
-        if error is not None:
-            raise error
-        if len(batch) < _AHEAD:
-            return
+            digests = [None] * len(held)
+        out = list(zip(held, digests))
+        held.clear()
+        return out
+
+    try:
+        for item in items:
+            if type(item) is FrameBatch:  # (made while the source reads ahead: see _finish_batch)
+                if held:
+                    yield from release()
+                yield from zip(item, _batch_digests(item) if ready() else repeat(None))
+            elif held or ready():
+                held.append(item)
+                if len(held) >= _AHEAD:
+                    yield from release()
+            else:  # one at a time until the look-ahead cannot change anything
+                yield item, None
+    except Exception:  # noqa: BLE001 - re-raised, after the frames read before it
+        if held:
+            yield from release()
+        raise
+    if held:
+        yield from release()
+
+
+def _batch_digests(batch: Any) -> list[bytes | None]:
+    try:
+        return batch.digests()
+    except Exception:  # noqa: BLE001 - frame_hash decides, frame by frame
+        return [None] * len(batch)
 
 
 def _pipeline_reason(extra: dict[str, int]) -> str:

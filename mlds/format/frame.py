@@ -159,3 +159,31 @@ def _as_stress_matrix(value: Any) -> np.ndarray:
         xx, yy, zz, yz, xz, xy = arr
         arr = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
     return arr.reshape(3, 3)
+
+
+class FrameBatch(list):
+    """Frames a reader made together, with the arrays they were cut from (issue 12: convert hashes
+    them from these in a few whole-array steps instead of gathering them frame by frame again).
+
+    A list of :class:`Frame`; a consumer that does not know batches iterates it.  Frame ``k`` is
+    exactly ``numbers``, ``positions[k]``, ``cells[k]``, ``energies[k]``, ``forces[k]`` and
+    ``stresses[k]`` (those two None when the frames have none) with pbc all True."""
+
+    __slots__ = ("numbers", "positions", "cells", "energies", "forces", "stresses")
+
+    def __init__(self, frames: list, numbers: np.ndarray, positions: np.ndarray, cells: np.ndarray,
+                 energies: list, forces: np.ndarray | None, stresses: np.ndarray | None) -> None:
+        super().__init__(frames)
+        self.numbers, self.positions, self.cells, self.energies = numbers, positions, cells, energies
+        self.forces, self.stresses = forces, stresses
+
+    def digests(self) -> list:
+        """``bytes.fromhex(frame_hash(f))`` of each frame (None where the caller must hash it)."""
+        from mlds.format.framehash import array_digests
+
+        k = len(self)
+        n = self.numbers.shape[0]
+        return array_digests(np.broadcast_to(self.numbers, (k, n)), self.positions.reshape(k, 3 * n),
+                             self.cells.reshape(k, 9), self.energies, np.ones((k, 3), dtype=bool),
+                             None if self.forces is None else self.forces.reshape(k, 3 * n),
+                             None if self.stresses is None else self.stresses.reshape(k, 9))

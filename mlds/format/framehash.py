@@ -161,16 +161,40 @@ def frame_digests(frames: list[Any]) -> list[bytes | None]:
                 and (fo is None or (type(fo) is nd and fo.dtype == _F8 and fo.size == n3))
                 and (st is None or (type(st) is nd and st.dtype == _F8 and st.size == 9))):
             return out
+    return array_digests(
+        np.concatenate([f.numbers for f in frames]).reshape(k, n),
+        np.concatenate([f.positions for f in frames], axis=None).reshape(k, n3),
+        np.concatenate([f.cell for f in frames], axis=None).reshape(k, 9),
+        [f.energy for f in frames],
+        np.concatenate([f.pbc for f in frames]).reshape(k, 3),
+        np.concatenate([f.forces for f in frames], axis=None).reshape(k, n3) if has_f else None,
+        np.concatenate([f.stress for f in frames], axis=None).reshape(k, 9) if has_s else None)
+
+
+def array_digests(numbers: Any, positions: Any, cells: Any, energies: Any, pbc: Any, forces: Any,
+                  stresses: Any) -> list[bytes | None]:
+    """frame_digests of k frames of n atoms given as rows: numbers (k, n) uint8, positions (k, 3n),
+    cells (k, 9), forces (k, 3n) or None and stresses (k, 9) or None as float64, pbc (k, 3) bool,
+    energies k floats (FrameBatch.digests passes a reader's arrays directly).  None for a frame
+    with a NaN, and for all when the dtypes are not those."""
+    k, n = numbers.shape
+    n3 = 3 * n
+    out: list[bytes | None] = [None] * k
+    if not (k and n and numbers.dtype == _U1 and positions.dtype == _F8 and cells.dtype == _F8
+            and pbc.dtype == _BOOL and (forces is None or forces.dtype == _F8)
+            and (stresses is None or stresses.dtype == _F8)):
+        return out
+    has_f, has_s = forces is not None, stresses is not None
     # the floats of each frame in hash order, one row per frame (as _hash_plain's buffer)
     nf = n3 + 10 + (n3 if has_f else 0) + (9 if has_s else 0)
     fl = np.empty((k, nf), dtype="<f8")
-    fl[:, :n3] = np.concatenate([f.positions for f in frames], axis=None).reshape(k, n3)
-    fl[:, n3:n3 + 9] = np.concatenate([f.cell for f in frames], axis=None).reshape(k, 9)
-    fl[:, n3 + 9] = [f.energy for f in frames]
+    fl[:, :n3] = positions
+    fl[:, n3:n3 + 9] = cells
+    fl[:, n3 + 9] = energies
     if has_f:
-        fl[:, n3 + 10:2 * n3 + 10] = np.concatenate([f.forces for f in frames], axis=None).reshape(k, n3)
+        fl[:, n3 + 10:2 * n3 + 10] = forces
     if has_s:
-        fl[:, nf - 9:] = np.concatenate([f.stress for f in frames], axis=None).reshape(k, 9)
+        fl[:, nf - 9:] = stresses
     nan = np.isnan(fl).any(axis=1)
     fl += 0.0  # -0.0 -> +0.0, as hash_arrays
     raw = fl.view(np.uint8)
@@ -178,8 +202,7 @@ def frame_digests(frames: list[Any]) -> list[bytes | None]:
     head = _PREFIX + n.to_bytes(8, "little", signed=True)
     kf = 8 * (n3 + 9)  # positions and cell
     parts = [np.broadcast_to(np.frombuffer(head, np.uint8), (k, len(head))),
-             np.concatenate([f.numbers for f in frames]).reshape(k, n), raw[:, :kf],
-             np.concatenate([f.pbc for f in frames]).reshape(k, 3).view(np.uint8), raw[:, kf:kf + 8]]
+             numbers, raw[:, :kf], pbc.view(np.uint8), raw[:, kf:kf + 8]]
     kf += 8
     if has_f:
         parts += [np.full((k, 1), ord("F"), np.uint8), raw[:, kf:kf + 8 * n3]]

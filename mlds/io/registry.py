@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator
 
 from mlds.errors import UnknownFormatError
-from mlds.format.frame import Frame
+from mlds.format.frame import Frame, FrameBatch
 
 SNIFF_BYTES = 64 * 1024
 
@@ -143,6 +143,10 @@ class Reader:
     def _frames(self) -> Iterator[Frame]:
         raise NotImplementedError
 
+    def _items(self) -> Iterator[Any]:
+        """``_frames``, where a reader may yield a :class:`FrameBatch` for frames it made together."""
+        return self._frames()
+
     def _read(self, fh: Any, size: int) -> bytes:
         """``fh.read(size)`` (size > 0), hashed; notes end of file."""
         data = fh.read(size)
@@ -166,6 +170,14 @@ class Reader:
             self._hasher.update(data)
 
     def __iter__(self) -> Iterator[Frame]:
+        return self._counted(self._frames())
+
+    def iter_batches(self) -> Iterator[Any]:
+        """Like iterating, but frames the reader made together come as one :class:`FrameBatch`
+        (a list of them with their arrays: convert hashes those in one go)."""
+        return self._counted(self._items())
+
+    def _counted(self, items: Iterator[Any]) -> Iterator[Any]:
         from mlds.util import sha256_file
 
         if self.report.sha256 or not self.path.is_file():
@@ -180,12 +192,19 @@ class Reader:
         done = False
         try:
             report = self.report
-            for frame in self._frames():
-                report.kept += 1
-                step = frame.info.get("step")
-                if step is not None and step >= 0:
-                    report.keep_step(int(step))
-                yield frame
+            for item in items:
+                if type(item) is FrameBatch:
+                    report.kept += len(item)
+                    for frame in item:
+                        step = frame.info.get("step")
+                        if step is not None and step >= 0:
+                            report.keep_step(int(step))
+                else:
+                    report.kept += 1
+                    step = item.info.get("step")
+                    if step is not None and step >= 0:
+                        report.keep_step(int(step))
+                yield item
             done = True
             if report.kept == 0:
                 report.set_empty_reason(report.default_empty_reason())

@@ -38,7 +38,7 @@ import numpy as np
 from mlds.elements import atomic_numbers
 
 from mlds.errors import FormatError
-from mlds.format.frame import Frame, blank_fields
+from mlds.format.frame import Frame, FrameBatch, blank_fields
 from mlds.io import _vasp_common as vc
 from mlds.io.registry import Reader, register_reader
 
@@ -71,10 +71,16 @@ _W = rb"[ \t\r\n]*+"
 _NUM = rb"[ \t\r\n]*+-?[0-9]++\.[0-9]*+(?:[eE][-+]?[0-9]++)?+[ \t\r\n]*+"
 _I_ANY = _W + rb'<i name="' + _NAME + rb'">' + _TXT + rb"</i>"
 _I_OTHER = _W + rb'<i name="(?!e_fr_energy"|e_0_energy")' + _NAME + rb'">' + _TXT + rb"</i>"
-_SC_ONE = (_W + rb"<scstep>" + _W + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+<energy>"
-           + rb"(?:" + _I_OTHER + rb")*+" + _W + rb'<i name="e_fr_energy">' + _NUM + rb"</i>"
-           + rb"(?:" + _I_OTHER + rb")*+" + _W + rb'<i name="e_0_energy">' + _NUM + rb"</i>"
-           + rb"(?:" + _I_ANY + rb")*+" + _W + rb"</energy>" + _W + rb"</scstep>")
+
+
+def _sc_one(num_efr: bytes, num_e0: bytes) -> bytes:
+    return (_W + rb"<scstep>" + _W + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+<energy>"
+            + rb"(?:" + _I_OTHER + rb")*+" + _W + rb'<i name="e_fr_energy">' + num_efr + rb"</i>"
+            + rb"(?:" + _I_OTHER + rb")*+" + _W + rb'<i name="e_0_energy">' + num_e0 + rb"</i>"
+            + rb"(?:" + _I_ANY + rb")*+" + _W + rb"</energy>" + _W + rb"</scstep>")
+
+
+_SC_ONE = _sc_one(_NUM, _NUM)
 # all leading plain <scstep> elements in one match
 _SCSTEPS = re.compile(rb"(?:" + _SC_ONE + rb")*+")
 _EFR_TAG, _E0_TAG, _I_END = b'<i name="e_fr_energy">', b'<i name="e_0_energy">', b"</i>"
@@ -97,8 +103,11 @@ _REST_BODY = (
     + rb'(?:<time name="' + _NAME + rb'">' + _TXT + rb"</time>" + _W + rb")*+")
 _REST_PLAIN = re.compile(_REST_BODY + rb"(?:</calculation>)?+")
 # a whole usual block in one match (_plain_run): whitespace, <calculation>, plain <scstep>s, the plain
-# rest with its groups 1-6 as in _REST_PLAIN; group 7 is the end tag, absent when a tail follows
-_BLOCK_PLAIN = re.compile(_W + rb"<calculation>(?:" + _SC_ONE + rb")*+" + _REST_BODY + rb"(</calculation>)?+")
+# rest.  Groups 1-2: the e_fr_energy and e_0_energy texts of the last <scstep> (a group in a repeat
+# keeps its last match); 3-8: the rest's groups 1-6 of _REST_PLAIN; 9: the end tag, absent when a
+# tail follows
+_BLOCK_PLAIN = re.compile(_W + rb"<calculation>(?:" + _sc_one(b"(" + _NUM + b")", b"(" + _NUM + b")") + rb")*+"
+                          + _REST_BODY + rb"(</calculation>)?+")
 _V_TEXT = re.compile(r"<v>([^<]*)</v>")
 _V_BYTES = re.compile(rb"<v>([^<]*)</v>")
 # first <i> of that name in the (already strictly matched) <energy> body
@@ -129,6 +138,13 @@ class VaspXmlReader(Reader):
 
     # ------------------------------------------------------------------ reading
     def _frames(self) -> Iterator[Frame]:
+        for item in self._items():
+            if type(item) is FrameBatch:
+                yield from item
+            else:
+                yield item
+
+    def _items(self) -> Iterator[Frame | FrameBatch]:
         self.report.code = "VASP"
         self._keep_unconverged = bool(self.options.get("keep_unconverged", False))
         self._version: str | None = None
@@ -316,22 +332,19 @@ class VaspXmlReader(Reader):
             if m is None:
                 return pos
             rest_end = end = m.end()
-            if m.group(7) is None:  # the rest stops before </calculation>: a tail follows
+            g = m.groups()
+            if g[8] is None:  # the rest stops before </calculation>: a tail follows
                 j = buf.find(_CLOSE, end)
                 if j < 0:
                     return pos
                 end = j + len(_CLOSE)
-                if not self._plain_tail(buf, rest_end, end, m.group(5) is not None):
+                if not self._plain_tail(buf, rest_end, end, g[6] is not None):
                     return pos
-            start = m.start()
-            n_plain = buf.count(_SC_OPEN, start, rest_end)
-            last_plain = None
-            if n_plain:  # e_fr_energy and e_0_energy of the last <scstep>, as _parse_block takes them
-                i = buf.find(_EFR_TAG, buf.rfind(_SC_OPEN, start, rest_end)) + len(_EFR_TAG)
-                j = buf.find(_E0_TAG, i) + len(_E0_TAG)
-                last_plain = (buf[i:buf.find(_I_END, i)], buf[j:buf.find(_I_END, j)])
+            n_plain = buf.count(_SC_OPEN, m.start(), rest_end)
+            # e_fr_energy and e_0_energy of the last <scstep>, as _parse_block takes them
+            last_plain = g[:2] if n_plain else None
             self._skipped = True
-            batch.append((n_plain, last_plain, (), m.groups()[:6]))
+            batch.append((n_plain, last_plain, (), g[2:8]))
             if len(batch) >= _BATCH:
                 yield from self._flush_batch(batch)
             pos = end
@@ -527,37 +540,55 @@ class VaspXmlReader(Reader):
         nelm, keep = self._nelm, self._keep_unconverged
         numbers = self._numbers
         efr_search = _I_EFR.search
-        for parsed, cell, pos, frc, st, fin in zip(batch, cells, positions, forces, stresses, finite.tolist()):
-            n_plain, last_plain, steps, rest = parsed
-            if steps or not n_plain or not self._settings_done:
-                frame = self._block_calculation(parsed, (cell, pos, frc, st, fin))
+        # The frames are collected: when every block took the inline path they go out as one
+        # FrameBatch with the arrays they were cut from (convert hashes those in one go), else one
+        # by one; an error comes after the frames made before it, as when each was yielded at once.
+        made: list = []
+        energies: list = []
+        try:
+            for parsed, cell, pos, frc, st, fin in zip(batch, cells, positions, forces, stresses, finite.tolist()):
+                n_plain, last_plain, steps, rest = parsed
+                if steps or not n_plain or not self._settings_done:
+                    frame = self._block_calculation(parsed, (cell, pos, frc, st, fin))
+                    energies = None
+                    if frame is not None:
+                        made.append(frame)
+                    continue
+                sc = self._sc_count + n_plain
+                self._sc_count = sc
+                self._sc_last = last = (float(last_plain[0]), float(last_plain[1]))  # _NUM: plain numbers
+                step = self._step  # _calc_start: species resolved (_batch_arrays), some SCF step
+                self._step = step + 1
+                efr = efr_search(rest[5])  # the <energy> body
+                efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
+                energy = None
+                if inline and efr is not _MISSING and efr is not None and fin and (nelm is None or sc < nelm or keep):
+                    try:
+                        energy = float(efr)
+                    except ValueError:
+                        pass  # _calc_frame names it
+                if energy is not None and math.isfinite(energy):
+                    fields = blank_fields()
+                    fields.update(numbers=numbers, positions=pos, cell=cell, pbc=_PBC.copy(), energy=energy,
+                                  forces=frc, stress=st, energy_sigma0=energy + (last[1] - last[0]),
+                                  converged=nelm is None or sc < nelm, info={"step": step, "scf_iterations": sc})
+                    frame = Frame._adopt(fields)
+                    if energies is not None:
+                        energies.append(energy)
+                else:
+                    frame = self._calc_frame(step, cell, pos, frc, st, fin, efr)
+                    energies = None
+                self._sc_count, self._sc_last = 0, None
                 if frame is not None:
-                    yield frame
-                continue
-            sc = self._sc_count + n_plain
-            self._sc_count = sc
-            self._sc_last = last = (float(last_plain[0]), float(last_plain[1]))  # _NUM: plain numbers
-            step = self._step  # _calc_start: species resolved (_batch_arrays), some SCF step
-            self._step = step + 1
-            efr = efr_search(rest[5])  # the <energy> body
-            efr = _MISSING if efr is None else (efr.group(1).decode("ascii") or None)
-            energy = None
-            if inline and efr is not _MISSING and efr is not None and fin and (nelm is None or sc < nelm or keep):
-                try:
-                    energy = float(efr)
-                except ValueError:
-                    pass  # _calc_frame names it
-            if energy is not None and math.isfinite(energy):
-                fields = blank_fields()
-                fields.update(numbers=numbers, positions=pos, cell=cell, pbc=_PBC.copy(), energy=energy,
-                              forces=frc, stress=st, energy_sigma0=energy + (last[1] - last[0]),
-                              converged=nelm is None or sc < nelm, info={"step": step, "scf_iterations": sc})
-                frame = Frame._adopt(fields)
-            else:
-                frame = self._calc_frame(step, cell, pos, frc, st, fin, efr)
-            self._sc_count, self._sc_last = 0, None
-            if frame is not None:
-                yield frame
+                    made.append(frame)
+        except Exception:
+            yield from made
+            raise
+        if energies is not None and len(made) == len(batch) and type(forces) is np.ndarray:
+            yield FrameBatch(made, numbers, positions, cells, energies, forces,
+                             stresses if type(stresses) is np.ndarray else None)
+        else:
+            yield from made
 
     def _batch_arrays(self, batch: list) -> tuple | None:
         """Per block (cell, Cartesian positions, forces, stress or None, finite) of plain blocks that

@@ -83,10 +83,11 @@ class FileSource:
         self._src = -1
         self._calc = -1
 
-    def frames(self, tables: ProvenanceTables) -> Iterator[Any]:
+    def frames(self, tables: ProvenanceTables, batches: bool = False) -> Iterator[Any]:
+        """The reader's frames; ``batches``: FrameBatch lists where the reader made them."""
         report = self.reader.report
         self._src = tables.new_source({})
-        yield from self.reader
+        yield from (self.reader.iter_batches() if batches else self.reader)
         prov = report.to_provenance()
         if report.settings:
             prov["calculation"] = self._calc = tables.calc(report.settings) if self._calc < 0 else self._calc

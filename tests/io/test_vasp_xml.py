@@ -290,3 +290,32 @@ def test_registered_and_sniff():
     assert VaspXmlReader.sniff(Path("anything"), head)
     assert not VaspXmlReader.sniff(Path("vasprun.xml"), tf(P + "OUTCAR.h2o.md.10").read_bytes()[:65536])
     assert not VaspXmlReader.sniff(Path("vasprun.xml"), b"<?xml version='1.0'?><root/>")
+
+
+def test_frame_batches_are_the_frames_and_hash_as_frame_hash(tmp_path):
+    """A long run of plain blocks comes from iter_batches as FrameBatch lists (convert hashes them
+    from their arrays): the same frames as iterating, and digests equal to frame_hash."""
+    from mlds.format.frame import FrameBatch
+    from mlds.format.framehash import frame_hash
+
+    text = tf(P + "vasprun.h2o.md.10.xml").read_text()
+    first = text.rindex("\n", 0, text.index("<calculation>")) + 1
+    last = text.index("\n", text.rindex("</calculation>")) + 1
+    blocks = [b + "</calculation>\n" for b in text[first:last].split("</calculation>\n") if b.strip()]
+    plain = [b for b in blocks if "<dos>" not in b and "<eigenvalues>" not in b]
+    path = tmp_path / "vasprun.xml"
+    path.write_text(text[:first] + "".join(plain * 40) + text[last:])  # repeats: duplicates for convert
+    frames, rep = read(path)
+    items = list(VaspXmlReader(path).iter_batches())
+    batches = [i for i in items if type(i) is FrameBatch]
+    assert batches and len(frames) == len(plain) * 40 == rep.kept
+    flat = [f for i in items for f in (i if type(i) is FrameBatch else [i])]
+    assert [frame_hash(f) for f in flat] == [frame_hash(f) for f in frames]
+    assert [f.info for f in flat] == [f.info for f in frames]
+    for b in batches:
+        assert b.digests() == [bytes.fromhex(frame_hash(f)) for f in b]
+
+    from mlds.convert import convert
+
+    res = convert([path], tmp_path / "out.h5")
+    assert res.n_frames == len({frame_hash(f) for f in frames}) and res.duplicates == len(frames) - res.n_frames
