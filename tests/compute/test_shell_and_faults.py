@@ -81,7 +81,7 @@ def test_ctrl_c_stops_following_not_the_job(home, tmp_path):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, f"exit {proc.returncode} after Ctrl-C; stderr: {err!r}"  # (seen once as 0 under load)
     [record] = compute.list_jobs()
     assert f"it keeps running: 'mlds jobs status {record.id} --wait'" in err and "Traceback" not in err
     assert compute.status(record.id).state == "running"
