@@ -104,30 +104,36 @@ _F8, _U1 = np.dtype("<f8"), np.dtype("u1")
 _BOOL = np.dtype(bool)
 
 
+def _plain(z: Any, positions: Any, cell: Any, pbc: Any, energy: Any, f: Any, s: Any, n: int) -> bool:
+    """The arrays of a frame of ``n`` > 0 atoms already of the hash's dtypes and sizes (``z`` an
+    ndarray), with a float energy: what _hash_plain and frame_digests take without conversions."""
+    nd = np.ndarray
+    n3 = 3 * n
+    return bool(n and z.dtype == _U1 and type(energy) is float
+                and type(positions) is nd and positions.dtype == _F8 and positions.size == n3
+                and type(cell) is nd and cell.dtype == _F8 and cell.size == 9
+                and type(pbc) is nd and pbc.dtype == _BOOL and pbc.size == 3
+                and (f is None or (type(f) is nd and f.dtype == _F8 and f.size == n3))
+                and (s is None or (type(s) is nd and s.dtype == _F8 and s.size == 9)))
+
+
 def _hash_plain(z: Any, positions: Any, cell: Any, pbc: Any, energy: Any, f: Any, s: Any) -> str | None:
     """:func:`hash_arrays` for the usual frame of a reader (convert hashes every frame, issue 12):
     arrays already of the hash's dtypes and sizes, a float energy, no NaN; the same bytes in one
     concatenation with no conversions.  None for anything else (hash_arrays then decides).
-    Written flat (no helper calls, one dot product as the NaN test): it runs once per frame."""
-    nd = np.ndarray
-    if type(z) is not nd or z.dtype != _U1 or z.ndim != 1 or type(energy) is not float:
+    It runs once per frame: one max() as the NaN test."""
+    if type(z) is not np.ndarray or z.ndim != 1 or not _plain(z, positions, cell, pbc, energy, f, s, z.shape[0]):
         return None
     n = z.shape[0]
     n3 = 3 * n
-    if not (n and type(positions) is nd and positions.dtype == _F8 and positions.size == n3
-            and type(cell) is nd and cell.dtype == _F8 and cell.size == 9
-            and type(pbc) is nd and pbc.dtype == _BOOL and pbc.size == 3
-            and (f is None or (type(f) is nd and f.dtype == _F8 and f.size == n3))
-            and (s is None or (type(s) is nd and s.dtype == _F8 and s.size == 9))):
-        return None
     parts = [positions.reshape(n3), cell.reshape(9), np.array((energy,))]  # (an array: a tuple costs more)
     if f is not None:
         parts.append(f.reshape(n3))
     if s is not None:
         parts.append(s.reshape(9))
     buf = np.concatenate(parts)
-    d = buf.dot(buf)  # NaN exactly when some value is (squares: no inf - inf)
-    if d != d:  # a NaN somewhere: hash_arrays' careful path
+    m = buf.max()  # NaN only when some value is (as in hash_arrays)
+    if m != m:  # a NaN somewhere: hash_arrays' careful path
         return None
     buf += 0.0  # -0.0 -> +0.0, as hash_arrays
     return _digest(n, z.tobytes(), buf, pbc.tobytes(), f is not None, s is not None)
@@ -150,16 +156,10 @@ def frame_digests(frames: list[Any]) -> list[bytes | None]:
     n = z0.shape[0]
     n3 = 3 * n
     has_f, has_s = f0.forces is not None, f0.stress is not None
-    nd = np.ndarray
     for f in frames:  # every frame as _hash_plain wants it, and like the first one
-        z, p, c, b, e, fo, st = f.numbers, f.positions, f.cell, f.pbc, f.energy, f.forces, f.stress
-        if not (type(z) is nd and z.dtype == _U1 and z.shape == (n,) and type(e) is float
-                and type(p) is nd and p.dtype == _F8 and p.size == n3
-                and type(c) is nd and c.dtype == _F8 and c.size == 9
-                and type(b) is nd and b.dtype == _BOOL and b.size == 3
-                and (fo is None) is not has_f and (st is None) is not has_s
-                and (fo is None or (type(fo) is nd and fo.dtype == _F8 and fo.size == n3))
-                and (st is None or (type(st) is nd and st.dtype == _F8 and st.size == 9))):
+        z, fo, st = f.numbers, f.forces, f.stress
+        if not (type(z) is np.ndarray and z.shape == (n,) and (fo is None) is not has_f and (st is None) is not has_s
+                and _plain(z, f.positions, f.cell, f.pbc, f.energy, fo, st, n)):
             return out
     return array_digests(
         np.concatenate([f.numbers for f in frames]).reshape(k, n),

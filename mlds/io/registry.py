@@ -193,15 +193,10 @@ class Reader:
         try:
             report = self.report
             for item in items:
-                if type(item) is FrameBatch:
-                    report.kept += len(item)
-                    for frame in item:
-                        step = frame.info.get("step")
-                        if step is not None and step >= 0:
-                            report.keep_step(int(step))
-                else:
-                    report.kept += 1
-                    step = item.info.get("step")
+                frames = item if type(item) is FrameBatch else (item,)
+                report.kept += len(frames)
+                for frame in frames:
+                    step = frame.info.get("step")
                     if step is not None and step >= 0:
                         report.keep_step(int(step))
                 yield item

@@ -534,9 +534,7 @@ class VaspXmlReader(Reader):
         converged or kept, finite) is done here inline, exactly as _block_calculation ->
         _plain_calculation -> _calc_start -> _calc_frame do it: with small cells the calls
         themselves were a good part of the per-frame work.  Anything else takes those calls."""
-        raw = self._params.get("PSTRESS") or self._incar.get("PSTRESS")  # no event changes it in a batch
-        pstress = vc.to_num(raw)
-        inline = not (isinstance(pstress, (int, float)) and not isinstance(pstress, bool) and pstress)
+        inline = self._pv_pressure() is None  # no event changes PSTRESS within a batch
         nelm, keep = self._nelm, self._keep_unconverged
         numbers = self._numbers
         efr_search = _I_EFR.search
@@ -789,6 +787,14 @@ class VaspXmlReader(Reader):
                                                  else (positions, forces, stress))).all())
         return self._calc_frame(step, cell, positions, forces, stress, finite, efr)
 
+    def _pv_pressure(self) -> float | None:
+        """PSTRESS (kB) when it adds a PV term to e_fr_energy (a nonzero number), else None."""
+        raw = self._params.get("PSTRESS") or self._incar.get("PSTRESS")
+        if raw != self._pstress_raw:  # converted once, not per step
+            self._pstress_raw, self._pstress = raw, vc.to_num(raw)
+        p = self._pstress
+        return p if isinstance(p, (int, float)) and not isinstance(p, bool) and p else None
+
     def _calc_frame(self, step: int, cell, positions, forces, stress, finite, efr) -> Frame | None:
         """The frame of a <calculation> from its converted arrays (``finite``: no NaN/Inf in
         positions, forces, stress) and the e_fr_energy text (``_MISSING``: absent)."""
@@ -798,11 +804,8 @@ class VaspXmlReader(Reader):
             return None
         energy = self._float(efr, "e_fr_energy")
         # calculation/energy/e_fr_energy includes +PSTRESS*V (an enthalpy); TOTEN in OUTCAR does not.
-        raw = self._params.get("PSTRESS") or self._incar.get("PSTRESS")
-        if raw != self._pstress_raw:  # converted once, not per step
-            self._pstress_raw, self._pstress = raw, vc.to_num(raw)
-        pstress = self._pstress
-        if isinstance(pstress, (int, float)) and not isinstance(pstress, bool) and pstress:
+        pstress = self._pv_pressure()
+        if pstress is not None:
             energy -= pstress * vc.KB_TO_EV_A3 * abs(np.linalg.det(cell))
         sigma0 = float("nan")
         if self._sc_last is not None:
